@@ -1,0 +1,266 @@
+//! Events, batches, and delivery acknowledgements.
+//!
+//! Values stay bytes end to end: stages that need fields parse them. Stages
+//! exchange [`Batch`]es over bounded channels, so a slow sink slows its
+//! sources instead of growing memory.
+//!
+//! Every batch carries the [`Acks`] of the source records it was derived
+//! from. An [`Ack`] is a shared token; when the last copy is dropped (the
+//! sink wrote the batch, a dead-letter sink took it, or a plugin dropped the
+//! records on purpose) the source hears that the record is finished and may
+//! commit its position. Fan-out clones the acks, a window holds them until
+//! the window's output is delivered, so a source never commits past work
+//! that could still be lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+/// Where a record came from, for dead-letter headers and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A Kafka record.
+    Kafka {
+        /// Topic name.
+        topic: Arc<str>,
+        /// Partition.
+        partition: i32,
+        /// Offset within the partition.
+        offset: i64,
+    },
+    /// A line of a file (1-based).
+    Line(u64),
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Optional key (Kafka record key, file name, ...).
+    pub key: Option<Bytes>,
+    /// The payload.
+    pub value: Bytes,
+    /// Event time in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// Headers, in order. Empty for most events (no allocation).
+    pub headers: Vec<(String, Bytes)>,
+    /// Where the event was read, when known.
+    pub origin: Option<Origin>,
+}
+
+impl Event {
+    /// An event with only a value and a timestamp.
+    pub fn new(value: impl Into<Bytes>, timestamp_ms: i64) -> Self {
+        Event {
+            key: None,
+            value: value.into(),
+            timestamp_ms,
+            headers: Vec::new(),
+            origin: None,
+        }
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// This event as a dead letter: the original bytes with headers
+    /// `weir.stage`, `weir.reason` and, for Kafka records, `weir.topic`,
+    /// `weir.partition` and `weir.offset`.
+    pub fn into_dead_letter(mut self, stage: &str, reason: &str) -> Event {
+        self.headers.push((
+            "weir.stage".into(),
+            Bytes::copy_from_slice(stage.as_bytes()),
+        ));
+        self.headers.push((
+            "weir.reason".into(),
+            Bytes::copy_from_slice(reason.as_bytes()),
+        ));
+        match &self.origin {
+            Some(Origin::Kafka {
+                topic,
+                partition,
+                offset,
+            }) => {
+                self.headers.push((
+                    "weir.topic".into(),
+                    Bytes::copy_from_slice(topic.as_bytes()),
+                ));
+                self.headers
+                    .push(("weir.partition".into(), Bytes::from(partition.to_string())));
+                self.headers
+                    .push(("weir.offset".into(), Bytes::from(offset.to_string())));
+            }
+            Some(Origin::Line(line)) => {
+                self.headers
+                    .push(("weir.line".into(), Bytes::from(line.to_string())));
+            }
+            None => {}
+        }
+        self
+    }
+}
+
+/// Receives the outcome of acknowledged source records.
+pub trait AckTarget: Send + Sync {
+    /// Token `id` is finished: `delivered` is false when some derived event
+    /// was abandoned (for example a shutdown that could not drain).
+    fn resolved(&self, id: u64, delivered: bool);
+}
+
+struct AckInner {
+    id: u64,
+    failed: AtomicBool,
+    target: Arc<dyn AckTarget>,
+}
+
+impl Drop for AckInner {
+    fn drop(&mut self) {
+        self.target
+            .resolved(self.id, !self.failed.load(Ordering::Acquire));
+    }
+}
+
+/// A share of a source's acknowledgement; see the module docs.
+#[derive(Clone)]
+pub struct Ack(Arc<AckInner>);
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ack({})", self.0.id)
+    }
+}
+
+impl Ack {
+    /// A new token that reports to `target` under `id`.
+    pub fn new(id: u64, target: Arc<dyn AckTarget>) -> Self {
+        Ack(Arc::new(AckInner {
+            id,
+            failed: AtomicBool::new(false),
+            target,
+        }))
+    }
+
+    /// Marks the records as not delivered: the source will not commit them.
+    pub fn fail(&self) {
+        self.0.failed.store(true, Ordering::Release);
+    }
+}
+
+/// The acknowledgements a batch carries.
+#[derive(Debug, Clone, Default)]
+pub struct Acks(Vec<Ack>);
+
+impl Acks {
+    /// No acknowledgements (sources that do not track delivery).
+    pub fn none() -> Self {
+        Acks(Vec::new())
+    }
+
+    /// One token.
+    pub fn one(ack: Ack) -> Self {
+        Acks(vec![ack])
+    }
+
+    /// Adds all of `other`.
+    pub fn merge(&mut self, other: Acks) {
+        if self.0.is_empty() {
+            self.0 = other.0;
+        } else {
+            self.0.extend(other.0);
+        }
+    }
+
+    /// Marks every token as not delivered.
+    pub fn fail(&self) {
+        self.0.iter().for_each(Ack::fail);
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A batch of events and the acknowledgements of the records behind them.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The events.
+    pub events: Vec<Event>,
+    /// Released when the batch (and every copy of it) is done.
+    pub acks: Acks,
+}
+
+impl Batch {
+    /// A batch of events without acknowledgement tracking.
+    pub fn new(events: Vec<Event>) -> Self {
+        Batch {
+            events,
+            acks: Acks::none(),
+        }
+    }
+
+    /// A batch with acknowledgements.
+    pub fn with_acks(events: Vec<Event>, acks: Acks) -> Self {
+        Batch { events, acks }
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<(u64, bool)>>);
+    impl AckTarget for Log {
+        fn resolved(&self, id: u64, delivered: bool) {
+            self.0.lock().unwrap().push((id, delivered));
+        }
+    }
+
+    #[test]
+    fn ack_resolves_when_last_copy_drops() {
+        let log = Arc::new(Log::default());
+        let a = Ack::new(7, log.clone());
+        let mut acks = Acks::one(a.clone());
+        drop(a);
+        let copy = acks.clone();
+        acks.merge(Acks::one(Ack::new(8, log.clone())));
+        drop(acks);
+        assert_eq!(*log.0.lock().unwrap(), vec![(8, true)]);
+        copy.fail();
+        drop(copy);
+        assert_eq!(*log.0.lock().unwrap(), vec![(8, true), (7, false)]);
+    }
+
+    #[test]
+    fn dead_letters_carry_their_origin() {
+        let mut e = Event::new("x", 1);
+        e.origin = Some(Origin::Kafka {
+            topic: "t".into(),
+            partition: 2,
+            offset: 9,
+        });
+        let d = e.into_dead_letter("count", "late");
+        assert_eq!(d.header("weir.reason").unwrap(), "late");
+        assert_eq!(d.header("weir.offset").unwrap(), "9");
+        assert_eq!(d.value, "x");
+    }
+}

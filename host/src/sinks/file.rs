@@ -1,0 +1,77 @@
+//! `type = "file"`: appends one line per event to a file, creating its
+//! directory if needed.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{LineFormat, write_line};
+use crate::metrics::StageMetrics;
+use crate::topology::{BoxError, SinkContext};
+
+/// Settings of the `file` sink.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// File to append to.
+    pub path: PathBuf,
+    /// `value` (default) or `json`.
+    #[serde(default)]
+    pub format: LineFormat,
+}
+
+impl FileConfig {
+    pub(crate) fn build(
+        &self,
+        ctx: SinkContext,
+    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| format!("cannot open {} for appending: {e}", self.path.display()))?;
+        let (path, format) = (self.path.clone(), self.format);
+        Ok(run(ctx, file, path, format).boxed())
+    }
+}
+
+async fn run(
+    ctx: SinkContext,
+    file: std::fs::File,
+    path: PathBuf,
+    format: LineFormat,
+) -> Result<(), BoxError> {
+    // A dedicated blocking thread: file writes never stall async workers.
+    tokio::task::spawn_blocking(move || write_all(ctx, file, path, format)).await?
+}
+
+fn write_all(
+    mut ctx: SinkContext,
+    mut file: std::fs::File,
+    path: PathBuf,
+    format: LineFormat,
+) -> Result<(), BoxError> {
+    let mut buf = Vec::new();
+    while let Some(batch) = ctx.input.blocking_recv() {
+        buf.clear();
+        for e in &batch.events {
+            write_line(&mut buf, e, format);
+        }
+        let n = batch.events.len() as u64;
+        StageMetrics::add(&ctx.metrics.events_in, n);
+        file.write_all(&buf)
+            .map_err(|e| format!("cannot write to {}: {e}", path.display()))?;
+        StageMetrics::add(&ctx.metrics.events_out, n);
+        drop(batch); // written: release the acknowledgements
+    }
+    file.sync_data()
+        .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Sources: where events enter a pipeline.
+
+pub mod replay;
+pub mod stdin;
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::topology::{BoxError, SourceContext};
+
+/// Every source type, with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    /// Replays a CSV, JSONL or text file, optionally at a fixed rate.
+    Replay(replay::ReplayConfig),
+    /// Reads lines from standard input.
+    Stdin(stdin::StdinConfig),
+}
+
+impl SourceConfig {
+    /// The `type` values sources accept.
+    pub const TYPES: &'static [&'static str] = &["replay", "stdin"];
+
+    /// The `type` of this source.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceConfig::Replay(_) => "replay",
+            SourceConfig::Stdin(_) => "stdin",
+        }
+    }
+
+    pub(crate) fn deserialize_type<'de, D: serde::Deserializer<'de>>(
+        type_name: &str,
+        de: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match type_name {
+            "replay" => SourceConfig::Replay(replay::ReplayConfig::deserialize(de)?),
+            "stdin" => SourceConfig::Stdin(stdin::StdinConfig::deserialize(de)?),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown source type `{other}`"
+                )));
+            }
+        })
+    }
+
+    pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            SourceConfig::Replay(c) => vec![&mut c.path],
+            SourceConfig::Stdin(_) => vec![],
+        }
+    }
+
+    /// Starts building the source; the returned future runs it until its
+    /// input ends or shutdown is signalled.
+    pub fn build(
+        &self,
+        ctx: SourceContext,
+    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+        match self {
+            SourceConfig::Replay(c) => c.build(ctx),
+            SourceConfig::Stdin(c) => c.build(ctx),
+        }
+    }
+}

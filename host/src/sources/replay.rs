@@ -1,0 +1,607 @@
+//! `type = "replay"`: replays a CSV, JSONL or plain-text file.
+//!
+//! ```toml
+//! [sources.shop_log]
+//! type = "replay"
+//! path = "../data/user_log.csv"
+//! format = "csv"            # csv | jsonl | lines
+//! select = "gender"         # value = that column / field as text
+//! rate = 10                 # events per second; omit for full speed
+//! timestamp = "arrival"     # or a column / field: Unix ms, RFC 3339, YYYY-MM-DD HH:MM:SS
+//! loop = false
+//! ```
+//!
+//! Without `select`, a CSV row becomes a JSON object keyed by the header
+//! (`row = "json"`, numbers as numbers) or stays the original text
+//! (`row = "text"`); a JSONL line or a text line is passed on as it is.
+//! A row whose timestamp or selected field cannot be read goes to the
+//! dead-letter output with the line number and the reason.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::event::{Batch, Event, Origin};
+use crate::metrics::StageMetrics;
+use crate::topology::{BoxError, SourceContext};
+use crate::util::{json_field, json_field_text, now_ms, parse_timestamp};
+
+/// File layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma-separated values with a header row.
+    #[default]
+    Csv,
+    /// One JSON document per line.
+    Jsonl,
+    /// One event per line of text.
+    Lines,
+}
+
+/// What a CSV row becomes when no column is selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Row {
+    /// A JSON object keyed by the header.
+    #[default]
+    Json,
+    /// The row's original text.
+    Text,
+}
+
+/// Settings of the `replay` source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// File to replay.
+    pub path: PathBuf,
+    /// File layout (default `csv`).
+    #[serde(default)]
+    pub format: Format,
+    /// Column (CSV) or field (JSONL) to use as the event value.
+    #[serde(default)]
+    pub select: Option<String>,
+    /// CSV rows without `select`: `json` object (default) or original `text`.
+    #[serde(default)]
+    pub row: Row,
+    /// Events per second; absent means as fast as downstream accepts.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// `arrival` (default) or the column/field holding the event time.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Start again from the top at the end of the file.
+    #[serde(default, rename = "loop")]
+    pub loop_: bool,
+}
+
+/// Reads a file in large chunks and yields its lines as zero-copy slices.
+struct Lines {
+    file: File,
+    chunk: Bytes,
+    pos: usize,
+    carry: Vec<u8>,
+    eof: bool,
+    line_no: u64,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl Lines {
+    fn new(file: File) -> Self {
+        Lines {
+            file,
+            chunk: Bytes::new(),
+            pos: 0,
+            carry: Vec::new(),
+            eof: false,
+            line_no: 0,
+        }
+    }
+
+    /// The next line without its `\n` / `\r\n`, and its 1-based number.
+    fn next_line(&mut self) -> std::io::Result<Option<(u64, Bytes)>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.chunk[self.pos..]) {
+                let start = self.pos;
+                let mut end = start + i;
+                self.pos = end + 1;
+                if end > start && self.chunk[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                self.line_no += 1;
+                return Ok(Some((self.line_no, self.chunk.slice(start..end))));
+            }
+            if self.eof {
+                if self.pos < self.chunk.len() {
+                    let rest = self.chunk.slice(self.pos..);
+                    self.pos = self.chunk.len();
+                    self.line_no += 1;
+                    let rest = if rest.ends_with(b"\r") {
+                        rest.slice(..rest.len() - 1)
+                    } else {
+                        rest
+                    };
+                    return Ok(Some((self.line_no, rest)));
+                }
+                return Ok(None);
+            }
+            self.carry.clear();
+            self.carry.extend_from_slice(&self.chunk[self.pos..]);
+            let mut buf = std::mem::take(&mut self.carry);
+            let have = buf.len();
+            buf.resize(have + CHUNK, 0);
+            let mut filled = have;
+            while filled < buf.len() {
+                let n = self.file.read(&mut buf[filled..])?;
+                if n == 0 {
+                    self.eof = true;
+                    break;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            self.chunk = Bytes::from(buf);
+            self.pos = 0;
+        }
+    }
+}
+
+/// Splits one CSV line into fields, unquoting `"..."` (with `""` escapes).
+/// Unquoted fields are zero-copy slices of the line.
+pub(crate) fn split_csv(line: &Bytes, out: &mut Vec<Bytes>) -> Result<(), String> {
+    out.clear();
+    let b = &line[..];
+    let mut i = 0;
+    loop {
+        if b.get(i) == Some(&b'"') {
+            let mut field = Vec::new();
+            i += 1;
+            loop {
+                match b.get(i) {
+                    Some(b'"') if b.get(i + 1) == Some(&b'"') => {
+                        field.push(b'"');
+                        i += 2;
+                    }
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&c) => {
+                        field.push(c);
+                        i += 1;
+                    }
+                    None => return Err("unterminated quoted field".into()),
+                }
+            }
+            while i < b.len() && b[i] != b',' {
+                field.push(b[i]);
+                i += 1;
+            }
+            out.push(Bytes::from(field));
+        } else {
+            let start = i;
+            while i < b.len() && b[i] != b',' {
+                i += 1;
+            }
+            out.push(line.slice(start..i));
+        }
+        if i >= b.len() {
+            return Ok(());
+        }
+        i += 1; // the comma
+    }
+}
+
+fn looks_like_json_number(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let (int, rest) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    if int.is_empty() || (int.len() > 1 && int.starts_with('0')) {
+        return false;
+    }
+    let rest = match rest.strip_prefix('.') {
+        Some(r) => {
+            let d = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            if d == 0 {
+                return false;
+            }
+            &r[d..]
+        }
+        None => rest,
+    };
+    match rest.strip_prefix(['e', 'E']) {
+        None => rest.is_empty(),
+        Some(r) => {
+            let r = r.strip_prefix(['+', '-']).unwrap_or(r);
+            !r.is_empty() && r.bytes().all(|c| c.is_ascii_digit())
+        }
+    }
+}
+
+fn row_to_json(header: &[String], fields: &[Bytes]) -> Result<Bytes, String> {
+    let mut out = Vec::with_capacity(fields.iter().map(|f| f.len() + 8).sum::<usize>() + 16);
+    out.push(b'{');
+    for (i, name) in header.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, name).map_err(|e| e.to_string())?;
+        out.push(b':');
+        let field = fields.get(i).map(|f| &f[..]).unwrap_or(b"");
+        let text =
+            std::str::from_utf8(field).map_err(|_| format!("column {name:?} is not UTF-8"))?;
+        if looks_like_json_number(text) {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            serde_json::to_writer(&mut out, text).map_err(|e| e.to_string())?;
+        }
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+enum Layout {
+    Csv {
+        header: Vec<String>,
+        select: Option<usize>,
+        timestamp: Option<usize>,
+        row: Row,
+    },
+    Jsonl {
+        select: Option<String>,
+        timestamp: Option<String>,
+    },
+    Lines,
+}
+
+impl ReplayConfig {
+    fn open_layout(&self, lines: &mut Lines) -> Result<Layout, BoxError> {
+        let ts_field = self.timestamp.clone().filter(|t| t != "arrival");
+        Ok(match self.format {
+            Format::Csv => {
+                let Some((_, head)) = lines.next_line()? else {
+                    return Err(format!(
+                        "{} is empty; a CSV file needs a header row",
+                        self.path.display()
+                    )
+                    .into());
+                };
+                let head = if head.starts_with(b"\xEF\xBB\xBF") {
+                    head.slice(3..)
+                } else {
+                    head
+                };
+                let mut fields = Vec::new();
+                split_csv(&head, &mut fields)
+                    .map_err(|e| format!("{}: header: {e}", self.path.display()))?;
+                let header: Vec<String> = fields
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).trim().to_owned())
+                    .collect();
+                let find = |name: &str, what: &str| -> Result<usize, BoxError> {
+                    header.iter().position(|h| h == name).ok_or_else(|| {
+                        let mut msg = format!(
+                            "{what} column `{name}` is not in the header of {}",
+                            self.path.display()
+                        );
+                        if let Some(s) =
+                            crate::config::suggest(name, header.iter().map(String::as_str))
+                        {
+                            msg.push_str(&format!(" (did you mean `{s}`?)"));
+                        }
+                        msg.push_str(&format!("; columns: {}", header.join(", ")));
+                        msg.into()
+                    })
+                };
+                let select = self
+                    .select
+                    .as_deref()
+                    .map(|s| find(s, "select"))
+                    .transpose()?;
+                let timestamp = ts_field
+                    .as_deref()
+                    .map(|s| find(s, "timestamp"))
+                    .transpose()?;
+                Layout::Csv {
+                    header,
+                    select,
+                    timestamp,
+                    row: self.row,
+                }
+            }
+            Format::Jsonl => Layout::Jsonl {
+                select: self.select.clone(),
+                timestamp: ts_field,
+            },
+            Format::Lines => {
+                if self.select.is_some() || ts_field.is_some() {
+                    return Err("format = \"lines\" has no fields: `select` and `timestamp` need csv or jsonl".into());
+                }
+                Layout::Lines
+            }
+        })
+    }
+
+    pub(crate) fn build(
+        &self,
+        ctx: SourceContext,
+    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+        if let Some(rate) = self.rate {
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err(format!(
+                    "rate must be a positive number of events per second, got {rate}"
+                )
+                .into());
+            }
+        }
+        let file = File::open(&self.path)
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let mut lines = Lines::new(file);
+        let layout = self.open_layout(&mut lines)?;
+        let config = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        Ok(async move {
+            tokio::task::spawn_blocking(move || config.run(lines, layout, ctx, handle))
+                .await
+                .map_err(|e| -> BoxError { format!("replay task failed: {e}").into() })?
+        }
+        .boxed())
+    }
+
+    fn run(
+        self,
+        mut lines: Lines,
+        layout: Layout,
+        ctx: SourceContext,
+        handle: tokio::runtime::Handle,
+    ) -> Result<(), BoxError> {
+        let started = Instant::now();
+        let mut emitted: u64 = 0;
+        let mut fields = Vec::new();
+        let batch_size = ctx.batch_size;
+        let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
+        let mut rejected: Vec<(Event, String)> = Vec::new();
+        let mut arrival = now_ms();
+        loop {
+            if ctx.shutdown.is_cancelled() {
+                break;
+            }
+            // Pace: wait until the next event is due, flushing what we have.
+            if let Some(rate) = self.rate {
+                let due = started + Duration::from_secs_f64(emitted as f64 / rate);
+                let now = Instant::now();
+                if due > now {
+                    if !batch.is_empty() || !rejected.is_empty() {
+                        if self
+                            .flush(&ctx, &handle, &mut batch, &mut rejected)
+                            .is_err()
+                        {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                    continue;
+                }
+            }
+            if batch.is_empty() {
+                arrival = now_ms();
+            }
+            let Some((line_no, line)) = lines.next_line()? else {
+                if self.loop_ {
+                    let file = File::open(&self.path)?;
+                    lines = Lines::new(file);
+                    if matches!(layout, Layout::Csv { .. }) {
+                        lines.next_line()?;
+                    }
+                    continue;
+                }
+                break;
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            emitted += 1;
+            match Self::to_event(&layout, line.clone(), arrival, &mut fields) {
+                Ok(mut e) => {
+                    e.origin = Some(Origin::Line(line_no));
+                    batch.push(e)
+                }
+                Err(reason) => {
+                    let mut e = Event::new(line, arrival);
+                    e.origin = Some(Origin::Line(line_no));
+                    rejected.push((e, reason));
+                }
+            }
+            if batch.len() >= batch_size
+                && self
+                    .flush(&ctx, &handle, &mut batch, &mut rejected)
+                    .is_err()
+            {
+                return Ok(());
+            }
+        }
+        let _ = self.flush(&ctx, &handle, &mut batch, &mut rejected);
+        tracing::info!(stage = ctx.name, events = emitted, "replay finished");
+        Ok(())
+    }
+
+    fn flush(
+        &self,
+        ctx: &SourceContext,
+        handle: &tokio::runtime::Handle,
+        batch: &mut Vec<Event>,
+        rejected: &mut Vec<(Event, String)>,
+    ) -> Result<(), crate::topology::Closed> {
+        if !rejected.is_empty() {
+            ctx.dead_letters.blocking_send(
+                handle,
+                std::mem::take(rejected),
+                crate::event::Acks::none(),
+            );
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::replace(batch, Vec::with_capacity(ctx.batch_size));
+        StageMetrics::add(&ctx.metrics.events_in, events.len() as u64);
+        ctx.out.blocking_send(handle, Batch::new(events))
+    }
+
+    fn to_event(
+        layout: &Layout,
+        line: Bytes,
+        arrival: i64,
+        fields: &mut Vec<Bytes>,
+    ) -> Result<Event, String> {
+        match layout {
+            Layout::Lines => Ok(Event::new(line, arrival)),
+            Layout::Csv {
+                header,
+                select,
+                timestamp,
+                row,
+            } => {
+                split_csv(&line, fields)?;
+                let get = |i: usize| -> Result<&Bytes, String> {
+                    fields.get(i).ok_or_else(|| {
+                        format!(
+                            "row has {} columns, column `{}` is missing",
+                            fields.len(),
+                            header[i]
+                        )
+                    })
+                };
+                let ts = match timestamp {
+                    Some(i) => {
+                        let text = String::from_utf8_lossy(get(*i)?);
+                        parse_timestamp(&text)
+                            .map_err(|e| format!("column `{}`: {e}", header[*i]))?
+                    }
+                    None => arrival,
+                };
+                let value = match (select, row) {
+                    (Some(i), _) => get(*i)?.clone(),
+                    (None, Row::Text) => line,
+                    (None, Row::Json) => row_to_json(header, fields)?,
+                };
+                Ok(Event::new(value, ts))
+            }
+            Layout::Jsonl { select, timestamp } => {
+                let ts = match timestamp {
+                    Some(f) => json_field(&line, f)?
+                        .ok_or_else(|| format!("no field {f:?}"))?
+                        .to_timestamp()
+                        .map_err(|e| format!("field `{f}`: {e}"))?,
+                    None => arrival,
+                };
+                let value = match select {
+                    Some(f) => Bytes::from(
+                        json_field_text(&line, f)?
+                            .ok_or_else(|| format!("no field {f:?}"))?
+                            .into_bytes(),
+                    ),
+                    None => line,
+                };
+                Ok(Event::new(value, ts))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_splitting() {
+        let mut f = Vec::new();
+        split_csv(&Bytes::from_static(b"1,\"a,\"\"b\"\"\",,x"), &mut f).unwrap();
+        assert_eq!(
+            f,
+            vec![
+                Bytes::from_static(b"1"),
+                Bytes::from_static(b"a,\"b\""),
+                Bytes::new(),
+                Bytes::from_static(b"x")
+            ]
+        );
+        assert!(split_csv(&Bytes::from_static(b"\"open"), &mut f).is_err());
+    }
+
+    #[test]
+    fn json_numbers() {
+        for ok in [
+            "0",
+            "-1",
+            "23.09",
+            "1e5",
+            "0.0047478887347541295",
+            "-0.5E-3",
+        ] {
+            assert!(looks_like_json_number(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "NaN",
+            "0x10",
+            "1,5",
+            "2015-02-04",
+        ] {
+            assert!(!looks_like_json_number(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rows_become_objects() {
+        let header = vec!["id".to_owned(), "province".to_owned(), "t".to_owned()];
+        let v = row_to_json(
+            &header,
+            &[
+                Bytes::from_static(b"7"),
+                Bytes::from("广西"),
+                Bytes::from_static(b""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            &v[..],
+            "{\"id\":7,\"province\":\"广西\",\"t\":\"\"}".as_bytes()
+        );
+    }
+
+    #[test]
+    fn lines_handle_crlf_and_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.txt");
+        let mut text = String::new();
+        for i in 0..300_000 {
+            text.push_str(&format!("line {i}\r\n"));
+        }
+        text.push_str("last");
+        std::fs::write(&p, &text).unwrap();
+        let mut l = Lines::new(File::open(&p).unwrap());
+        let mut n = 0;
+        while let Some((no, line)) = l.next_line().unwrap() {
+            n += 1;
+            assert_eq!(no, n);
+            if n <= 300_000 {
+                assert_eq!(line, format!("line {}", n - 1));
+            } else {
+                assert_eq!(line, "last");
+            }
+        }
+        assert_eq!(n, 300_001);
+    }
+}

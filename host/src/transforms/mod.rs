@@ -1,0 +1,66 @@
+//! Transforms: stages between sources and sinks.
+
+pub mod wasm;
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::topology::{BoxError, TransformContext};
+
+/// Every transform type, with its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransformConfig {
+    /// A sandboxed WebAssembly plugin.
+    Wasm(wasm::WasmConfig),
+}
+
+impl TransformConfig {
+    /// The `type` values transforms accept.
+    pub const TYPES: &'static [&'static str] = &["wasm"];
+
+    /// The `type` of this transform.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TransformConfig::Wasm(_) => "wasm",
+        }
+    }
+
+    pub(crate) fn deserialize_type<'de, D: serde::Deserializer<'de>>(
+        type_name: &str,
+        de: D,
+    ) -> Result<Self, D::Error> {
+        Ok(match type_name {
+            "wasm" => TransformConfig::Wasm(wasm::WasmConfig::deserialize(de)?),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown transform type `{other}`"
+                )));
+            }
+        })
+    }
+
+    pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            TransformConfig::Wasm(c) => vec![&mut c.plugin],
+        }
+    }
+
+    /// Files whose change should reload this stage.
+    pub fn files_to_watch(&self) -> Vec<PathBuf> {
+        match self {
+            TransformConfig::Wasm(c) => vec![c.plugin.clone()],
+        }
+    }
+
+    /// Builds the transform; the future runs until its input closes.
+    pub fn build(
+        &self,
+        ctx: TransformContext,
+    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+        match self {
+            TransformConfig::Wasm(c) => c.build(ctx),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The WebAssembly side: generated bindings and the adapter from the
+//! component's `stage` resource to a [`Transform`]. Only compiled for wasm32.
+
+use std::cell::RefCell;
+
+use crate::{Batch, Level, Output, Transform};
+
+/// Bindings generated from `wit/weir.wit`. Private to the SDK in spirit:
+/// plugin code never names them; `export!` does.
+#[doc(hidden)]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "transform-plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_weir_bindings",
+        default_bindings_module: "weir_plugin::guest::bindings",
+    });
+}
+
+use bindings::exports::weir::plugin::transform::GuestStage;
+use bindings::weir::plugin::types as wit;
+
+pub(crate) fn log(level: Level, message: &str) {
+    let level = match level {
+        Level::Trace => wit::Level::Trace,
+        Level::Debug => wit::Level::Debug,
+        Level::Info => wit::Level::Info,
+        Level::Warn => wit::Level::Warn,
+        Level::Error => wit::Level::Error,
+    };
+    bindings::weir::plugin::host::log(level, message);
+}
+
+pub(crate) fn now_ms() -> i64 {
+    bindings::weir::plugin::host::now_ms()
+}
+
+/// Adapts a [`Transform`] to the generated `stage` resource trait.
+#[doc(hidden)]
+pub struct StageAdapter<T> {
+    plugin: RefCell<T>,
+}
+
+fn into_result<T: Transform>(plugin: &T, out: Output) -> wit::BatchResult {
+    wit::BatchResult {
+        events: wit::Events {
+            timestamps: out.timestamps,
+            values: out.values,
+            value_ends: out.value_ends,
+            keys: out.keys,
+            key_ends: out.key_ends,
+            headers: out
+                .headers
+                .into_iter()
+                .map(|h| wit::Header {
+                    event: h.event,
+                    name: h.name,
+                    value: h.value,
+                })
+                .collect(),
+        },
+        rejections: out
+            .rejections
+            .into_iter()
+            .map(|r| wit::Rejection {
+                index: r.index,
+                reason: r.reason,
+            })
+            .collect(),
+        hold_from: plugin.hold_from(),
+    }
+}
+
+impl<T: Transform> GuestStage for StageAdapter<T> {
+    fn new(config: String) -> Result<Self, String> {
+        Ok(StageAdapter {
+            plugin: RefCell::new(T::new(&config)?),
+        })
+    }
+
+    fn process(&self, input: wit::Batch) -> wit::BatchResult {
+        let e = input.events;
+        let batch = Batch::from_parts(
+            input.base_seq,
+            e.timestamps,
+            e.values,
+            e.value_ends,
+            e.keys,
+            e.key_ends,
+            e.headers
+                .into_iter()
+                .map(|h| crate::Header {
+                    event: h.event,
+                    name: h.name,
+                    value: h.value,
+                })
+                .collect(),
+        );
+        let mut plugin = self.plugin.borrow_mut();
+        let mut out = Output::default();
+        plugin.process(&batch, &mut out);
+        into_result(&*plugin, out)
+    }
+
+    fn tick(&self, now_ms: i64) -> wit::BatchResult {
+        let mut plugin = self.plugin.borrow_mut();
+        let mut out = Output::default();
+        plugin.tick(now_ms, &mut out);
+        into_result(&*plugin, out)
+    }
+
+    fn flush(&self) -> wit::BatchResult {
+        let mut plugin = self.plugin.borrow_mut();
+        let mut out = Output::default();
+        plugin.flush(&mut out);
+        into_result(&*plugin, out)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.plugin.borrow().snapshot()
+    }
+
+    fn restore(&self, state: Vec<u8>) -> Result<(), String> {
+        self.plugin.borrow_mut().restore(&state)
+    }
+}

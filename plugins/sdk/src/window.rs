@@ -1,0 +1,370 @@
+//! Tumbling and sliding windows over event time or processing time.
+//!
+//! [`Windows`] keeps one accumulator per open window. Windows are aligned to
+//! the Unix epoch: with `size = 1s` they cover `[0, 1000)`, `[1000, 2000)`,
+//! and so on. A sliding window (`slide < size`) starts every `slide`
+//! milliseconds, so each event falls into `size / slide` windows.
+//!
+//! A window closes when the **watermark** passes its end. On event time the
+//! watermark is the largest event time seen minus `allowed_lateness`, so
+//! results depend only on the events, never on how fast they arrive; an event
+//! whose window has already closed is *late* and [`Windows::add`] refuses it.
+//! On processing time the plugin passes the current time as the event time and
+//! advances the watermark from [`Transform::tick`](crate::Transform::tick)
+//! with [`Windows::advance`].
+//!
+//! ```
+//! use weir_plugin::window::{WindowSpec, Windows};
+//!
+//! let mut w: Windows<u64> = Windows::new(WindowSpec::tumbling(1000)).unwrap();
+//! w.add(100, 0, |n| *n += 1).unwrap();
+//! w.add(900, 1, |n| *n += 1).unwrap();
+//! w.add(1500, 2, |n| *n += 1).unwrap(); // watermark 1500 closes [0, 1000)
+//! let closed = w.take_closed();
+//! assert_eq!((closed[0].start, closed[0].end, closed[0].acc), (0, 1000, 2));
+//! assert!(w.add(999, 3, |n| *n += 1).is_err()); // late
+//! ```
+//!
+//! The whole structure is serde-serialisable, so a plugin's
+//! [`snapshot`](crate::Transform::snapshot) can include its open windows and
+//! they survive restarts and hot reloads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Shape of the windows: size, slide and allowed lateness, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    /// Length of each window.
+    pub size_ms: i64,
+    /// Distance between window starts; equal to `size_ms` for tumbling windows.
+    pub slide_ms: i64,
+    /// How far behind the largest event time an event may be and still count.
+    pub allowed_lateness_ms: i64,
+}
+
+impl WindowSpec {
+    /// Back-to-back windows of `size_ms`.
+    pub fn tumbling(size_ms: i64) -> Self {
+        WindowSpec {
+            size_ms,
+            slide_ms: size_ms,
+            allowed_lateness_ms: 0,
+        }
+    }
+
+    /// Windows of `size_ms` starting every `slide_ms`.
+    pub fn sliding(size_ms: i64, slide_ms: i64) -> Self {
+        WindowSpec {
+            size_ms,
+            slide_ms,
+            allowed_lateness_ms: 0,
+        }
+    }
+
+    /// The same windows with an allowed lateness.
+    pub fn with_lateness(mut self, allowed_lateness_ms: i64) -> Self {
+        self.allowed_lateness_ms = allowed_lateness_ms;
+        self
+    }
+
+    /// Checks the spec, explaining what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.size_ms <= 0 {
+            return Err(format!(
+                "window size must be positive, got {} ms",
+                self.size_ms
+            ));
+        }
+        if self.slide_ms <= 0 || self.slide_ms > self.size_ms {
+            return Err(format!(
+                "slide must be positive and at most the window size ({} ms), got {} ms",
+                self.size_ms, self.slide_ms
+            ));
+        }
+        if self.allowed_lateness_ms < 0 {
+            return Err("allowed_lateness must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
+/// The event falls only into windows that have already closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    /// The watermark at the time the event arrived.
+    pub watermark: i64,
+}
+
+impl std::fmt::Display for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("late")
+    }
+}
+
+/// A window that has closed, with its accumulated value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Closed<A> {
+    /// Inclusive start, ms since the epoch.
+    pub start: i64,
+    /// Exclusive end, ms since the epoch.
+    pub end: i64,
+    /// The accumulator.
+    pub acc: A,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Slot<A> {
+    acc: A,
+    first_seq: u64,
+}
+
+/// Open windows keyed by start time, each with an accumulator `A`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Windows<A> {
+    spec: WindowSpec,
+    open: BTreeMap<i64, Slot<A>>,
+    /// Every window ending at or before this has closed.
+    watermark: i64,
+    #[serde(skip, default = "Vec::new")]
+    closed: Vec<Closed<A>>,
+}
+
+fn floor_to(ts: i64, step: i64) -> i64 {
+    ts.div_euclid(step) * step
+}
+
+impl<A: Default> Windows<A> {
+    /// Creates an empty set of windows.
+    pub fn new(spec: WindowSpec) -> Result<Self, String> {
+        spec.validate()?;
+        Ok(Windows {
+            spec,
+            open: BTreeMap::new(),
+            watermark: i64::MIN,
+            closed: Vec::new(),
+        })
+    }
+
+    /// The window shape.
+    pub fn spec(&self) -> WindowSpec {
+        self.spec
+    }
+
+    /// The current watermark (`i64::MIN` before the first event).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Adds an event at time `ts` (sequence number `seq`) to every window that
+    /// contains it, calling `update` on each window's accumulator, then closes
+    /// the windows the advanced watermark has passed (collect them with
+    /// [`Windows::take_closed`]). Refuses the event if its earliest window has
+    /// already closed.
+    pub fn add(&mut self, ts: i64, seq: u64, mut update: impl FnMut(&mut A)) -> Result<(), Late> {
+        let WindowSpec {
+            size_ms: size,
+            slide_ms: slide,
+            allowed_lateness_ms: lateness,
+        } = self.spec;
+        let last_start = floor_to(ts, slide);
+        // Earliest window containing ts: the smallest aligned start > ts - size.
+        let first_start = last_start - ((size - 1 - (ts - last_start)) / slide) * slide;
+        if first_start.saturating_add(size) <= self.watermark {
+            return Err(Late {
+                watermark: self.watermark,
+            });
+        }
+        let mut start = first_start;
+        while start <= last_start {
+            let slot = self.open.entry(start).or_insert_with(|| Slot {
+                acc: A::default(),
+                first_seq: seq,
+            });
+            slot.first_seq = slot.first_seq.min(seq);
+            update(&mut slot.acc);
+            start += slide;
+        }
+        self.advance(ts.saturating_sub(lateness));
+        Ok(())
+    }
+
+    /// Moves the watermark forward to `watermark` (never backwards) and closes
+    /// every window that ends at or before it.
+    pub fn advance(&mut self, watermark: i64) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        let size = self.spec.size_ms;
+        while let Some(entry) = self.open.first_entry() {
+            if entry.key().saturating_add(size) > watermark {
+                break;
+            }
+            let start = *entry.key();
+            let slot = entry.remove();
+            self.closed.push(Closed {
+                start,
+                end: start + size,
+                acc: slot.acc,
+            });
+        }
+    }
+
+    /// Closes every open window regardless of the watermark (end of input).
+    pub fn close_all(&mut self) {
+        let size = self.spec.size_ms;
+        for (start, slot) in std::mem::take(&mut self.open) {
+            self.closed.push(Closed {
+                start,
+                end: start + size,
+                acc: slot.acc,
+            });
+        }
+    }
+
+    /// Takes the windows closed since the last call, oldest first.
+    pub fn take_closed(&mut self) -> Vec<Closed<A>> {
+        std::mem::take(&mut self.closed)
+    }
+
+    /// Whether windows have closed since the last [`Windows::take_closed`].
+    pub fn has_closed(&self) -> bool {
+        !self.closed.is_empty()
+    }
+
+    /// The lowest sequence number held in an open window, for
+    /// [`Transform::hold_from`](crate::Transform::hold_from).
+    pub fn hold_from(&self) -> Option<u64> {
+        self.open.values().map(|s| s.first_seq).min()
+    }
+
+    /// Open windows as `(start, end, accumulator)`, oldest first.
+    pub fn open_windows(&self) -> impl Iterator<Item = (i64, i64, &A)> {
+        let size = self.spec.size_ms;
+        self.open
+            .iter()
+            .map(move |(s, slot)| (*s, s + size, &slot.acc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(spec: WindowSpec, events: &[i64]) -> (Vec<(i64, i64, u32)>, usize) {
+        let mut w: Windows<u32> = Windows::new(spec).unwrap();
+        let mut late = 0;
+        for (i, ts) in events.iter().enumerate() {
+            if w.add(*ts, i as u64, |n| *n += 1).is_err() {
+                late += 1;
+            }
+        }
+        w.close_all();
+        let got = w
+            .take_closed()
+            .into_iter()
+            .map(|c| (c.start, c.end, c.acc))
+            .collect();
+        (got, late)
+    }
+
+    #[test]
+    fn tumbling_windows_align_to_epoch() {
+        let (got, late) = counts(WindowSpec::tumbling(1000), &[5, 999, 1000, 2500, 2999]);
+        assert_eq!(got, vec![(0, 1000, 2), (1000, 2000, 1), (2000, 3000, 2)]);
+        assert_eq!(late, 0);
+    }
+
+    #[test]
+    fn negative_times_floor_correctly() {
+        let (got, _) = counts(WindowSpec::tumbling(1000), &[-1, -1000, -1001]);
+        assert_eq!(got, vec![(-1000, 0, 2)]);
+        let (_, late) = counts(WindowSpec::tumbling(1000), &[-1, -1001]);
+        assert_eq!(
+            late, 1,
+            "[-2000,-1000) closed when the watermark reached -1"
+        );
+    }
+
+    #[test]
+    fn sliding_windows_hold_each_event_size_over_slide_times() {
+        let (got, _) = counts(WindowSpec::sliding(3000, 1000), &[2500]);
+        assert_eq!(got, vec![(0, 3000, 1), (1000, 4000, 1), (2000, 5000, 1)]);
+        // Size not a multiple of slide: 45s windows every 15s hold an event 3 times.
+        let (got, _) = counts(WindowSpec::sliding(45_000, 15_000), &[50_000]);
+        let starts: Vec<i64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(starts, vec![15_000, 30_000, 45_000]);
+        let (got, _) = counts(WindowSpec::sliding(2500, 1000), &[2600]);
+        let starts: Vec<i64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(starts, vec![1000, 2000]);
+    }
+
+    #[test]
+    fn late_events_are_refused_and_lateness_admits_stragglers() {
+        let (_, late) = counts(WindowSpec::tumbling(1000), &[1500, 999]);
+        assert_eq!(late, 1);
+        let (got, late) = counts(WindowSpec::tumbling(1000).with_lateness(600), &[1500, 999]);
+        assert_eq!(late, 0);
+        assert_eq!(got, vec![(0, 1000, 1), (1000, 2000, 1)]);
+    }
+
+    #[test]
+    fn windows_close_as_the_watermark_passes() {
+        let mut w: Windows<u32> = Windows::new(WindowSpec::tumbling(10)).unwrap();
+        w.add(3, 7, |n| *n += 1).unwrap();
+        assert_eq!(w.hold_from(), Some(7));
+        assert!(!w.has_closed());
+        w.advance(10);
+        assert_eq!(
+            w.take_closed(),
+            vec![Closed {
+                start: 0,
+                end: 10,
+                acc: 1
+            }]
+        );
+        assert_eq!(w.hold_from(), None);
+    }
+
+    #[test]
+    fn windows_survive_a_snapshot_round_trip() {
+        let mut w: Windows<u32> = Windows::new(WindowSpec::sliding(20, 10)).unwrap();
+        w.add(15, 1, |n| *n += 1).unwrap();
+        let json = serde_json::to_vec(&w).unwrap();
+        let mut back: Windows<u32> = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, w);
+        back.add(16, 2, |n| *n += 1).unwrap();
+        back.add(40, 3, |n| *n += 1).unwrap();
+        let closed = back.take_closed();
+        assert_eq!(
+            closed[0],
+            Closed {
+                start: 0,
+                end: 20,
+                acc: 2
+            }
+        );
+        assert_eq!(
+            closed[1],
+            Closed {
+                start: 10,
+                end: 30,
+                acc: 2
+            }
+        );
+        assert!(back.add(19, 4, |n| *n += 1).is_err());
+    }
+
+    #[test]
+    fn invalid_specs_are_explained() {
+        assert!(WindowSpec::tumbling(0).validate().is_err());
+        assert!(
+            WindowSpec::sliding(10, 20)
+                .validate()
+                .unwrap_err()
+                .contains("slide")
+        );
+    }
+}
