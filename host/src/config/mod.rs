@@ -243,7 +243,7 @@ pub fn compile(
         interpolate(&mut value, env, &mut diag);
         match Options::deserialize(toml::de::ValueDeserializer::from(value)) {
             Ok(o) => options = o,
-            Err(e) => report(&mut diag, &e, "top level"),
+            Err(e) => report(&mut diag, &e, "top level", &[]),
         }
     }
 
@@ -357,6 +357,10 @@ pub fn compile(
             continue;
         }
         let plugin_span = rest.get("plugin").map(|p| p.span());
+        let key_spans: Vec<(String, Range<usize>)> = rest
+            .iter()
+            .map(|(k, v)| (k.get_ref().to_string(), v.span()))
+            .collect();
         let value = Spanned::new(table_span, DeValue::Table(rest));
         let de = toml::de::ValueDeserializer::from(value);
         let built = match kind {
@@ -373,7 +377,12 @@ pub fn compile(
         let mut component = match built {
             Ok(c) => c,
             Err(e) => {
-                report(&mut diag, &e, &format!("{} `{name_str}`", kind.noun()));
+                report(
+                    &mut diag,
+                    &e,
+                    &format!("{} `{name_str}`", kind.noun()),
+                    &key_spans,
+                );
                 continue;
             }
         };
@@ -436,14 +445,39 @@ pub fn known_types(kind: Kind) -> &'static [&'static str] {
     }
 }
 
-fn report(diag: &mut Diagnostics<'_>, e: &toml::de::Error, context: &str) {
-    let msg = improve_message(&first_line(e.message()));
-    let msg = if msg.starts_with("missing field") {
-        format!("{context}: {}", msg.replace("missing field", "missing key"))
-    } else {
-        msg
-    };
-    diag.at(e.span().unwrap_or(0..0), msg);
+/// Reports a deserialisation error, naming the key whose value is wrong
+/// when the error points inside one of `keys` (name, value span).
+fn report(
+    diag: &mut Diagnostics<'_>,
+    e: &toml::de::Error,
+    context: &str,
+    keys: &[(String, Range<usize>)],
+) {
+    let span = e.span().unwrap_or(0..0);
+    let mut msg = improve_message(&first_line(e.message()));
+    for (from, to) in [
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected i64", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        msg = msg.replace(from, to);
+    }
+    if msg.starts_with("missing field") {
+        msg = format!("{context}: {}", msg.replace("missing field", "missing key"));
+    } else if !msg.starts_with("unknown key") {
+        let key = keys
+            .iter()
+            .filter(|(_, r)| r.start <= span.start && span.end <= r.end)
+            .min_by_key(|(_, r)| r.len());
+        if let Some((k, _)) = key {
+            msg = format!("`{k}`: {msg}");
+        }
+    }
+    diag.at(span, msg);
 }
 
 fn resolve_paths(component: &mut Component, base: &Path) {

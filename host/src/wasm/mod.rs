@@ -97,11 +97,11 @@ pub enum CallError {
     #[error("deadline of {0:?} exceeded (plugin interrupted)")]
     Timeout(Duration),
     /// The plugin tried to grow its memory past the cap.
-    #[error("memory limit of {limit} MiB exceeded (plugin asked for {wanted} MiB)")]
+    #[error("memory limit of {} MiB exceeded (plugin asked for {:.1} MiB)", *.limit as f64 / 1048576.0, *.wanted as f64 / 1048576.0)]
     MemoryLimit {
-        /// Cap, MiB.
+        /// Cap, bytes.
         limit: u64,
-        /// Requested size, MiB.
+        /// Requested size, bytes.
         wanted: u64,
     },
     /// The plugin trapped (panic, unreachable, out-of-bounds access, ...).
@@ -537,8 +537,8 @@ fn classify(
 ) -> CallError {
     if let Some(wanted) = store.data().limiter.hit {
         return CallError::MemoryLimit {
-            limit: limits.memory >> 20,
-            wanted: (wanted as u64) >> 20,
+            limit: limits.memory,
+            wanted: wanted as u64,
         };
     }
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {

@@ -1,0 +1,8 @@
+//! Integration tests: one test binary that drives the real `weir`
+//! executable, with shared helpers in `common`.
+
+mod common;
+
+mod limits;
+mod run_local;
+mod validate;

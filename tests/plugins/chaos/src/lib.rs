@@ -1,0 +1,101 @@
+//! Test plugin `chaos`: echoes every event and counts them, and misbehaves
+//! when an event's value asks it to, so tests can drive the host's limits.
+//!
+//! - `trap`: panics (a wasm trap);
+//! - `loop`: spins forever (hits the call deadline);
+//! - `alloc`: allocates without bound (hits the memory cap);
+//! - `reject`: refuses the record with reason `asked to reject`.
+//!
+//! `flush` emits `total=N`, the number of events echoed, which survives
+//! snapshots, so a test can check that recovery after a trap lost no state.
+//! Config: `{"restore": "trap" | "refuse"}` makes `restore` misbehave,
+//! `{"tag": "x"}` prefixes every echoed value with `x:`.
+
+use serde::{Deserialize, Serialize};
+use weir_plugin::{Batch, Output, Transform};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    restore: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
+/// The plugin.
+pub struct Chaos {
+    config: Config,
+    total: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    total: u64,
+}
+
+impl Transform for Chaos {
+    fn new(config: &str) -> Result<Self, String> {
+        Ok(Chaos {
+            config: weir_plugin::config::parse(config)?,
+            total: 0,
+        })
+    }
+
+    fn process(&mut self, batch: &Batch, out: &mut Output) {
+        for e in batch.iter() {
+            match e.value {
+                b"trap" => panic!("asked to trap"),
+                b"loop" => {
+                    let mut x: u64 = 0;
+                    loop {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                }
+                b"alloc" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                b"reject" => out.reject(e.index, "asked to reject"),
+                v => {
+                    self.total += 1;
+                    match &self.config.tag {
+                        Some(tag) => out.emit_with_key(e.timestamp_ms, e.key, |b| {
+                            b.extend_from_slice(tag.as_bytes());
+                            b.push(b':');
+                            b.extend_from_slice(v);
+                        }),
+                        None => out.emit_keyed(e.timestamp_ms, e.key, v),
+                    }
+                    for h in e.headers() {
+                        out.header(&h.name, &h.value);
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self, out: &mut Output) {
+        out.emit(0, format!("total={}", self.total).as_bytes());
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&State { total: self.total }).expect("serialises")
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        match self.config.restore.as_deref() {
+            Some("trap") => panic!("asked to trap in restore"),
+            Some("refuse") => return Err("asked to refuse state".into()),
+            _ => {}
+        }
+        let s: State = serde_json::from_slice(state).map_err(|e| e.to_string())?;
+        self.total = s.total;
+        Ok(())
+    }
+}
+
+weir_plugin::export!(Chaos);
