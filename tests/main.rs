@@ -4,5 +4,6 @@
 mod common;
 
 mod limits;
+mod plugin_build;
 mod run_local;
 mod validate;

@@ -30,10 +30,10 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     if let Ok(ms) = t.parse::<i64>() {
         return Ok(ms);
     }
-    if let Ok(f) = t.parse::<f64>() {
-        if f.is_finite() {
-            return Ok(f.round() as i64);
-        }
+    if let Ok(f) = t.parse::<f64>()
+        && f.is_finite()
+    {
+        return Ok(f.round() as i64);
     }
     parse_datetime(t).ok_or_else(|| {
         format!("cannot read timestamp {t:?}: expected Unix milliseconds, RFC 3339 or YYYY-MM-DD HH:MM:SS")

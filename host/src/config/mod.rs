@@ -483,7 +483,7 @@ fn report(
 fn resolve_paths(component: &mut Component, base: &Path) {
     let resolve = |p: &mut PathBuf| {
         if p.is_relative() && !p.as_os_str().is_empty() && p != Path::new("-") {
-            *p = base.join(&*p);
+            *p = normalize(&base.join(&*p));
         }
     };
     match component {
@@ -491,6 +491,26 @@ fn resolve_paths(component: &mut Component, base: &Path) {
         Component::Transform(c) => c.paths_mut().into_iter().for_each(resolve),
         Component::Sink(c) => c.paths_mut().into_iter().for_each(resolve),
     }
+}
+
+/// Removes `.` and `name/..` pairs without touching the filesystem, so
+/// `pipelines/../data/x.csv` reads `data/x.csv` in messages.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component as C;
+    let mut out: Vec<C<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            C::CurDir => {}
+            C::ParentDir if matches!(out.last(), Some(C::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 /// Replaces `${VAR}` (and `${VAR:-default}`) in every string value; `$$` is
@@ -502,14 +522,10 @@ fn interpolate(
 ) {
     let span = value.span();
     match value.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                match substitute(s, env) {
-                    Ok(new) => *s = new.into(),
-                    Err(msg) => diag.at(span, msg),
-                }
-            }
-        }
+        DeValue::String(s) if s.contains('$') => match substitute(s, env) {
+            Ok(new) => *s = new.into(),
+            Err(msg) => diag.at(span, msg),
+        },
         DeValue::Array(items) => {
             for item in items.iter_mut() {
                 interpolate(item, env, diag);
@@ -584,17 +600,18 @@ fn check_graph(
     };
     for stage in stages.values() {
         let kind = stage.component.kind();
-        if kind != Kind::Source && stage.inputs.is_empty() {
-            if kind == Kind::Transform || !dead_letter_targets.contains(stage.name.as_str()) {
-                diag.at_line(
-                    stage.line,
-                    format!(
-                        "{} `{}` has no `inputs`; add inputs = [\"<stage>\"]",
-                        kind.noun(),
-                        stage.name
-                    ),
-                );
-            }
+        if kind != Kind::Source
+            && stage.inputs.is_empty()
+            && (kind == Kind::Transform || !dead_letter_targets.contains(stage.name.as_str()))
+        {
+            diag.at_line(
+                stage.line,
+                format!(
+                    "{} `{}` has no `inputs`; add inputs = [\"<stage>\"]",
+                    kind.noun(),
+                    stage.name
+                ),
+            );
         }
         let mut seen = BTreeSet::new();
         for input in &stage.inputs {
@@ -691,10 +708,11 @@ fn find_cycle(stages: &IndexMap<String, Stage>) -> Option<Vec<String>> {
         path.push(name.to_owned());
         if let Some(stage) = stages.get(name) {
             for input in &stage.inputs {
-                if input != name && stages.contains_key(input) {
-                    if let Some(c) = visit(input, stages, marks, path) {
-                        return Some(c);
-                    }
+                if input != name
+                    && stages.contains_key(input)
+                    && let Some(c) = visit(input, stages, marks, path)
+                {
+                    return Some(c);
                 }
             }
         }
@@ -775,6 +793,17 @@ mod tests {
 
     fn env(name: &str) -> Option<String> {
         (name == "HOME_DIR").then(|| "/home/x".to_owned())
+    }
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        assert_eq!(
+            normalize(Path::new("pipelines/../data/x.csv")),
+            PathBuf::from("data/x.csv")
+        );
+        assert_eq!(normalize(Path::new("./a/./b")), PathBuf::from("a/b"));
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(normalize(Path::new("/tmp/../etc")), PathBuf::from("/etc"));
     }
 
     #[test]

@@ -333,13 +333,12 @@ impl ReplayConfig {
         &self,
         ctx: SourceContext,
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
-        if let Some(rate) = self.rate {
-            if !(rate > 0.0 && rate.is_finite()) {
-                return Err(format!(
-                    "rate must be a positive number of events per second, got {rate}"
-                )
-                .into());
-            }
+        if let Some(rate) = self.rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(
+                format!("rate must be a positive number of events per second, got {rate}").into(),
+            );
         }
         let file = File::open(&self.path)
             .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;

@@ -189,7 +189,8 @@ impl Worker {
             });
             match msg {
                 Some(Some(batch)) => {
-                    if self.on_batch(batch)?.is_err() {
+                    let flow = self.on_batch(batch)?;
+                    if flow.is_err() {
                         return Ok(());
                     }
                 }
@@ -291,21 +292,21 @@ impl Worker {
     }
 
     fn handle_result(&mut self, res: PluginResult, input: Option<&Batch>) -> Result<(), Stop> {
-        if let Some(input) = input {
-            if !res.rejections.is_empty() {
-                let rejected: Vec<(Event, String)> = res
-                    .rejections
-                    .into_iter()
-                    .filter_map(|r| {
-                        input
-                            .events
-                            .get(r.index as usize)
-                            .map(|e| (e.clone(), r.reason))
-                    })
-                    .collect();
-                self.dead_letters
-                    .blocking_send(&self.handle, rejected, input.acks.clone());
-            }
+        if let Some(input) = input
+            && !res.rejections.is_empty()
+        {
+            let rejected: Vec<(Event, String)> = res
+                .rejections
+                .into_iter()
+                .filter_map(|r| {
+                    input
+                        .events
+                        .get(r.index as usize)
+                        .map(|e| (e.clone(), r.reason))
+                })
+                .collect();
+            self.dead_letters
+                .blocking_send(&self.handle, rejected, input.acks.clone());
         }
         let events = match from_plugin_events(res.events) {
             Ok(events) => events,

@@ -205,12 +205,33 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// How a [`Runtime`] is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled components are cached (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Compile epoch checks into plugins so calls can be interrupted at
+    /// their deadline. Always on in `weir`; benchmarks turn it off to
+    /// measure what the checks cost.
+    pub deadlines: bool,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            cache_dir: cache_dir(),
+            deadlines: true,
+        }
+    }
+}
+
 /// The process-wide engine: one Cranelift configuration, one epoch ticker,
 /// one linker with WASI and the host interface.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
+    deadlines: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -243,7 +264,7 @@ impl Runtime {
     /// The shared runtime, created on first use.
     pub fn global() -> Result<&'static Runtime, PluginError> {
         RUNTIME
-            .get_or_init(|| Runtime::new(cache_dir()).map_err(|e| e.to_string()))
+            .get_or_init(|| Runtime::new(RuntimeOptions::default()).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| PluginError::Load {
                 path: PathBuf::new(),
@@ -251,10 +272,11 @@ impl Runtime {
             })
     }
 
-    fn new(cache_dir: Option<PathBuf>) -> Result<Runtime, wasmtime::Error> {
+    /// A separate runtime with its own engine (the CLI uses [`Runtime::global`]).
+    pub fn new(options: RuntimeOptions) -> Result<Runtime, wasmtime::Error> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(options.deadlines);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
@@ -277,7 +299,8 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
-            cache_dir,
+            cache_dir: options.cache_dir,
+            deadlines: options.deadlines,
         })
     }
 
@@ -327,6 +350,7 @@ impl Runtime {
             size: bytes.len(),
             pre: Arc::new(pre),
             from_cache: cached,
+            deadlines: self.deadlines,
         })
     }
 
@@ -343,6 +367,7 @@ impl Runtime {
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
+        self.deadlines.hash(&mut h);
         let file = dir.join(format!("{hash}-{:016x}.cwasm", h.finish()));
         if file.exists() {
             // SAFETY: the cache directory is written only by this function,
@@ -393,6 +418,7 @@ pub struct Plugin {
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
     pre: Arc<TransformPluginPre<HostState>>,
+    deadlines: bool,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -446,7 +472,9 @@ impl Instance {
         };
         let mut store = Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        if plugin.deadlines {
+            store.epoch_deadline_trap();
+        }
         set_deadline(&mut store, limits.timeout);
         let bindings = plugin
             .pre

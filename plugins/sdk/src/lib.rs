@@ -148,8 +148,7 @@ pub fn now_ms() -> i64 {
 macro_rules! export {
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
-        #[doc(hidden)]
-        pub struct __WeirPluginComponent;
+        struct __WeirPluginComponent;
 
         #[cfg(target_arch = "wasm32")]
         impl $crate::guest::bindings::exports::weir::plugin::transform::Guest

@@ -1,0 +1,265 @@
+//! Benchmark: the gender-count plugin, WebAssembly versus the same code
+//! compiled natively, and the whole pipeline (file → plugin → file) through
+//! the real `weir` binary.
+//!
+//! Run with `cargo bench -p weir --bench gender_count` (the plugin is built
+//! for wasm32-wasip2 first). `WEIR_BENCH_EVENTS` sets the end-to-end event
+//! count (default 10 000 000). Every figure is measured in the same run, so
+//! the ratios compare like with like.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weir::event::Event;
+use weir::transforms::wasm::to_plugin_batch;
+use weir::wasm::{Instance, Limits, Runtime, RuntimeOptions};
+use weir_plugin::{Batch, Output, Transform};
+
+const BATCH: usize = 1024;
+const PLUGIN_EVENTS: usize = 2_000_000;
+const CONFIG: &str = r#"{"key":"gender","window":"1s","time":"event"}"#;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn build_plugin() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(repo())
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "-p",
+            "gender-count",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    repo().join("target/wasm32-wasip2/plugin/gender_count.wasm")
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+/// `{"ts": MS, "gender": "G"}` lines with increasing timestamps (~1 ms apart).
+fn events(n: usize) -> impl Iterator<Item = (i64, String)> {
+    let mut rng = Lcg(1);
+    let genders = ["0", "1", "2", ""];
+    let mut t = 1_700_000_000_000i64;
+    (0..n).map(move |_| {
+        t += (rng.next() % 3) as i64;
+        let g = genders[(rng.next() % 4) as usize];
+        (t, format!("{{\"ts\": {t}, \"gender\": \"{g}\"}}"))
+    })
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn best_of<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
+    (0..runs).map(|_| f()).min().unwrap()
+}
+
+fn plugin_alone(wasm: &Path) -> (f64, f64, f64) {
+    let all: Vec<(i64, String)> = events(PLUGIN_EVENTS).collect();
+    // Native: the plugin crate linked into this benchmark.
+    let native_batches: Vec<Batch> = all
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, c)| {
+            let pairs: Vec<(i64, &[u8])> = c.iter().map(|(t, v)| (*t, v.as_bytes())).collect();
+            Batch::from_values((i * BATCH) as u64, &pairs)
+        })
+        .collect();
+    let native = best_of(3, || {
+        let mut p = gender_count::GenderCount::new(CONFIG).unwrap();
+        let mut out = Output::default();
+        let start = Instant::now();
+        for b in &native_batches {
+            out.clear();
+            p.process(b, &mut out);
+        }
+        start.elapsed()
+    });
+    // WebAssembly: the same code as a component, called through the host,
+    // including the copy of each batch into the sandbox and of the results out.
+    let host_batches: Vec<_> = all
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, c)| {
+            let evs: Vec<Event> = c
+                .iter()
+                .map(|(t, v)| Event::new(Bytes::from(v.clone()), *t))
+                .collect();
+            to_plugin_batch((i * BATCH) as u64, &evs)
+        })
+        .collect();
+    let time_wasm = |runtime: &Runtime| {
+        let plugin = runtime.load(wasm).unwrap();
+        best_of(3, || {
+            let mut inst = Instance::new(&plugin, "bench", CONFIG, Limits::default()).unwrap();
+            let start = Instant::now();
+            for b in &host_batches {
+                inst.process(b).unwrap();
+            }
+            start.elapsed()
+        })
+    };
+    let with_deadlines = time_wasm(Runtime::global().unwrap());
+    let without = time_wasm(
+        &Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            deadlines: false,
+        })
+        .unwrap(),
+    );
+    (
+        rate(PLUGIN_EVENTS, native),
+        rate(PLUGIN_EVENTS, with_deadlines),
+        rate(PLUGIN_EVENTS, without),
+    )
+}
+
+/// Runs the real binary on a file → gender-count → file pipeline; returns
+/// (events/s, peak RSS in MiB).
+fn end_to_end(wasm: &Path, n: usize) -> (f64, f64, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    // Written streaming: a large buffer in this process would be counted in
+    // the child's peak RSS between fork and exec.
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(dir.path().join("events.jsonl")).unwrap(),
+        );
+        for (_, line) in events(n) {
+            writeln!(f, "{line}").unwrap();
+        }
+        f.flush().unwrap();
+    }
+    let pipeline = format!(
+        r#"
+[sources.events]
+type = "replay"
+path = "events.jsonl"
+format = "jsonl"
+timestamp = "ts"
+
+[transforms.count]
+type = "wasm"
+inputs = ["events"]
+plugin = "{}"
+config = {{ key = "gender", window = "1s", time = "event" }}
+
+[sinks.out]
+type = "file"
+inputs = ["count"]
+path = "counts.jsonl"
+"#,
+        wasm.display()
+    );
+    std::fs::write(dir.path().join("p.toml"), pipeline).unwrap();
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/weir");
+    assert!(
+        bin.is_file(),
+        "build the binary first: cargo build --release"
+    );
+    let start = Instant::now();
+    let child = Command::new(&bin)
+        .args(["run", "--log-level", "warn"])
+        .arg(dir.path().join("p.toml"))
+        .spawn()
+        .unwrap();
+    let (status, rss_kib) = wait_rusage(child);
+    let elapsed = start.elapsed();
+    assert!(status, "weir failed");
+    let windows = std::fs::read_to_string(dir.path().join("counts.jsonl")).unwrap();
+    let counted: u64 = windows
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["counts"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|c| c.as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(counted, n as u64, "every event counted");
+    (rate(n, elapsed), rss_kib as f64 / 1024.0, elapsed)
+}
+
+fn wait_rusage(child: std::process::Child) -> (bool, i64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    std::mem::forget(child);
+    (
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        usage.ru_maxrss,
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore arguments.
+    let wasm = build_plugin();
+    let n: usize = std::env::var("WEIR_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    println!(
+        "gender-count benchmark (batches of {BATCH} events, event-time 1 s windows, key = JSON field)"
+    );
+    // End to end first, while this process is small: a child's peak RSS
+    // includes what it shared with its parent before exec.
+    let (e2e, rss, elapsed) = end_to_end(&wasm, n);
+    println!("end to end through `weir run`, {n} JSONL events file -> plugin -> file:");
+    println!(
+        "  elapsed                         {:>12.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!("  throughput                      {:>12.0} events/s", e2e);
+    println!("  peak RSS                        {:>12.1} MiB", rss);
+    let (native, wasm_rate, no_deadline) = plugin_alone(&wasm);
+    println!("plugin alone, {PLUGIN_EVENTS} events, best of 3:");
+    println!(
+        "  native                          {:>12.0} events/s",
+        native
+    );
+    println!(
+        "  wasm (epoch deadlines, default) {:>12.0} events/s",
+        wasm_rate
+    );
+    println!(
+        "  wasm (no deadline checks)       {:>12.0} events/s",
+        no_deadline
+    );
+    println!(
+        "  wasm / native                   {:>12.2}",
+        wasm_rate / native
+    );
+    println!(
+        "  wasm without deadlines / native {:>12.2}",
+        no_deadline / native
+    );
+}
