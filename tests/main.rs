@@ -3,6 +3,7 @@
 
 mod common;
 
+mod kafka;
 mod limits;
 mod plugin_build;
 mod run_local;

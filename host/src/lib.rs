@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod event;
+pub mod kafka;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;

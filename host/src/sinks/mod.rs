@@ -2,6 +2,7 @@
 
 pub mod console;
 pub mod file;
+pub mod kafka;
 
 use std::path::PathBuf;
 
@@ -18,17 +19,20 @@ pub enum SinkConfig {
     Console(console::ConsoleConfig),
     /// Appends events to a file.
     File(file::FileConfig),
+    /// Produces to a Kafka topic.
+    Kafka(kafka::KafkaSinkConfig),
 }
 
 impl SinkConfig {
     /// The `type` values sinks accept.
-    pub const TYPES: &'static [&'static str] = &["console", "file"];
+    pub const TYPES: &'static [&'static str] = &["console", "file", "kafka"];
 
     /// The `type` of this sink.
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Console(_) => "console",
             SinkConfig::File(_) => "file",
+            SinkConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -39,6 +43,7 @@ impl SinkConfig {
         Ok(match type_name {
             "console" => SinkConfig::Console(console::ConsoleConfig::deserialize(de)?),
             "file" => SinkConfig::File(file::FileConfig::deserialize(de)?),
+            "kafka" => SinkConfig::Kafka(kafka::KafkaSinkConfig::deserialize(de)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown sink type `{other}`"
@@ -51,6 +56,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Console(_) => vec![],
             SinkConfig::File(c) => vec![&mut c.path],
+            SinkConfig::Kafka(_) => vec![],
         }
     }
 
@@ -62,6 +68,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Console(c) => c.build(ctx),
             SinkConfig::File(c) => c.build(ctx),
+            SinkConfig::Kafka(c) => c.build(ctx),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Sources: where events enter a pipeline.
 
+pub mod kafka;
 pub mod replay;
 pub mod stdin;
 
@@ -13,6 +14,8 @@ use crate::topology::{BoxError, SourceContext};
 /// Every source type, with its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
+    /// Consumes Kafka topics as a consumer-group member.
+    Kafka(kafka::KafkaSourceConfig),
     /// Replays a CSV, JSONL or text file, optionally at a fixed rate.
     Replay(replay::ReplayConfig),
     /// Reads lines from standard input.
@@ -21,11 +24,12 @@ pub enum SourceConfig {
 
 impl SourceConfig {
     /// The `type` values sources accept.
-    pub const TYPES: &'static [&'static str] = &["replay", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["kafka", "replay", "stdin"];
 
     /// The `type` of this source.
     pub fn type_name(&self) -> &'static str {
         match self {
+            SourceConfig::Kafka(_) => "kafka",
             SourceConfig::Replay(_) => "replay",
             SourceConfig::Stdin(_) => "stdin",
         }
@@ -36,6 +40,7 @@ impl SourceConfig {
         de: D,
     ) -> Result<Self, D::Error> {
         Ok(match type_name {
+            "kafka" => SourceConfig::Kafka(kafka::KafkaSourceConfig::deserialize(de)?),
             "replay" => SourceConfig::Replay(replay::ReplayConfig::deserialize(de)?),
             "stdin" => SourceConfig::Stdin(stdin::StdinConfig::deserialize(de)?),
             other => {
@@ -49,6 +54,7 @@ impl SourceConfig {
     pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         match self {
             SourceConfig::Replay(c) => vec![&mut c.path],
+            SourceConfig::Kafka(_) => vec![],
             SourceConfig::Stdin(_) => vec![],
         }
     }
@@ -60,6 +66,7 @@ impl SourceConfig {
         ctx: SourceContext,
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
         match self {
+            SourceConfig::Kafka(c) => c.build(ctx),
             SourceConfig::Replay(c) => c.build(ctx),
             SourceConfig::Stdin(c) => c.build(ctx),
         }

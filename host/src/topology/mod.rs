@@ -121,7 +121,15 @@ pub fn start(
 
     let mut built: Vec<(String, BoxFuture<'static, Result<(), BoxError>>)> = Vec::new();
     let mut errors = Vec::new();
-    for stage in pipeline.stages.values() {
+    // Sinks first, then transforms, then sources: a sink may create the
+    // topic a source of the same pipeline reads.
+    let mut order: Vec<&crate::config::Stage> = pipeline.stages.values().collect();
+    order.sort_by_key(|s| match s.component.kind() {
+        crate::config::Kind::Sink => 0,
+        crate::config::Kind::Transform => 1,
+        crate::config::Kind::Source => 2,
+    });
+    for stage in order {
         let metrics = registry.stage(&stage.name);
         let outputs: Vec<mpsc::Sender<Batch>> = pipeline
             .consumers_of(&stage.name)

@@ -1,0 +1,298 @@
+//! What the Kafka source and sink share: broker addresses, the embedded
+//! broker, client settings, reachability checks and topic creation.
+//!
+//! `brokers = "embedded"` (also the default when `brokers` is omitted) starts
+//! librdkafka's mock cluster inside the `weir` process, shared by every
+//! Kafka stage of the process. It speaks the Kafka protocol on loopback
+//! ports, keeps everything **in memory, in this one process**, and vanishes
+//! when `weir` exits: it is for demos and tests, not for data you need to
+//! keep.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
+
+/// The value of `brokers` that selects the in-process broker.
+pub const EMBEDDED: &str = "embedded";
+
+/// A librdkafka setting given in `options`: strings, numbers and booleans
+/// are all passed on as text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// A string.
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionValue::Text(s) => f.write_str(s),
+            OptionValue::Int(i) => write!(f, "{i}"),
+            OptionValue::Float(x) => write!(f, "{x}"),
+            OptionValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Pass-through librdkafka settings (`options = { "fetch.max.bytes" = 10485760 }`).
+pub type Options = BTreeMap<String, OptionValue>;
+
+/// The in-process broker.
+pub struct Embedded {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    bootstrap: String,
+    topics: Mutex<BTreeMap<String, i32>>,
+}
+
+// SAFETY: the mock cluster handle is only used through librdkafka's mock
+// API, which is thread-safe (operations are queued to the cluster's own
+// thread); the owning client is never used directly.
+unsafe impl Send for Embedded {}
+// SAFETY: as above.
+unsafe impl Sync for Embedded {}
+
+static EMBEDDED_CLUSTER: OnceLock<Result<Embedded, String>> = OnceLock::new();
+
+impl Embedded {
+    /// The process-wide embedded broker, started on first use (3 brokers, so
+    /// topics can have several partitions with distinct leaders).
+    pub fn get() -> Result<&'static Embedded, String> {
+        EMBEDDED_CLUSTER
+            .get_or_init(|| {
+                let cluster = MockCluster::new(3)
+                    .map_err(|e| format!("cannot start the embedded Kafka broker: {e}"))?;
+                let bootstrap = cluster.bootstrap_servers();
+                tracing::info!(
+                    bootstrap,
+                    "embedded Kafka broker started (in memory, this process only)"
+                );
+                Ok(Embedded {
+                    cluster,
+                    bootstrap,
+                    topics: Mutex::new(BTreeMap::new()),
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The broker addresses clients connect to.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Creates `topic` with `partitions` unless it exists.
+    pub fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), String> {
+        let mut topics = self.topics.lock().expect("topics lock");
+        if topics.contains_key(topic) {
+            return Ok(());
+        }
+        match self.cluster.create_topic(topic, partitions.max(1), 1) {
+            Ok(()) => {}
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAlreadyExists) => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot create topic `{topic}` on the embedded broker: {e}"
+                ));
+            }
+        }
+        topics.insert(topic.to_owned(), partitions);
+        Ok(())
+    }
+
+    /// Fault injection for tests: takes broker `id` (1-3) down.
+    pub fn broker_down(&self, id: i32) -> Result<(), String> {
+        self.cluster.broker_down(id).map_err(|e| e.to_string())
+    }
+
+    /// Fault injection for tests: brings broker `id` back.
+    pub fn broker_up(&self, id: i32) -> Result<(), String> {
+        self.cluster.broker_up(id).map_err(|e| e.to_string())
+    }
+}
+
+/// Where a stage's brokers are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Brokers {
+    /// The in-process broker.
+    Embedded,
+    /// A real cluster: `host:port[,host:port...]`.
+    Cluster(String),
+}
+
+impl Brokers {
+    /// From the `brokers` setting (absent means embedded).
+    pub fn from_setting(setting: Option<&str>) -> Self {
+        match setting.map(str::trim) {
+            None | Some("") | Some(EMBEDDED) => Brokers::Embedded,
+            Some(list) => Brokers::Cluster(list.to_owned()),
+        }
+    }
+
+    /// The bootstrap list, starting the embedded broker if needed.
+    pub fn bootstrap(&self) -> Result<String, String> {
+        match self {
+            Brokers::Embedded => Ok(Embedded::get()?.bootstrap().to_owned()),
+            Brokers::Cluster(list) => Ok(list.clone()),
+        }
+    }
+
+    /// How to name these brokers in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Brokers::Embedded => "the embedded broker".to_owned(),
+            Brokers::Cluster(list) => list.clone(),
+        }
+    }
+}
+
+/// A client configuration: bootstrap servers, Weir's defaults, then the
+/// user's `options` (which win).
+pub fn client_config(
+    bootstrap: &str,
+    defaults: &[(&str, String)],
+    options: &Options,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (k, v) in defaults {
+        c.set(*k, v);
+    }
+    for (k, v) in options {
+        c.set(k, v.to_string());
+    }
+    c
+}
+
+/// Fails with a clear message when no broker answers within `timeout`.
+pub fn check_reachable(
+    config: &ClientConfig,
+    brokers: &Brokers,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut probe = config.clone();
+    // A plain metadata probe: no group, no subscriptions.
+    probe.remove("group.id");
+    let consumer: BaseConsumer = probe
+        .create()
+        .map_err(|e| format!("invalid Kafka client settings: {e}"))?;
+    consumer
+        .fetch_metadata(None, timeout)
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "cannot reach Kafka brokers {} within {}s: {e}",
+                brokers.describe(),
+                timeout.as_secs_f64()
+            )
+        })
+}
+
+/// Creates `topic` with `partitions` partitions and `replication` replicas
+/// unless it exists.
+pub fn ensure_topic(
+    config: &ClientConfig,
+    brokers: &Brokers,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<(), String> {
+    if *brokers == Brokers::Embedded {
+        return Embedded::get()?.ensure_topic(topic, partitions);
+    }
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let results = rt
+        .block_on(admin.create_topics([&new], &opts))
+        .map_err(|e| {
+            format!(
+                "cannot create topic `{topic}` on {}: {e}",
+                brokers.describe()
+            )
+        })?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!(topic, partitions, "created Kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(format!(
+                    "cannot create topic `{topic}` on {}: {code}",
+                    brokers.describe()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many partitions `topic` has, if it exists.
+pub fn partition_count(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<usize>, String> {
+    let mut probe = config.clone();
+    probe.remove("group.id");
+    let consumer: BaseConsumer = probe.create().map_err(|e| e.to_string())?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| e.to_string())?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .filter(|n| *n > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brokers_default_to_embedded() {
+        assert_eq!(Brokers::from_setting(None), Brokers::Embedded);
+        assert_eq!(Brokers::from_setting(Some("embedded")), Brokers::Embedded);
+        assert_eq!(
+            Brokers::from_setting(Some("k1:9092,k2:9092")),
+            Brokers::Cluster("k1:9092,k2:9092".into())
+        );
+    }
+
+    #[test]
+    fn options_win_over_defaults() {
+        let mut opts = Options::new();
+        opts.insert("acks".into(), OptionValue::Int(1));
+        opts.insert("enable.idempotence".into(), OptionValue::Bool(false));
+        let c = client_config("b:1", &[("acks", "all".into())], &opts);
+        assert_eq!(c.get("acks"), Some("1"));
+        assert_eq!(c.get("enable.idempotence"), Some("false"));
+        assert_eq!(c.get("bootstrap.servers"), Some("b:1"));
+    }
+}

@@ -1,0 +1,397 @@
+//! `type = "kafka"` sink: an idempotent producer whose delivery reports
+//! acknowledge upstream.
+//!
+//! ```toml
+//! [sinks.results]
+//! type = "kafka"
+//! inputs = ["count"]
+//! brokers = "k1:9092"        # or "embedded" (the default)
+//! topic = "result"
+//! key = "sensor"             # a JSON field of the value, or "$key" for the input key
+//! acks = "all"               # all (default) | 1 | 0
+//! idempotent = true          # default when acks = "all"
+//! compression = "lz4"        # none (default) | gzip | snappy | lz4 | zstd
+//! create_topic = { partitions = 3, replication = 1 }   # create the topic at start if missing
+//! options = { "linger.ms" = 20 }                       # any librdkafka producer setting
+//! ```
+//!
+//! Event headers become record headers; the event timestamp becomes the
+//! record timestamp. A batch's acknowledgements are released when librdkafka
+//! reports every record delivered. librdkafka retries transient failures
+//! itself (for `message.timeout.ms`, 5 minutes by default); a record that
+//! still fails, or is refused outright (for example larger than
+//! `message.max.bytes`), goes to the dead-letter output with the reason.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use crate::config::units::Duration;
+use crate::event::{Acks, Event};
+use crate::kafka::{Brokers, Options, check_reachable, client_config, ensure_topic};
+use crate::metrics::StageMetrics;
+use crate::topology::{BoxError, SinkContext};
+use crate::util::json_field_text;
+
+/// Producer acknowledgement level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum AckLevel {
+    /// Every in-sync replica has the record.
+    #[default]
+    #[serde(rename = "all", alias = "-1")]
+    All,
+    /// The partition leader has it.
+    #[serde(rename = "1")]
+    Leader,
+    /// Fire and forget.
+    #[serde(rename = "0")]
+    None,
+}
+
+/// Batch compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression.
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+/// `create_topic = { partitions = N, replication = R }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor (default 1).
+    #[serde(default = "one")]
+    pub replication: i32,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// Settings of the `kafka` sink.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `host:port,...`, or `embedded` (default).
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Topic to write to.
+    pub topic: String,
+    /// Record key: a JSON field of the value, or `$key` for the event key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Acknowledgement level.
+    #[serde(default)]
+    pub acks: AckLevel,
+    /// Idempotent producer (default: on when `acks = "all"`).
+    #[serde(default)]
+    pub idempotent: Option<bool>,
+    /// Compression codec.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Create the topic at start if it is missing.
+    #[serde(default)]
+    pub create_topic: Option<CreateTopic>,
+    /// How long to wait for a broker at start (default 10 s).
+    #[serde(default)]
+    pub connect_timeout: Option<Duration>,
+    /// librdkafka producer settings, passed through.
+    #[serde(default)]
+    pub options: Options,
+}
+
+/// Delivery bookkeeping of one batch.
+struct InFlight {
+    id: u64,
+    remaining: AtomicUsize,
+    failed: Mutex<Vec<(usize, String)>>,
+}
+
+impl InFlight {
+    fn fail(&self, index: usize, reason: String) {
+        self.failed
+            .lock()
+            .expect("failures lock")
+            .push((index, reason));
+    }
+}
+
+/// Per-record delivery opaque.
+struct Opaque {
+    batch: Arc<InFlight>,
+    index: usize,
+}
+
+struct SinkCtx {
+    done: mpsc::UnboundedSender<u64>,
+}
+
+impl ClientContext for SinkCtx {}
+
+impl ProducerContext for SinkCtx {
+    type DeliveryOpaque = Box<Opaque>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<Opaque>) {
+        if let Err((e, _)) = result {
+            opaque.batch.fail(opaque.index, describe(e, None));
+        }
+        complete_one(&opaque.batch, &self.done);
+    }
+}
+
+fn complete_one(batch: &InFlight, done: &mpsc::UnboundedSender<u64>) {
+    if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let _ = done.send(batch.id);
+    }
+}
+
+fn describe(e: &KafkaError, size: Option<(usize, &str)>) -> String {
+    match (e.rdkafka_error_code(), size) {
+        (Some(RDKafkaErrorCode::MessageSizeTooLarge), Some((len, max))) => format!(
+            "record of {len} bytes is larger than the producer's message.max.bytes ({max}); raise it with options = {{ \"message.max.bytes\" = ... }} (and the topic's max.message.bytes)"
+        ),
+        (Some(RDKafkaErrorCode::MessageSizeTooLarge), None) => {
+            "record is larger than the broker or topic accepts (max.message.bytes)".to_owned()
+        }
+        _ => format!("kafka delivery failed: {e}"),
+    }
+}
+
+/// Batches waiting for their delivery reports.
+struct Waiting {
+    events: Vec<Event>,
+    acks: Acks,
+    state: Arc<InFlight>,
+}
+
+/// At most this many batches are waiting for delivery reports at once.
+const MAX_IN_FLIGHT: usize = 16;
+
+impl KafkaSinkConfig {
+    pub(crate) fn build(
+        &self,
+        ctx: SinkContext,
+    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+        let brokers = Brokers::from_setting(self.brokers.as_deref());
+        let bootstrap = brokers.bootstrap()?;
+        let idempotent = match (self.idempotent, self.acks) {
+            (Some(true), AckLevel::All) | (None, AckLevel::All) => true,
+            (Some(true), _) => {
+                return Err("idempotent = true requires acks = \"all\"".into());
+            }
+            (Some(false), _) | (None, _) => false,
+        };
+        let defaults = [
+            (
+                "acks",
+                match self.acks {
+                    AckLevel::All => "all",
+                    AckLevel::Leader => "1",
+                    AckLevel::None => "0",
+                }
+                .to_owned(),
+            ),
+            ("enable.idempotence", idempotent.to_string()),
+            (
+                "compression.type",
+                match self.compression {
+                    Compression::None => "none",
+                    Compression::Gzip => "gzip",
+                    Compression::Snappy => "snappy",
+                    Compression::Lz4 => "lz4",
+                    Compression::Zstd => "zstd",
+                }
+                .to_owned(),
+            ),
+            ("linger.ms", "5".to_owned()),
+            ("client.id", format!("weir-{}", ctx.name)),
+        ];
+        let config = client_config(&bootstrap, &defaults, &self.options);
+        let timeout = self
+            .connect_timeout
+            .map_or(StdDuration::from_secs(10), Duration::get);
+        check_reachable(&config, &brokers, timeout)?;
+        match (self.create_topic, &brokers) {
+            (Some(c), _) => ensure_topic(
+                &config,
+                &brokers,
+                &self.topic,
+                c.partitions,
+                c.replication,
+                timeout,
+            )?,
+            (None, Brokers::Embedded) => {
+                ensure_topic(&config, &brokers, &self.topic, 1, 1, timeout)?
+            }
+            (None, _) => {}
+        }
+        let max_bytes = config
+            .get("message.max.bytes")
+            .unwrap_or("1000000")
+            .to_owned();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let producer: ThreadedProducer<SinkCtx> = config
+            .create_with_context(SinkCtx {
+                done: done_tx.clone(),
+            })
+            .map_err(|e| format!("cannot create Kafka producer: {e}"))?;
+        tracing::info!(
+            stage = ctx.name,
+            brokers = brokers.describe(),
+            topic = self.topic,
+            "kafka sink ready"
+        );
+        let run = Run {
+            topic: self.topic.clone(),
+            key: self.key.clone(),
+            max_bytes,
+            producer,
+            done_tx,
+        };
+        Ok(run.run(ctx, done_rx).boxed())
+    }
+}
+
+struct Run {
+    topic: String,
+    key: Option<String>,
+    max_bytes: String,
+    producer: ThreadedProducer<SinkCtx>,
+    done_tx: mpsc::UnboundedSender<u64>,
+}
+
+impl Run {
+    async fn run(
+        self,
+        mut ctx: SinkContext,
+        mut done_rx: mpsc::UnboundedReceiver<u64>,
+    ) -> Result<(), BoxError> {
+        let mut waiting: HashMap<u64, Waiting> = HashMap::new();
+        let mut next_id = 0u64;
+        let mut input_open = true;
+        while input_open || !waiting.is_empty() {
+            tokio::select! {
+                Some(id) = done_rx.recv() => self.complete(&ctx, &mut waiting, id).await,
+                batch = ctx.input.recv(), if input_open && waiting.len() < MAX_IN_FLIGHT => match batch {
+                    Some(batch) => {
+                        StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
+                        let id = next_id;
+                        next_id += 1;
+                        let state = Arc::new(InFlight {
+                            id,
+                            remaining: AtomicUsize::new(batch.events.len() + 1),
+                            failed: Mutex::new(Vec::new()),
+                        });
+                        self.produce(&batch.events, &state).await;
+                        waiting.insert(id, Waiting { events: batch.events, acks: batch.acks, state: state.clone() });
+                        // The extra count taken above keeps an empty batch
+                        // (or one whose records all failed at once) from
+                        // completing before it is registered.
+                        complete_one(&state, &self.done_tx);
+                    }
+                    None => input_open = false,
+                },
+            }
+        }
+        let producer = self.producer;
+        tokio::task::spawn_blocking(move || producer.flush(StdDuration::from_secs(30)))
+            .await?
+            .map_err(|e| format!("flushing the producer failed: {e}"))?;
+        Ok(())
+    }
+
+    async fn produce(&self, events: &[Event], state: &Arc<InFlight>) {
+        for (index, event) in events.iter().enumerate() {
+            let key: Option<Vec<u8>> = match self.key.as_deref() {
+                None => None,
+                Some("$key") => event.key.as_ref().map(|k| k.to_vec()),
+                Some(field) => json_field_text(&event.value, field)
+                    .ok()
+                    .flatten()
+                    .map(String::into_bytes),
+            };
+            let mut headers = OwnedHeaders::new_with_capacity(event.headers.len());
+            for (name, value) in &event.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(&value[..]),
+                });
+            }
+            let mut record: BaseRecord<'_, [u8], [u8], Box<Opaque>> = BaseRecord::with_opaque_to(
+                &self.topic,
+                Box::new(Opaque {
+                    batch: state.clone(),
+                    index,
+                }),
+            )
+            .payload(&event.value[..])
+            .timestamp(event.timestamp_ms)
+            .headers(headers);
+            if let Some(k) = &key {
+                record = record.key(&k[..]);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // librdkafka's queue is full: wait for deliveries.
+                        record = back;
+                        tokio::time::sleep(StdDuration::from_millis(5)).await;
+                    }
+                    Err((e, back)) => {
+                        state.fail(
+                            index,
+                            describe(&e, Some((event.value.len(), &self.max_bytes))),
+                        );
+                        drop(back);
+                        complete_one(state, &self.done_tx);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn complete(&self, ctx: &SinkContext, waiting: &mut HashMap<u64, Waiting>, id: u64) {
+        let Some(w) = waiting.remove(&id) else { return };
+        let failed = std::mem::take(&mut *w.state.failed.lock().expect("failures lock"));
+        let delivered = w.events.len() - failed.len();
+        StageMetrics::add(&ctx.metrics.events_out, delivered as u64);
+        if !failed.is_empty() {
+            StageMetrics::add(&ctx.metrics.errors, failed.len() as u64);
+            let mut events: Vec<Option<Event>> = w.events.into_iter().map(Some).collect();
+            let dead: Vec<(Event, String)> = failed
+                .into_iter()
+                .filter_map(|(i, reason)| {
+                    events
+                        .get_mut(i)
+                        .and_then(Option::take)
+                        .map(|e| (e, reason))
+                })
+                .collect();
+            ctx.dead_letters.send(dead, w.acks).await;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! A real Kafka-protocol broker (tansu) for the tests, shared by the whole
+//! test binary, plus small rdkafka helpers to produce, read and inspect.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+fn tansu_binary() -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    let p = cargo_home.join("bin/tansu");
+    if p.is_file() {
+        return p;
+    }
+    PathBuf::from("tansu")
+}
+
+/// Bootstrap address of the shared tansu broker, started on first use and
+/// killed when the test binary exits.
+pub fn broker() -> &'static str {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let log = super::target_dir().join(format!("tansu-{port}.log"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The broker is spawned from a thread that lives as long as the test
+        // binary: PR_SET_PDEATHSIG then kills it when the binary exits.
+        std::thread::spawn(move || {
+            let mut cmd = Command::new(tansu_binary());
+            cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", "memory://tansu/"])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::File::create(&log).unwrap());
+            // SAFETY: prctl is async-signal-safe and touches only this process.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn();
+            let ok = child.is_ok();
+            tx.send(child.map_err(|e| e.to_string()).map(|_| ())).unwrap();
+            if ok {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        rx.recv()
+            .unwrap()
+            .expect("cannot start tansu; scripts/test installs it (cargo install tansu --locked --features dynostore)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "tansu did not start listening on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        addr
+    })
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+/// Creates a topic on the shared broker.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    weir::kafka::ensure_topic(
+        &client(bootstrap),
+        &weir::kafka::Brokers::Cluster(bootstrap.to_owned()),
+        topic,
+        partitions,
+        1,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+}
+
+/// Produces `values` (key = none) and waits until all are acknowledged.
+pub fn produce(bootstrap: &str, topic: &str, values: impl IntoIterator<Item = Vec<u8>>) {
+    let p: BaseProducer = client(bootstrap).set("linger.ms", "5").create().unwrap();
+    for v in values {
+        let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&v[..]);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// High watermarks as the broker reports them to ListOffsets (tansu
+/// answers with the last batch's base offset + 1: a lower bound, good for
+/// watching progress; use [`true_end_offsets`] for exact ends).
+pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = client(bootstrap).create().unwrap();
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .collect()
+}
+
+/// Committed offsets of `group` per partition (-1 when none).
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    weir::sources::kafka::committed_offsets(bootstrap, group, topic, partitions).unwrap()
+}
+
+/// A record read back by [`read_all`].
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub value: Vec<u8>,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Every record of `topic`, read from the beginning of each partition up to
+/// the end-of-partition events librdkafka reports.
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Record> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::message::Headers;
+    let c: BaseConsumer = client(bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut at_end = vec![false; partitions as usize];
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while at_end.iter().any(|e| !e) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "read {} records of {topic}, no end yet",
+            out.len()
+        );
+        match c.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at_end[m.partition() as usize] = false;
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_owned(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The true end offset (last offset + 1, or 0 when empty) of each
+/// partition, from the records themselves.
+pub fn true_end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let mut ends = vec![0; partitions as usize];
+    for r in read_all(bootstrap, topic, partitions) {
+        ends[r.partition as usize] = ends[r.partition as usize].max(r.offset + 1);
+    }
+    ends
+}
+
+/// Total records in a topic.
+pub fn count(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
+    end_offsets(bootstrap, topic, partitions).iter().sum()
+}
