@@ -187,7 +187,7 @@ struct Waiting {
 }
 
 /// At most this many batches are waiting for delivery reports at once.
-const MAX_IN_FLIGHT: usize = 16;
+const MAX_IN_FLIGHT: usize = 64;
 
 impl KafkaSinkConfig {
     pub(crate) fn build(
