@@ -493,3 +493,73 @@ fn the_shop_log_pipeline_runs_on_the_embedded_broker() {
         );
     }
 }
+
+#[test]
+fn a_second_member_joining_the_group_triggers_a_rebalance_without_losses() {
+    let b = broker();
+    create_topic(b, "rb-in", 3);
+    const N: usize = 150_000;
+    produce(b, "rb-in", (0..N).map(|i| format!("k{i}").into_bytes()));
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+batch_size = 8
+
+[sources.in]
+type = "kafka"
+brokers = "{b}"
+topic = "rb-in"
+group = "rb-group"
+start = "earliest"
+exit_at_end = true
+
+[sinks.out]
+type = "kafka"
+inputs = ["in"]
+brokers = "{b}"
+topic = "rb-out"
+create_topic = {{ partitions = 1 }}
+"#
+        ),
+    );
+    let spawn = || {
+        weir()
+            .arg("run")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    let start = Instant::now();
+    while count(b, "rb-out", 1) < 1000 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn();
+    let (_, err1) = texts(&wait_with_timeout(first, Duration::from_secs(120)));
+    let (_, err2) = texts(&wait_with_timeout(second, Duration::from_secs(120)));
+    let revoked = err1.contains("partitions revoked") && err1.matches("partitions assigned").count() >= 2;
+    println!("rebalance seen by the first member: {revoked}");
+    let distinct: std::collections::HashSet<Vec<u8>> = read_all(b, "rb-out", 1).into_iter().map(|r| r.value).collect();
+    let inputs = read_all(b, "rb-in", 3);
+    let lost: Vec<(i32, i64)> = inputs
+        .iter()
+        .filter(|r| !distinct.contains(&r.value))
+        .map(|r| (r.partition, r.offset))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} lost: first {:?} last {:?}; committed {:?}\nfirst:\n{err1}\nsecond:\n{err2}",
+        lost.len(),
+        lost.first(),
+        lost.last(),
+        committed(b, "rb-group", "rb-in", 3)
+    );
+    assert!(err2.contains("partitions assigned"), "{err2}");
+    assert_eq!(committed(b, "rb-group", "rb-in", 3), true_end_offsets(b, "rb-in", 3));
+}

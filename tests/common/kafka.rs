@@ -94,8 +94,18 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 }
 
 /// Produces `values` (key = none) and waits until all are acknowledged.
+///
+/// One record per batch: tansu (0.6) answers a fetch that starts inside a
+/// stored batch with the *next* batch, silently skipping the rest of the
+/// one asked for. A consumer group resuming from a committed offset inside
+/// a batch would then miss records, which is a broker bug, not a client
+/// one; single-record batches keep every offset a batch boundary.
 pub fn produce(bootstrap: &str, topic: &str, values: impl IntoIterator<Item = Vec<u8>>) {
-    let p: BaseProducer = client(bootstrap).set("linger.ms", "5").create().unwrap();
+    let p: BaseProducer = client(bootstrap)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
     for v in values {
         let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(&v[..]);
         loop {
@@ -119,8 +129,7 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
     (0..partitions)
         .map(|p| {
             c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap()
-                .1
+                .map_or(0, |w| w.1)
         })
         .collect()
 }
