@@ -543,9 +543,13 @@ create_topic = {{ partitions = 1 }}
     let second = spawn();
     let (_, err1) = texts(&wait_with_timeout(first, Duration::from_secs(120)));
     let (_, err2) = texts(&wait_with_timeout(second, Duration::from_secs(120)));
-    let revoked = err1.contains("partitions revoked") && err1.matches("partitions assigned").count() >= 2;
+    let revoked =
+        err1.contains("partitions revoked") && err1.matches("partitions assigned").count() >= 2;
     println!("rebalance seen by the first member: {revoked}");
-    let distinct: std::collections::HashSet<Vec<u8>> = read_all(b, "rb-out", 1).into_iter().map(|r| r.value).collect();
+    let distinct: std::collections::HashSet<Vec<u8>> = read_all(b, "rb-out", 1)
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
     let inputs = read_all(b, "rb-in", 3);
     let lost: Vec<(i32, i64)> = inputs
         .iter()
@@ -561,5 +565,8 @@ create_topic = {{ partitions = 1 }}
         committed(b, "rb-group", "rb-in", 3)
     );
     assert!(err2.contains("partitions assigned"), "{err2}");
-    assert_eq!(committed(b, "rb-group", "rb-in", 3), true_end_offsets(b, "rb-in", 3));
+    assert_eq!(
+        committed(b, "rb-group", "rb-in", 3),
+        true_end_offsets(b, "rb-in", 3)
+    );
 }

@@ -42,9 +42,12 @@ fn plain_loop(bootstrap: &str, n: usize) -> Duration {
     consumer.subscribe(&["bench-in"]).unwrap();
     let mut forwarded = 0;
     while forwarded < n {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
         let m = m.unwrap();
-        let mut rec = BaseRecord::<[u8], [u8]>::to("bench-plain-out").payload(m.payload().unwrap_or_default());
+        let mut rec = BaseRecord::<[u8], [u8]>::to("bench-plain-out")
+            .payload(m.payload().unwrap_or_default());
         if let Some(k) = m.key() {
             rec = rec.key(k);
         }
@@ -114,15 +117,32 @@ fn main() {
     create_topic(b, "bench-plain-out", 3);
     create_topic(b, "bench-weir-out", 3);
     let payload = "x".repeat(90);
-    produce(b, "bench-in", (0..n).map(|i| format!("{i:09}{payload}").into_bytes()));
-    println!("Kafka -> identity -> Kafka, {n} records of 100 bytes, 3 partitions, tansu on loopback");
+    produce(
+        b,
+        "bench-in",
+        (0..n).map(|i| format!("{i:09}{payload}").into_bytes()),
+    );
+    println!(
+        "Kafka -> identity -> Kafka, {n} records of 100 bytes, 3 partitions, tansu on loopback"
+    );
     // Warm the plugin compile cache so the weir run measures the data path.
     common::plugin("chaos");
     let plain = plain_loop(b, n);
     let weir = through_weir(b);
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     assert!(count(b, "bench-weir-out", 3) > 0);
-    println!("  plain rdkafka loop (no plugin)  {:>10.0} records/s ({:.2} s)", rate(plain), plain.as_secs_f64());
-    println!("  weir run with the chaos identity plugin {:>10.0} records/s ({:.2} s, including start-up and group join)", rate(weir), weir.as_secs_f64());
-    println!("  weir / plain                    {:>10.2}", plain.as_secs_f64() / weir.as_secs_f64());
+    println!(
+        "  plain rdkafka loop (no plugin)  {:>10.0} records/s ({:.2} s)",
+        rate(plain),
+        plain.as_secs_f64()
+    );
+    println!(
+        "  weir run with the chaos identity plugin {:>10.0} records/s ({:.2} s, including start-up and group join)",
+        rate(weir),
+        weir.as_secs_f64()
+    );
+    println!(
+        "  weir / plain                    {:>10.2}",
+        plain.as_secs_f64() / weir.as_secs_f64()
+    );
 }
