@@ -41,7 +41,6 @@ use crate::event::{Acks, Event};
 use crate::kafka::{Brokers, Options, check_reachable, client_config, ensure_topic};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, SinkContext};
-use crate::util::json_field_text;
 
 /// Producer acknowledgement level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -327,10 +326,10 @@ impl Run {
             let key: Option<Vec<u8>> = match self.key.as_deref() {
                 None => None,
                 Some("$key") => event.key.as_ref().map(|k| k.to_vec()),
-                Some(field) => json_field_text(&event.value, field)
+                Some(field) => weir_plugin::json::field(&event.value, field)
                     .ok()
                     .flatten()
-                    .map(String::into_bytes),
+                    .map(|v| v.as_text().into_owned().into_bytes()),
             };
             let mut headers = OwnedHeaders::new_with_capacity(event.headers.len());
             for (name, value) in &event.headers {

@@ -30,7 +30,9 @@ use serde::Deserialize;
 use crate::event::{Batch, Event, Origin};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, SourceContext};
-use crate::util::{json_field, json_field_text, now_ms, parse_timestamp};
+use crate::util::now_ms;
+use weir_plugin::json::field as json_field;
+use weir_plugin::time::parse_timestamp;
 
 /// File layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -154,50 +156,17 @@ impl Lines {
     }
 }
 
-/// Splits one CSV line into fields, unquoting `"..."` (with `""` escapes).
-/// Unquoted fields are zero-copy slices of the line.
+/// Splits one CSV line into fields: unquoted fields are zero-copy slices
+/// of the line.
 pub(crate) fn split_csv(line: &Bytes, out: &mut Vec<Bytes>) -> Result<(), String> {
+    let mut fields = Vec::new();
+    weir_plugin::csv::split(line, &mut fields)?;
     out.clear();
-    let b = &line[..];
-    let mut i = 0;
-    loop {
-        if b.get(i) == Some(&b'"') {
-            let mut field = Vec::new();
-            i += 1;
-            loop {
-                match b.get(i) {
-                    Some(b'"') if b.get(i + 1) == Some(&b'"') => {
-                        field.push(b'"');
-                        i += 2;
-                    }
-                    Some(b'"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(&c) => {
-                        field.push(c);
-                        i += 1;
-                    }
-                    None => return Err("unterminated quoted field".into()),
-                }
-            }
-            while i < b.len() && b[i] != b',' {
-                field.push(b[i]);
-                i += 1;
-            }
-            out.push(Bytes::from(field));
-        } else {
-            let start = i;
-            while i < b.len() && b[i] != b',' {
-                i += 1;
-            }
-            out.push(line.slice(start..i));
-        }
-        if i >= b.len() {
-            return Ok(());
-        }
-        i += 1; // the comma
-    }
+    out.extend(fields.into_iter().map(|f| match f {
+        std::borrow::Cow::Borrowed(slice) => line.slice_ref(slice),
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
+    }));
+    Ok(())
 }
 
 fn looks_like_json_number(s: &str) -> bool {
@@ -497,14 +466,16 @@ impl ReplayConfig {
                 let ts = match timestamp {
                     Some(f) => json_field(&line, f)?
                         .ok_or_else(|| format!("no field {f:?}"))?
-                        .to_timestamp()
+                        .as_timestamp(Default::default())
                         .map_err(|e| format!("field `{f}`: {e}"))?,
                     None => arrival,
                 };
                 let value = match select {
                     Some(f) => Bytes::from(
-                        json_field_text(&line, f)?
+                        json_field(&line, f)?
                             .ok_or_else(|| format!("no field {f:?}"))?
+                            .as_text()
+                            .into_owned()
                             .into_bytes(),
                     ),
                     None => line,

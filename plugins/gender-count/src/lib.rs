@@ -11,15 +11,15 @@
 //!   `{"window_start":MS,"window_end":MS,"counts":{"0":N,...}}`, or `"seed"`,
 //!   the text today's consumers read: `[{"0":1},{"1":6},{"2":3}]`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use serde::{Deserialize, Serialize};
 use weir_plugin::config::Duration;
+use weir_plugin::json::Scalar;
 use weir_plugin::window::{Closed, WindowSpec, Windows};
 use weir_plugin::{Batch, Output, Transform};
-
-mod field;
 
 /// Which clock assigns events to windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -123,7 +123,44 @@ struct State {
 
 const STATE_VERSION: u32 = 1;
 
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("value is not UTF-8: {e}"))
+}
+
 impl GenderCount {
+    /// Puts the event's key into `self.scratch`.
+    fn key_of<'a>(
+        &mut self,
+        value: &'a [u8],
+        fields: &mut Vec<Cow<'a, [u8]>>,
+    ) -> Result<(), String> {
+        self.scratch.clear();
+        match &self.extract {
+            Extract::Whole => self.scratch.push_str(utf8(value)?.trim()),
+            Extract::Json(name) => match weir_plugin::json::field(value, name)? {
+                None => return Err(format!("no field {name:?}")),
+                Some(Scalar::Json(_)) => {
+                    return Err(format!(
+                        "field {name:?} is not a string, number, boolean or null"
+                    ));
+                }
+                Some(v) => self.scratch.push_str(&v.as_text()),
+            },
+            Extract::Csv(col) => {
+                weir_plugin::csv::split(value, fields)?;
+                let field = fields.get(*col).ok_or_else(|| {
+                    format!(
+                        "row has {} columns, the key is column {}",
+                        fields.len(),
+                        col + 1
+                    )
+                })?;
+                self.scratch.push_str(utf8(field)?.trim());
+            }
+        }
+        Ok(())
+    }
+
     fn emit_closed(&mut self, out: &mut Output) {
         for Closed { start, end, acc } in self.windows.take_closed() {
             let counts = acc.sorted();
@@ -186,16 +223,9 @@ impl Transform for GenderCount {
             Time::Processing => weir_plugin::now_ms(),
             Time::Event => 0,
         };
+        let mut fields = Vec::new();
         for event in batch.iter() {
-            let key = match &self.extract {
-                Extract::Whole => field::trim(event.value).map(|s| {
-                    self.scratch.clear();
-                    self.scratch.push_str(s);
-                }),
-                Extract::Json(name) => field::json_field(event.value, name, &mut self.scratch),
-                Extract::Csv(col) => field::csv_field(event.value, *col, &mut self.scratch),
-            };
-            if let Err(reason) = key {
+            if let Err(reason) = self.key_of(event.value, &mut fields) {
                 out.reject(event.index, reason);
                 continue;
             }
@@ -302,6 +332,7 @@ mod tests {
         );
         assert_eq!(rej.len(), 2);
         assert!(rej[0].contains("no field \"gender\""), "{rej:?}");
+        assert!(rej[1].starts_with("invalid JSON"), "{rej:?}");
     }
 
     #[test]

@@ -41,11 +41,17 @@
 //! it, so reading a batch allocates nothing per event. [`Output`] writes into
 //! flat buffers the same way.
 //!
-//! Window helpers for tumbling and sliding windows over event or processing
-//! time live in [`window`].
+//! Window helpers for tumbling, sliding and session windows over event or
+//! processing time live in [`window`]; [`csv`], [`json`] and [`time`] read
+//! fields and timestamps without per-event allocation; [`format`] prints
+//! numbers the way existing consumers expect.
 
 mod batch;
 pub mod config;
+pub mod csv;
+pub mod format;
+pub mod json;
+pub mod time;
 pub mod window;
 
 pub use batch::{Batch, Event, Header, Output, Rejection};

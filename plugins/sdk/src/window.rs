@@ -25,6 +25,10 @@
 //! assert!(w.add(999, 3, |n| *n += 1).is_err()); // late
 //! ```
 //!
+//! [`Sessions`] groups events into session windows: a session lasts while
+//! events keep arriving less than `gap` apart, and sessions that an
+//! out-of-order event bridges are merged.
+//!
 //! The whole structure is serde-serialisable, so a plugin's
 //! [`snapshot`](crate::Transform::snapshot) can include its open windows and
 //! they survive restarts and hot reloads.
@@ -249,6 +253,143 @@ impl<A: Default> Windows<A> {
     }
 }
 
+/// Accumulators that can be combined, for merging session windows.
+pub trait Merge {
+    /// Adds `other` into `self`.
+    fn merge(&mut self, other: Self);
+}
+
+impl Merge for u64 {
+    fn merge(&mut self, other: Self) {
+        *self += other;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Session<A> {
+    /// Last event time + gap (exclusive).
+    end: i64,
+    acc: A,
+    first_seq: u64,
+}
+
+/// Session windows over event time (or processing time, with `advance`
+/// from `tick`): `[first event, last event + gap)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sessions<A> {
+    gap_ms: i64,
+    allowed_lateness_ms: i64,
+    /// Open sessions by start; they never overlap.
+    open: BTreeMap<i64, Session<A>>,
+    watermark: i64,
+    #[serde(skip, default = "Vec::new")]
+    closed: Vec<Closed<A>>,
+}
+
+impl<A: Default + Merge> Sessions<A> {
+    /// Sessions that close after `gap_ms` without events.
+    pub fn new(gap_ms: i64, allowed_lateness_ms: i64) -> Result<Self, String> {
+        if gap_ms <= 0 {
+            return Err(format!("session gap must be positive, got {gap_ms} ms"));
+        }
+        if allowed_lateness_ms < 0 {
+            return Err("allowed_lateness must not be negative".into());
+        }
+        Ok(Sessions {
+            gap_ms,
+            allowed_lateness_ms,
+            open: BTreeMap::new(),
+            watermark: i64::MIN,
+            closed: Vec::new(),
+        })
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Adds an event, merging every session it touches; refuses it when its
+    /// session would already have closed.
+    pub fn add(&mut self, ts: i64, seq: u64, update: impl FnOnce(&mut A)) -> Result<(), Late> {
+        let end = ts.saturating_add(self.gap_ms);
+        if end <= self.watermark {
+            return Err(Late {
+                watermark: self.watermark,
+            });
+        }
+        // Sessions overlapping [ts, end): start < end and session.end > ts.
+        let touching: Vec<i64> = self
+            .open
+            .range(..end)
+            .filter(|(_, s)| s.end > ts)
+            .map(|(start, _)| *start)
+            .collect();
+        let mut merged = Session {
+            end,
+            acc: A::default(),
+            first_seq: seq,
+        };
+        let mut start = ts;
+        for s in touching {
+            let old = self.open.remove(&s).expect("listed above");
+            start = start.min(s);
+            merged.end = merged.end.max(old.end);
+            merged.first_seq = merged.first_seq.min(old.first_seq);
+            merged.acc.merge(old.acc);
+        }
+        update(&mut merged.acc);
+        self.open.insert(start, merged);
+        self.advance(ts.saturating_sub(self.allowed_lateness_ms));
+        Ok(())
+    }
+
+    /// Moves the watermark forward and closes sessions ending at or before it.
+    pub fn advance(&mut self, watermark: i64) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        let done: Vec<i64> = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.end <= watermark)
+            .map(|(start, _)| *start)
+            .collect();
+        for start in done {
+            let s = self.open.remove(&start).expect("listed above");
+            self.closed.push(Closed {
+                start,
+                end: s.end,
+                acc: s.acc,
+            });
+        }
+    }
+
+    /// Closes every open session (end of input).
+    pub fn close_all(&mut self) {
+        for (start, s) in std::mem::take(&mut self.open) {
+            self.closed.push(Closed {
+                start,
+                end: s.end,
+                acc: s.acc,
+            });
+        }
+    }
+
+    /// Sessions closed since the last call, by start.
+    pub fn take_closed(&mut self) -> Vec<Closed<A>> {
+        let mut c = std::mem::take(&mut self.closed);
+        c.sort_by_key(|c| c.start);
+        c
+    }
+
+    /// The lowest sequence number held in an open session.
+    pub fn hold_from(&self) -> Option<u64> {
+        self.open.values().map(|s| s.first_seq).min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +496,57 @@ mod tests {
             }
         );
         assert!(back.add(19, 4, |n| *n += 1).is_err());
+    }
+
+    #[test]
+    fn sessions_split_on_gaps_and_merge_when_bridged() {
+        let mut s: Sessions<u64> = Sessions::new(10, 100).unwrap();
+        for (i, ts) in [0, 5, 30, 33].into_iter().enumerate() {
+            s.add(ts, i as u64, |n| *n += 1).unwrap();
+        }
+        // 18 starts [18,28): it touches neither [0,15) nor [30,43).
+        s.add(18, 4, |n| *n += 1).unwrap();
+        // 24 ([24,34)) bridges [18,28) and [30,43) into [18,43).
+        s.add(24, 5, |n| *n += 1).unwrap();
+        s.close_all();
+        let closed: Vec<(i64, i64, u64)> = s
+            .take_closed()
+            .into_iter()
+            .map(|c| (c.start, c.end, c.acc))
+            .collect();
+        assert_eq!(closed, vec![(0, 15, 2), (18, 43, 4)]);
+    }
+
+    #[test]
+    fn sessions_close_on_the_watermark_and_refuse_late_events() {
+        let mut s: Sessions<u64> = Sessions::new(10, 0).unwrap();
+        s.add(0, 0, |n| *n += 1).unwrap();
+        s.add(50, 1, |n| *n += 1).unwrap();
+        assert_eq!(
+            s.take_closed(),
+            vec![Closed {
+                start: 0,
+                end: 10,
+                acc: 1
+            }]
+        );
+        assert!(
+            s.add(39, 2, |n| *n += 1).is_err(),
+            "39 + 10 <= watermark 50"
+        );
+        assert_eq!(s.hold_from(), Some(1));
+        let json = serde_json::to_string(&s).unwrap();
+        let mut back: Sessions<u64> = serde_json::from_str(&json).unwrap();
+        back.add(55, 3, |n| *n += 1).unwrap();
+        back.advance(100);
+        assert_eq!(
+            back.take_closed(),
+            vec![Closed {
+                start: 50,
+                end: 65,
+                acc: 2
+            }]
+        );
     }
 
     #[test]
