@@ -7,7 +7,7 @@
 //! (default 500 000 records of 100 bytes, 3 partitions).
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code, missing_docs)]
+#[allow(missing_docs)]
 mod common;
 
 use std::time::{Duration, Instant};
