@@ -244,7 +244,7 @@ inputs = ["count"]
             .sum();
         let replayed: u64 = stderr
             .lines()
-            .find(|l| l.contains("replay finished"))
+            .find(|l| l.contains("replay stopped") || l.contains("replay finished"))
             .and_then(|l| l.split("events=").nth(1))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())

@@ -188,13 +188,35 @@ impl Acks {
     }
 }
 
-/// A batch of events and the acknowledgements of the records behind them.
+/// A control marker travelling in order with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// Checkpoint barrier `id`: everything before it from this input is part
+    /// of checkpoint `id`. `last` marks the final checkpoint of a shutdown:
+    /// stages keep their open windows (they are in the checkpoint) instead of
+    /// flushing them.
+    Barrier {
+        /// Checkpoint id.
+        id: u64,
+        /// Final checkpoint before stopping.
+        last: bool,
+    },
+    /// This input has ended for good (its source reached the end of its data).
+    End,
+}
+
+/// A batch of events and the acknowledgements of the records behind them,
+/// or a control [`Marker`].
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     /// The events.
     pub events: Vec<Event>,
     /// Released when the batch (and every copy of it) is done.
     pub acks: Acks,
+    /// A marker, for control batches (which carry no events).
+    pub marker: Option<Marker>,
+    /// Index of the stage that sent the batch (set by its output).
+    pub from: u32,
 }
 
 impl Batch {
@@ -202,13 +224,25 @@ impl Batch {
     pub fn new(events: Vec<Event>) -> Self {
         Batch {
             events,
-            acks: Acks::none(),
+            ..Batch::default()
         }
     }
 
     /// A batch with acknowledgements.
     pub fn with_acks(events: Vec<Event>, acks: Acks) -> Self {
-        Batch { events, acks }
+        Batch {
+            events,
+            acks,
+            ..Batch::default()
+        }
+    }
+
+    /// A control batch.
+    pub fn marker(marker: Marker) -> Self {
+        Batch {
+            marker: Some(marker),
+            ..Batch::default()
+        }
     }
 
     /// Number of events.

@@ -20,6 +20,7 @@
 //! hosts plugins; [`sources`], [`transforms`] and [`sinks`] are the stage
 //! types.
 
+pub mod checkpoint;
 pub mod config;
 pub mod event;
 pub mod kafka;

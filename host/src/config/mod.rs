@@ -142,6 +142,13 @@ pub struct Options {
     /// (backpressure; default 8).
     #[serde(default)]
     pub channel_capacity: Option<usize>,
+    /// Directory for checkpoints (stage state with source positions);
+    /// absent: no checkpoints.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// How often to checkpoint (default 10 s).
+    #[serde(default)]
+    pub checkpoint_interval: Option<units::Duration>,
 }
 
 /// A checked pipeline, ready to build.
@@ -245,6 +252,11 @@ pub fn compile(
             Ok(o) => options = o,
             Err(e) => report(&mut diag, &e, "top level", &[]),
         }
+    }
+    if let Some(dir) = options.state_dir.as_mut()
+        && dir.is_relative()
+    {
+        *dir = normalize(&base_dir.join(&*dir));
     }
 
     let mut stages: IndexMap<String, Stage> = IndexMap::new();

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{LineFormat, write_line};
+use super::{Barriers, LineFormat, write_line};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, SinkContext};
 
@@ -59,7 +59,16 @@ fn write_all(
     format: LineFormat,
 ) -> Result<(), BoxError> {
     let mut buf = Vec::new();
+    let mut barriers = Barriers::new(&ctx);
     while let Some(batch) = ctx.input.blocking_recv() {
+        if let Some(marker) = batch.marker {
+            if let Some(id) = barriers.on_marker(batch.from, marker) {
+                file.sync_data()
+                    .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+                barriers.ready(id);
+            }
+            continue;
+        }
         buf.clear();
         for e in &batch.events {
             write_line(&mut buf, e, format);

@@ -37,8 +37,9 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 
+use crate::checkpoint::Action;
 use crate::config::units::Duration;
-use crate::event::{Ack, AckTarget, Acks, Batch, Event, Origin};
+use crate::event::{Ack, AckTarget, Acks, Batch, Event, Marker, Origin};
 use crate::kafka::{
     Brokers, Options, check_reachable, client_config, ensure_topic, partition_count,
 };
@@ -393,6 +394,15 @@ impl KafkaSourceConfig {
         let consumer: BaseConsumer<SourceCtx> = config
             .create_with_context(context)
             .map_err(|e| format!("cannot create Kafka consumer: {e}"))?;
+        if let Some(resume) = ctx.control.resume.as_ref().and_then(|r| r.as_object()) {
+            resume_from(&consumer, resume)
+                .map_err(|e| format!("cannot resume from the checkpoint: {e}"))?;
+            tracing::info!(
+                stage = ctx.name,
+                partitions = resume.len(),
+                "kafka source resumes from the checkpoint offsets"
+            );
+        }
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
@@ -407,6 +417,7 @@ impl KafkaSourceConfig {
             ack_target: Arc::new(AckChannel(ack_tx)),
             tracker,
             topic_names: HashMap::new(),
+            next_offsets: std::collections::BTreeMap::new(),
         };
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
@@ -425,6 +436,8 @@ struct Worker {
     ack_target: Arc<AckChannel>,
     tracker: Arc<Mutex<Tracker>>,
     topic_names: HashMap<String, Arc<str>>,
+    /// Next offset to read per partition (last taken + 1).
+    next_offsets: std::collections::BTreeMap<(Arc<str>, i32), i64>,
 }
 
 /// Records read but not yet sent downstream.
@@ -560,7 +573,7 @@ impl Worker {
     fn run(
         mut self,
         consumer: BaseConsumer<SourceCtx>,
-        ctx: SourceContext,
+        mut ctx: SourceContext,
         handle: tokio::runtime::Handle,
     ) -> Result<(), BoxError> {
         let batch_size = ctx.batch_size;
@@ -568,8 +581,22 @@ impl Worker {
         let mut errors_logged = 0u64;
         let mut last_end_check = Instant::now();
         loop {
-            if ctx.shutdown.is_cancelled() {
-                break;
+            if let Some(action) = ctx.control.poll() {
+                if self.flush(&ctx, &handle, &mut pending).is_err() {
+                    break;
+                }
+                match action {
+                    Action::Stop => break,
+                    Action::Checkpoint { id, last } => {
+                        ctx.control.reporter.position(id, self.position());
+                        if let Some(m) = action.marker() {
+                            let _ = ctx.out.blocking_marker(&handle, m);
+                        }
+                        if last {
+                            break;
+                        }
+                    }
+                }
             }
             consumer.context().apply_acks(&consumer, StdDuration::ZERO);
             let mut polled = consumer.poll(StdDuration::from_millis(100));
@@ -606,11 +633,24 @@ impl Worker {
                         stage = ctx.name,
                         "every assigned partition read to its end; stopping"
                     );
+                    ctx.control.reporter.source_done(self.position());
+                    let _ = ctx.out.blocking_marker(&handle, Marker::End);
                     break;
                 }
             }
         }
         self.finish(consumer, ctx)
+    }
+
+    /// The next offset to read of every partition read so far, for a
+    /// checkpoint: `{"topic/partition": offset}`.
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.next_offsets
+                .iter()
+                .map(|((t, p), o)| (format!("{t}/{p}"), serde_json::json!(o)))
+                .collect(),
+        )
     }
 
     /// Shutdown: stop reading, let downstream drain, store and commit what
@@ -659,6 +699,32 @@ impl Worker {
         drop(consumer);
         Ok(())
     }
+}
+
+/// Commits checkpointed offsets (`{"topic/partition": offset}`) to the
+/// group, so the subscription starts there.
+fn resume_from(
+    consumer: &BaseConsumer<SourceCtx>,
+    offsets: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, offset) in offsets {
+        let (topic, partition) = tp
+            .rsplit_once('/')
+            .and_then(|(t, p)| p.parse::<i32>().ok().map(|p| (t, p)))
+            .ok_or_else(|| format!("bad partition key {tp:?}"))?;
+        let offset = offset
+            .as_i64()
+            .ok_or_else(|| format!("bad offset for {tp}"))?;
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .map_err(|e| e.to_string())?;
+    }
+    if tpl.count() > 0 {
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// The low and high watermarks librdkafka last saw in fetch responses for a

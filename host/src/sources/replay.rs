@@ -27,7 +27,8 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::event::{Batch, Event, Origin};
+use crate::checkpoint::Action;
+use crate::event::{Batch, Event, Marker, Origin};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, SourceContext};
 use crate::util::now_ms;
@@ -88,6 +89,8 @@ pub struct ReplayConfig {
 struct Lines {
     file: File,
     chunk: Bytes,
+    /// File offset of `chunk[0]`.
+    chunk_base: u64,
     pos: usize,
     carry: Vec<u8>,
     eof: bool,
@@ -101,11 +104,29 @@ impl Lines {
         Lines {
             file,
             chunk: Bytes::new(),
+            chunk_base: 0,
             pos: 0,
             carry: Vec::new(),
             eof: false,
             line_no: 0,
         }
+    }
+
+    /// File offset of the next unread line.
+    fn offset(&self) -> u64 {
+        self.chunk_base + self.pos as u64
+    }
+
+    /// Continues reading at `offset`, which starts line `line_no + 1`.
+    fn seek(&mut self, offset: u64, line_no: u64) -> std::io::Result<()> {
+        use std::io::Seek;
+        self.file.seek(std::io::SeekFrom::Start(offset))?;
+        self.chunk = Bytes::new();
+        self.chunk_base = offset;
+        self.pos = 0;
+        self.eof = false;
+        self.line_no = line_no;
+        Ok(())
     }
 
     /// The next line without its `\n` / `\r\n`, and its 1-based number.
@@ -135,6 +156,7 @@ impl Lines {
                 }
                 return Ok(None);
             }
+            self.chunk_base += self.pos as u64;
             self.carry.clear();
             self.carry.extend_from_slice(&self.chunk[self.pos..]);
             let mut buf = std::mem::take(&mut self.carry);
@@ -313,6 +335,24 @@ impl ReplayConfig {
             .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
         let mut lines = Lines::new(file);
         let layout = self.open_layout(&mut lines)?;
+        if let Some(resume) = &ctx.control.resume {
+            let offset = resume["offset"].as_u64().unwrap_or(0);
+            let line = resume["line"].as_u64().unwrap_or(0);
+            if offset > 0 {
+                lines.seek(offset, line).map_err(|e| {
+                    format!(
+                        "cannot resume {} at byte {offset}: {e}",
+                        self.path.display()
+                    )
+                })?;
+                tracing::info!(
+                    stage = ctx.name,
+                    line,
+                    offset,
+                    "replay resumes from the checkpoint"
+                );
+            }
+        }
         let config = self.clone();
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
@@ -327,7 +367,7 @@ impl ReplayConfig {
         self,
         mut lines: Lines,
         layout: Layout,
-        ctx: SourceContext,
+        mut ctx: SourceContext,
         handle: tokio::runtime::Handle,
     ) -> Result<(), BoxError> {
         let started = Instant::now();
@@ -337,9 +377,34 @@ impl ReplayConfig {
         let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
         let mut rejected: Vec<(Event, String)> = Vec::new();
         let mut arrival = now_ms();
+        let position =
+            |lines: &Lines| serde_json::json!({ "offset": lines.offset(), "line": lines.line_no });
         loop {
-            if ctx.shutdown.is_cancelled() {
-                break;
+            if let Some(action) = ctx.control.poll() {
+                if self
+                    .flush(&ctx, &handle, &mut batch, &mut rejected)
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                match action {
+                    Action::Stop => break,
+                    Action::Checkpoint { id, last } => {
+                        ctx.control.reporter.position(id, position(&lines));
+                        if let Some(m) = action.marker() {
+                            let _ = ctx.out.blocking_marker(&handle, m);
+                        }
+                        if last {
+                            tracing::info!(
+                                stage = ctx.name,
+                                events = emitted,
+                                line = lines.line_no,
+                                "replay stopped at a checkpoint"
+                            );
+                            return Ok(());
+                        }
+                    }
+                }
             }
             // Pace: wait until the next event is due, flushing what we have.
             if let Some(rate) = self.rate {
@@ -371,7 +436,12 @@ impl ReplayConfig {
                     }
                     continue;
                 }
-                break;
+                if self.flush(&ctx, &handle, &mut batch, &mut rejected).is_ok() {
+                    ctx.control.reporter.source_done(position(&lines));
+                    let _ = ctx.out.blocking_marker(&handle, Marker::End);
+                }
+                tracing::info!(stage = ctx.name, events = emitted, "replay finished");
+                return Ok(());
             };
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -397,7 +467,7 @@ impl ReplayConfig {
             }
         }
         let _ = self.flush(&ctx, &handle, &mut batch, &mut rejected);
-        tracing::info!(stage = ctx.name, events = emitted, "replay finished");
+        tracing::info!(stage = ctx.name, events = emitted, "replay stopped");
         Ok(())
     }
 

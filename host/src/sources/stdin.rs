@@ -6,7 +6,8 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::event::{Batch, Event};
+use crate::checkpoint::Action;
+use crate::event::{Batch, Event, Marker};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, SourceContext};
 use crate::util::now_ms;
@@ -25,21 +26,29 @@ impl StdinConfig {
     }
 }
 
-async fn run(ctx: SourceContext) -> Result<(), BoxError> {
+async fn run(mut ctx: SourceContext) -> Result<(), BoxError> {
     let mut reader = BufReader::with_capacity(1 << 16, tokio::io::stdin());
     let mut line = Vec::new();
+    let mut lines_read: u64 = 0;
     loop {
         let mut events = Vec::new();
+        let mut action = None;
+        let mut eof = false;
         // Wait for one line, then take every complete line already buffered.
         loop {
             line.clear();
             let n = tokio::select! {
-                _ = ctx.shutdown.cancelled(), if events.is_empty() => 0,
+                a = ctx.control.next(), if events.is_empty() => {
+                    action = Some(a);
+                    break;
+                }
                 n = reader.read_until(b'\n', &mut line) => n?,
             };
             if n == 0 {
+                eof = true;
                 break;
             }
+            lines_read += 1;
             while matches!(line.last(), Some(b'\n' | b'\r')) {
                 line.pop();
             }
@@ -48,12 +57,30 @@ async fn run(ctx: SourceContext) -> Result<(), BoxError> {
                 break;
             }
         }
-        if events.is_empty() {
+        if !events.is_empty() {
+            StageMetrics::add(&ctx.metrics.events_in, events.len() as u64);
+            if ctx.out.send(Batch::new(events)).await.is_err() {
+                return Ok(());
+            }
+        }
+        let position = serde_json::json!({ "lines": lines_read });
+        if eof {
+            ctx.control.reporter.source_done(position);
+            let _ = ctx.out.send(Batch::marker(Marker::End)).await;
             return Ok(());
         }
-        StageMetrics::add(&ctx.metrics.events_in, events.len() as u64);
-        if ctx.out.send(Batch::new(events)).await.is_err() {
-            return Ok(());
+        match action {
+            Some(Action::Stop) => return Ok(()),
+            Some(a @ Action::Checkpoint { id, last }) => {
+                ctx.control.reporter.position(id, position);
+                if let Some(m) = a.marker() {
+                    let _ = ctx.out.send(Batch::marker(m)).await;
+                }
+                if last {
+                    return Ok(());
+                }
+            }
+            None => {}
         }
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-use crate::event::{Acks, Batch, Event};
+use crate::checkpoint::{Reporter, SavedStage, SourceControl};
+use crate::event::{Acks, Batch, Event, Marker};
 use crate::metrics::StageMetrics;
 
 /// Boxed error type for stage failures.
@@ -23,11 +23,20 @@ pub struct Closed;
 pub struct Output {
     senders: Vec<mpsc::Sender<Batch>>,
     metrics: Arc<StageMetrics>,
+    index: u32,
 }
 
 impl Output {
-    pub(crate) fn new(senders: Vec<mpsc::Sender<Batch>>, metrics: Arc<StageMetrics>) -> Self {
-        Output { senders, metrics }
+    pub(crate) fn new(
+        senders: Vec<mpsc::Sender<Batch>>,
+        metrics: Arc<StageMetrics>,
+        index: u32,
+    ) -> Self {
+        Output {
+            senders,
+            metrics,
+            index,
+        }
     }
 
     /// Whether any stage consumes this output.
@@ -38,10 +47,11 @@ impl Output {
     /// Sends a batch to every consumer, waiting while their queues are full
     /// (backpressure). Empty batches that carry no acknowledgements are
     /// skipped.
-    pub async fn send(&self, batch: Batch) -> Result<(), Closed> {
-        if batch.events.is_empty() && batch.acks.is_empty() {
+    pub async fn send(&self, mut batch: Batch) -> Result<(), Closed> {
+        if batch.events.is_empty() && batch.acks.is_empty() && batch.marker.is_none() {
             return Ok(());
         }
+        batch.from = self.index;
         StageMetrics::add(&self.metrics.events_out, batch.events.len() as u64);
         let Some((last, rest)) = self.senders.split_last() else {
             return Ok(());
@@ -61,6 +71,15 @@ impl Output {
         batch: Batch,
     ) -> Result<(), Closed> {
         handle.block_on(self.send(batch))
+    }
+
+    /// Sends a control marker to every consumer.
+    pub fn blocking_marker(
+        &self,
+        handle: &tokio::runtime::Handle,
+        marker: Marker,
+    ) -> Result<(), Closed> {
+        handle.block_on(self.send(Batch::marker(marker)))
     }
 }
 
@@ -161,9 +180,8 @@ pub struct SourceContext {
     pub out: Output,
     /// Where unreadable records go.
     pub dead_letters: DeadLetters,
-    /// Cancelled when the pipeline should stop: finish the current batch and
-    /// return.
-    pub shutdown: CancellationToken,
+    /// Checkpoint requests and the stop signal: check it between batches.
+    pub control: SourceControl,
     /// The stage's counters.
     pub metrics: Arc<StageMetrics>,
     /// Events per batch.
@@ -182,6 +200,12 @@ pub struct TransformContext {
     pub dead_letters: DeadLetters,
     /// The stage's counters.
     pub metrics: Arc<StageMetrics>,
+    /// Number of data inputs (for barrier alignment).
+    pub inputs: usize,
+    /// Reports snapshots to the checkpoint coordinator.
+    pub reporter: Reporter,
+    /// State saved by the last checkpoint, to restore.
+    pub resume: Option<SavedStage>,
 }
 
 /// Handed to a sink when it starts.
@@ -195,4 +219,8 @@ pub struct SinkContext {
     pub dead_letters: DeadLetters,
     /// The stage's counters.
     pub metrics: Arc<StageMetrics>,
+    /// Number of data inputs (for barrier alignment).
+    pub inputs: usize,
+    /// Reports checkpoint barriers to the coordinator.
+    pub reporter: Reporter,
 }

@@ -19,7 +19,8 @@ pub use context::{
     BoxError, Closed, DeadLetters, Output, SinkContext, SourceContext, TransformContext,
 };
 
-use crate::config::{Component, Pipeline};
+use crate::checkpoint::{Members, Report, Reporter, SourceControl, Wiring};
+use crate::config::{Component, Kind, Pipeline};
 use crate::event::Batch;
 use crate::metrics::Registry;
 
@@ -57,6 +58,8 @@ fn list(errors: &[StageError]) -> String {
 pub struct Running {
     tasks: JoinSet<(String, Result<(), BoxError>)>,
     shutdown: CancellationToken,
+    reports: Option<tokio::sync::mpsc::UnboundedSender<Report>>,
+    coordinator: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -77,6 +80,17 @@ impl Running {
                     Err(format!("stage task panicked: {e}").into()),
                 ),
             };
+            if let Some(r) = &self.reports {
+                let _ = r.send(if result.is_ok() {
+                    Report::Ended {
+                        stage: stage.clone(),
+                    }
+                } else {
+                    Report::Failed {
+                        stage: stage.clone(),
+                    }
+                });
+            }
             match result {
                 Ok(()) => tracing::debug!(stage, "stage finished"),
                 Err(source) => {
@@ -85,6 +99,10 @@ impl Running {
                     self.shutdown.cancel();
                 }
             }
+        }
+        drop(self.reports.take());
+        if let Some(c) = self.coordinator.take() {
+            let _ = c.await;
         }
         if failures.is_empty() {
             Ok(())
@@ -119,23 +137,60 @@ pub fn start(
         }
     }
 
+    let mut wiring = match &pipeline.options.state_dir {
+        Some(dir) => {
+            let saved = crate::checkpoint::load(dir).map_err(|e| {
+                RunError::Build(vec![StageError {
+                    stage: "state_dir".into(),
+                    source: e.into(),
+                }])
+            })?;
+            if let Some(s) = &saved {
+                tracing::info!(
+                    checkpoint = s.id,
+                    dir = %dir.display(),
+                    written_ms = s.written_ms,
+                    "restoring from checkpoint"
+                );
+            }
+            let members = Members {
+                sources: stages_of(pipeline, |s| s.component.kind() == Kind::Source),
+                transforms: stages_of(pipeline, |s| s.component.kind() == Kind::Transform),
+                sinks: stages_of(pipeline, |s| {
+                    s.component.kind() == Kind::Sink && !s.inputs.is_empty()
+                }),
+            };
+            let interval = pipeline
+                .options
+                .checkpoint_interval
+                .map_or(std::time::Duration::from_secs(10), |d| d.get());
+            Some(Wiring::new(dir.clone(), interval, members, saved))
+        }
+        None => None,
+    };
+    let reporter = |wiring: &Option<Wiring>, name: &str| match wiring {
+        Some(w) => w.reporter(name),
+        None => Reporter::off(name),
+    };
+
     let mut built: Vec<(String, BoxFuture<'static, Result<(), BoxError>>)> = Vec::new();
     let mut errors = Vec::new();
     // Sinks first, then transforms, then sources: a sink may create the
     // topic a source of the same pipeline reads.
-    let mut order: Vec<&crate::config::Stage> = pipeline.stages.values().collect();
-    order.sort_by_key(|s| match s.component.kind() {
-        crate::config::Kind::Sink => 0,
-        crate::config::Kind::Transform => 1,
-        crate::config::Kind::Source => 2,
+    let mut order: Vec<(usize, &crate::config::Stage)> =
+        pipeline.stages.values().enumerate().collect();
+    order.sort_by_key(|(_, s)| match s.component.kind() {
+        Kind::Sink => 0,
+        Kind::Transform => 1,
+        Kind::Source => 2,
     });
-    for stage in order {
+    for (index, stage) in order {
         let metrics = registry.stage(&stage.name);
         let outputs: Vec<mpsc::Sender<Batch>> = pipeline
             .consumers_of(&stage.name)
             .filter_map(|c| senders.get(c.name.as_str()).cloned())
             .collect();
-        let out = Output::new(outputs, metrics.clone());
+        let out = Output::new(outputs, metrics.clone(), index as u32);
         let dead_letters = DeadLetters::new(
             &stage.name,
             stage
@@ -150,7 +205,10 @@ pub fn start(
                 name: name.clone(),
                 out,
                 dead_letters,
-                shutdown: shutdown.clone(),
+                control: match wiring.as_mut() {
+                    Some(w) => w.source_control(&name, shutdown.clone()),
+                    None => SourceControl::plain(&name, shutdown.clone()),
+                },
                 metrics,
                 batch_size: pipeline.batch_size(),
             }),
@@ -162,6 +220,9 @@ pub fn start(
                 out,
                 dead_letters,
                 metrics,
+                inputs: stage.inputs.len(),
+                reporter: reporter(&wiring, &name),
+                resume: wiring.as_ref().and_then(|w| w.saved_stage(&name)),
             }),
             Component::Sink(c) => c.build(SinkContext {
                 name: name.clone(),
@@ -170,6 +231,8 @@ pub fn start(
                     .expect("sinks have inputs"),
                 dead_letters,
                 metrics,
+                inputs: stage.inputs.len(),
+                reporter: reporter(&wiring, &name),
             }),
         };
         match result {
@@ -192,5 +255,29 @@ pub fn start(
         tracing::debug!(stage = name, "stage started");
         tasks.spawn(async move { (name, fut.await) });
     }
-    Ok(Running { tasks, shutdown })
+    let (reports, coordinator) = match wiring {
+        Some(w) => {
+            let reports = w.reports.clone();
+            (Some(reports), Some(w.spawn(shutdown.clone())))
+        }
+        None => (None, None),
+    };
+    Ok(Running {
+        tasks,
+        shutdown,
+        reports,
+        coordinator,
+    })
+}
+
+fn stages_of(
+    pipeline: &Pipeline,
+    keep: impl Fn(&crate::config::Stage) -> bool,
+) -> std::collections::BTreeSet<String> {
+    pipeline
+        .stages
+        .values()
+        .filter(|s| keep(s))
+        .map(|s| s.name.clone())
+        .collect()
 }

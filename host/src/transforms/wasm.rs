@@ -30,8 +30,9 @@ use serde::Deserialize;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{Alignment, Reporter};
 use crate::config::units::{ByteSize, Duration};
-use crate::event::{Acks, Batch, Event};
+use crate::event::{Acks, Batch, Event, Marker};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, DeadLetters, Output, TransformContext};
 use crate::util::now_ms;
@@ -58,6 +59,22 @@ pub struct WasmConfig {
     /// How often `tick` advances processing time (default 100 ms).
     #[serde(default)]
     pub tick_interval: Option<Duration>,
+    /// What to do when the plugin refuses saved state (from a checkpoint or
+    /// an older build): `reject` (default: fail with the plugin's reason) or
+    /// `reset` (log it and start with empty state).
+    #[serde(default)]
+    pub on_incompatible_state: OnIncompatibleState,
+}
+
+/// See [`WasmConfig::on_incompatible_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnIncompatibleState {
+    /// Refuse to start (or to swap) and report the plugin's reason.
+    #[default]
+    Reject,
+    /// Start with empty state.
+    Reset,
 }
 
 impl WasmConfig {
@@ -92,6 +109,33 @@ impl WasmConfig {
         let limits = self.limits();
         let config_json = self.config_json();
         let mut instance = Instance::new(&plugin, &ctx.name, &config_json, limits)?;
+        let mut next_seq = 0;
+        if let Some(saved) = &ctx.resume {
+            let state = saved.bytes()?;
+            match instance.restore(&state)? {
+                Ok(()) => {
+                    next_seq = saved.next_seq;
+                    tracing::info!(
+                        stage = ctx.name,
+                        bytes = state.len(),
+                        "plugin state restored from the checkpoint"
+                    );
+                }
+                Err(reason) if self.on_incompatible_state == OnIncompatibleState::Reset => {
+                    tracing::warn!(
+                        stage = ctx.name,
+                        reason,
+                        "plugin refused the checkpointed state; starting empty (on_incompatible_state = \"reset\")"
+                    );
+                }
+                Err(reason) => {
+                    return Err(format!(
+                        "plugin refused the checkpointed state: {reason} (set on_incompatible_state = \"reset\" to start with empty state)"
+                    )
+                    .into());
+                }
+            }
+        }
         let snapshot = instance
             .snapshot()
             .map_err(|e| format!("snapshot after start failed: {e}"))?;
@@ -105,6 +149,9 @@ impl WasmConfig {
             out,
             dead_letters,
             metrics,
+            inputs,
+            reporter,
+            resume: _,
         } = ctx;
         let worker = Worker {
             name: name.clone(),
@@ -115,12 +162,16 @@ impl WasmConfig {
             snapshot,
             log: Vec::new(),
             last_snapshot: Instant::now(),
-            next_seq: 0,
+            next_seq,
             held: VecDeque::new(),
             out,
             dead_letters,
             metrics,
             handle: Handle::current(),
+            align: Alignment::new(inputs),
+            backlog: VecDeque::new(),
+            reporter,
+            keep_windows: false,
         };
         Ok(async move {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -167,10 +218,22 @@ struct Worker {
     dead_letters: DeadLetters,
     metrics: Arc<StageMetrics>,
     handle: Handle,
+    /// Checkpoint barrier alignment across inputs.
+    align: Alignment,
+    /// Batches from inputs that already delivered the pending barrier.
+    backlog: VecDeque<Batch>,
+    reporter: Reporter,
+    /// A final checkpoint holds the open windows: do not flush them.
+    keep_windows: bool,
 }
 
-/// Downstream has gone away; stop.
-struct Stop;
+/// Why the worker stops early.
+enum Stop {
+    /// Downstream has gone away.
+    Downstream,
+    /// Every input ended and the stage flushed.
+    Finished,
+}
 
 impl Worker {
     fn run(
@@ -189,13 +252,17 @@ impl Worker {
             });
             match msg {
                 Some(Some(batch)) => {
-                    let flow = self.on_batch(batch)?;
-                    if flow.is_err() {
+                    if self.dispatch(batch)?.is_err() {
                         return Ok(());
                     }
                 }
                 Some(None) => {
-                    self.on_end()?;
+                    // Every sender is gone without an end marker: a
+                    // shutdown. Flush unless a final checkpoint kept the
+                    // windows.
+                    if !self.keep_windows {
+                        self.on_end()?;
+                    }
                     return Ok(());
                 }
                 None => {}
@@ -207,6 +274,75 @@ impl Worker {
                 next_tick = Instant::now() + tick_every;
             }
         }
+    }
+
+    /// Routes a batch: data to the plugin, markers to the checkpoint logic,
+    /// batches of inputs waiting for alignment to the backlog.
+    fn dispatch(&mut self, batch: Batch) -> Result<Result<(), Stop>, BoxError> {
+        if self.align.blocks(batch.from) {
+            self.backlog.push_back(batch);
+            return Ok(Ok(()));
+        }
+        match batch.marker {
+            None => self.on_batch(batch),
+            Some(Marker::Barrier { id, last }) => match self.align.barrier(batch.from, id, last) {
+                Some(Marker::Barrier { id, last }) => self.on_barrier(id, last),
+                _ => Ok(Ok(())),
+            },
+            Some(Marker::End) => {
+                let (completed, all_ended) = self.align.end();
+                if let Some(Marker::Barrier { id, last }) = completed
+                    && self.on_barrier(id, last)?.is_err()
+                {
+                    return Ok(Err(Stop::Downstream));
+                }
+                if all_ended {
+                    self.on_end()?;
+                    let state = self
+                        .instance
+                        .snapshot()
+                        .unwrap_or_else(|_| self.snapshot.clone());
+                    self.reporter.stage_done(self.next_seq, &state);
+                    let _ = self.out.blocking_marker(&self.handle, Marker::End);
+                    return Ok(Err(Stop::Finished));
+                }
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// Every input delivered barrier `id`: snapshot, report, forward, then
+    /// process what waited.
+    fn on_barrier(&mut self, id: u64, last: bool) -> Result<Result<(), Stop>, BoxError> {
+        match self.instance.snapshot() {
+            Ok(s) => {
+                self.snapshot = s;
+                self.log.clear();
+                self.last_snapshot = Instant::now();
+            }
+            Err(e) => {
+                self.report(&e, "snapshot", 0);
+                self.recover()?;
+            }
+        }
+        self.reporter.snapshot(id, self.next_seq, &self.snapshot);
+        if last {
+            self.keep_windows = true;
+        }
+        if self
+            .out
+            .blocking_marker(&self.handle, Marker::Barrier { id, last })
+            .is_err()
+        {
+            return Ok(Err(Stop::Downstream));
+        }
+        let waiting: Vec<Batch> = self.backlog.drain(..).collect();
+        for b in waiting {
+            if self.dispatch(b)?.is_err() {
+                return Ok(Err(Stop::Downstream));
+            }
+        }
+        Ok(Ok(()))
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<Result<(), Stop>, BoxError> {
@@ -326,7 +462,7 @@ impl Worker {
         }
         self.out
             .blocking_send(&self.handle, Batch::with_acks(events, acks))
-            .map_err(|_| Stop)
+            .map_err(|_| Stop::Downstream)
     }
 
     /// Takes the acknowledgements of every input batch the plugin no longer
