@@ -8,3 +8,4 @@ mod limits;
 mod plugin_build;
 mod run_local;
 mod validate;
+mod window_stats;
