@@ -7,45 +7,17 @@
 //! count (default 10 000 000). Every figure is measured in the same run, so
 //! the ratios compare like with like.
 
-use std::path::{Path, PathBuf};
+#[path = "support.rs"]
+mod support;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use weir::event::Event;
-use weir::transforms::wasm::to_plugin_batch;
-use weir::wasm::{Instance, Limits, Runtime, RuntimeOptions};
-use weir_plugin::{Batch, Output, Transform};
+use support::{BATCH, build_plugin, compare, rate};
 
-const BATCH: usize = 1024;
 const PLUGIN_EVENTS: usize = 2_000_000;
 const CONFIG: &str = r#"{"key":"gender","window":"1s","time":"event"}"#;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn build_plugin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .current_dir(repo())
-        .args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "plugin",
-            "-p",
-            "gender-count",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    repo().join("target/wasm32-wasip2/plugin/gender_count.wasm")
-}
 
 struct Lcg(u64);
 impl Lcg {
@@ -70,76 +42,6 @@ fn events(n: usize) -> impl Iterator<Item = (i64, String)> {
     })
 }
 
-fn rate(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
-}
-
-fn best_of<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
-    (0..runs).map(|_| f()).min().unwrap()
-}
-
-fn plugin_alone(wasm: &Path) -> (f64, f64, f64) {
-    let all: Vec<(i64, String)> = events(PLUGIN_EVENTS).collect();
-    // Native: the plugin crate linked into this benchmark.
-    let native_batches: Vec<Batch> = all
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(i, c)| {
-            let pairs: Vec<(i64, &[u8])> = c.iter().map(|(t, v)| (*t, v.as_bytes())).collect();
-            Batch::from_values((i * BATCH) as u64, &pairs)
-        })
-        .collect();
-    let native = best_of(3, || {
-        let mut p = gender_count::GenderCount::new(CONFIG).unwrap();
-        let mut out = Output::default();
-        let start = Instant::now();
-        for b in &native_batches {
-            out.clear();
-            p.process(b, &mut out);
-        }
-        start.elapsed()
-    });
-    // WebAssembly: the same code as a component, called through the host,
-    // including the copy of each batch into the sandbox and of the results out.
-    let host_batches: Vec<_> = all
-        .chunks(BATCH)
-        .enumerate()
-        .map(|(i, c)| {
-            let evs: Vec<Event> = c
-                .iter()
-                .map(|(t, v)| Event::new(Bytes::from(v.clone()), *t))
-                .collect();
-            to_plugin_batch((i * BATCH) as u64, &evs)
-        })
-        .collect();
-    let time_wasm = |runtime: &Runtime| {
-        let plugin = runtime.load(wasm).unwrap();
-        best_of(3, || {
-            let mut inst = Instance::new(&plugin, "bench", CONFIG, Limits::default()).unwrap();
-            let start = Instant::now();
-            for b in &host_batches {
-                inst.process(b).unwrap();
-            }
-            start.elapsed()
-        })
-    };
-    let with_deadlines = time_wasm(Runtime::global().unwrap());
-    let without = time_wasm(
-        &Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            deadlines: false,
-        })
-        .unwrap(),
-    );
-    (
-        rate(PLUGIN_EVENTS, native),
-        rate(PLUGIN_EVENTS, with_deadlines),
-        rate(PLUGIN_EVENTS, without),
-    )
-}
-
-/// Runs the real binary on a file → gender-count → file pipeline; returns
-/// (events/s, peak RSS in MiB).
 fn end_to_end(wasm: &Path, n: usize) -> (f64, f64, Duration) {
     let dir = tempfile::tempdir().unwrap();
     // Written streaming: a large buffer in this process would be counted in
@@ -222,7 +124,7 @@ fn wait_rusage(child: std::process::Child) -> (bool, i64) {
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
-    let wasm = build_plugin();
+    let wasm = build_plugin("gender-count");
     let n: usize = std::env::var("WEIR_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -240,26 +142,9 @@ fn main() {
     );
     println!("  throughput                      {:>12.0} events/s", e2e);
     println!("  peak RSS                        {:>12.1} MiB", rss);
-    let (native, wasm_rate, no_deadline) = plugin_alone(&wasm);
-    println!("plugin alone, {PLUGIN_EVENTS} events, best of 3:");
-    println!(
-        "  native                          {:>12.0} events/s",
-        native
-    );
-    println!(
-        "  wasm (epoch deadlines, default) {:>12.0} events/s",
-        wasm_rate
-    );
-    println!(
-        "  wasm (no deadline checks)       {:>12.0} events/s",
-        no_deadline
-    );
-    println!(
-        "  wasm / native                   {:>12.2}",
-        wasm_rate / native
-    );
-    println!(
-        "  wasm without deadlines / native {:>12.2}",
-        no_deadline / native
-    );
+    let events: Vec<(i64, Vec<u8>)> = events(PLUGIN_EVENTS)
+        .map(|(t, v)| (t, v.into_bytes()))
+        .collect();
+    compare::<gender_count::GenderCount>(&wasm, CONFIG, &events)
+        .print(&format!("plugin alone, {PLUGIN_EVENTS} events"), "events");
 }

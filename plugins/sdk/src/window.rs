@@ -233,6 +233,12 @@ impl<A: Default> Windows<A> {
         std::mem::take(&mut self.closed)
     }
 
+    /// Like [`Windows::take_closed`], but keeps the buffer's capacity (no
+    /// allocation per closing window on hot paths).
+    pub fn drain_closed(&mut self) -> std::vec::Drain<'_, Closed<A>> {
+        self.closed.drain(..)
+    }
+
     /// Whether windows have closed since the last [`Windows::take_closed`].
     pub fn has_closed(&self) -> bool {
         !self.closed.is_empty()

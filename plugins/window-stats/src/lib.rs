@@ -211,6 +211,8 @@ struct StatState {
 /// One statistic, resolved.
 struct Stat {
     config: StatConfig,
+    /// The name as a JSON string literal.
+    name_json: String,
     /// Index into the row's parsed values.
     value: usize,
     label: String,
@@ -224,6 +226,9 @@ pub struct WindowStats {
     /// Distinct fields read per row: (where, is a timestamp).
     fields: Vec<(Source, String, bool)>,
     timestamp: Option<(Source, String)>,
+    /// Index in `values` of the timestamp, when a `gaps` statistic reads
+    /// the same field (parsed once).
+    timestamp_value: Option<usize>,
     stats: Vec<Stat>,
     header: Option<Vec<String>>,
     values: Vec<f64>,
@@ -284,10 +289,15 @@ impl WindowStats {
     }
 
     /// Reads every field a statistic needs; the row's event time.
-    fn read_row(&mut self, value: &[u8], arrival: i64) -> Result<Option<i64>, String> {
-        let mut parts = Vec::new();
+    fn read_row<'a>(
+        &mut self,
+        value: &'a [u8],
+        arrival: i64,
+        parts: &mut Vec<Cow<'a, [u8]>>,
+    ) -> Result<Option<i64>, String> {
+        parts.clear();
         if self.config.input == Input::Csv {
-            weir_plugin::csv::split(value, &mut parts)?;
+            weir_plugin::csv::split(value, parts)?;
             if let Some(h) = &self.header
                 && parts.len() == h.len()
                 && parts.iter().zip(h).all(|(p, h)| p.as_ref() == h.as_bytes())
@@ -298,7 +308,7 @@ impl WindowStats {
         for i in 0..self.fields.len() {
             let (source, name, is_time) = &self.fields[i];
             let text = self
-                .raw(source, value, &parts)?
+                .raw(source, value, parts)?
                 .ok_or_else(|| format!("field {name:?} is missing"))?;
             let x = if *is_time {
                 parse_timestamp_in(&text, self.zone).map_err(|e| format!("field {name:?}: {e}"))?
@@ -313,9 +323,12 @@ impl WindowStats {
             self.values[i] = x;
         }
         let ts = match (&self.config.time, &self.timestamp) {
+            (Time::Event, _) if self.timestamp_value.is_some() => {
+                self.values[self.timestamp_value.expect("checked")] as i64
+            }
             (Time::Event, Some((source, name))) => {
                 let text = self
-                    .raw(source, value, &parts)?
+                    .raw(source, value, parts)?
                     .ok_or_else(|| format!("field {name:?} is missing"))?;
                 parse_timestamp_in(&text, self.zone).map_err(|e| format!("field {name:?}: {e}"))?
             }
@@ -328,15 +341,19 @@ impl WindowStats {
         let (value, count) = acc;
         out.emit_with(end, |buf| match self.config.format {
             Format::Json => {
-                let v = serde_json::json!({
-                    "stat": stat.config.name,
-                    "window": window,
-                    "window_start": start,
-                    "window_end": end,
-                    "value": value.json(),
-                    "count": count,
-                });
-                serde_json::to_writer(&mut *buf, &v).expect("serialises");
+                // Written directly: one object per window and statistic is
+                // the plugin's main output cost.
+                buf.extend_from_slice(b"{\"stat\":");
+                buf.extend_from_slice(stat.name_json.as_bytes());
+                let _ = write!(buf, ",\"window\":\"{window}\",\"window_start\":{start},\"window_end\":{end},\"value\":");
+                match value {
+                    Number::Float(x) => serde_json::to_writer(&mut *buf, &x).expect("finite floats serialise"),
+                    Number::Int(n) => {
+                        let _ = write!(buf, "{n}");
+                    }
+                    Number::Missing => buf.extend_from_slice(b"null"),
+                }
+                let _ = write!(buf, ",\"count\":{count}}}");
             }
             Format::Seed => {
                 let name = &stat.config.name;
@@ -351,7 +368,10 @@ impl WindowStats {
 
     fn emit_closed(&mut self, out: &mut Output) {
         for i in 0..self.stats.len() {
-            let closed = self.stats[i].state.windows.take_closed();
+            if !self.stats[i].state.windows.has_closed() {
+                continue;
+            }
+            let closed: Vec<Closed<Acc>> = self.stats[i].state.windows.drain_closed().collect();
             for Closed { start, end, acc } in closed {
                 let stat = &self.stats[i];
                 let func = stat.config.func;
@@ -406,14 +426,6 @@ enum Number {
 }
 
 impl Number {
-    fn json(self) -> serde_json::Value {
-        match self {
-            Number::Float(x) => serde_json::json!(x),
-            Number::Int(n) => serde_json::json!(n),
-            Number::Missing => serde_json::Value::Null,
-        }
-    }
-
     fn text(self) -> String {
         match self {
             Number::Float(x) => python_float(x),
@@ -514,6 +526,7 @@ impl Transform for WindowStats {
             let windows = Windows::new(WindowSpec::sliding(size, slide).with_lateness(lateness))
                 .map_err(|e| format!("stat {:?}: {e}", sc.name))?;
             stats.push(Stat {
+                name_json: serde_json::to_string(&sc.name).expect("strings serialise"),
                 label: label(sc.window, sc.slide.map(|d| d.ms())),
                 config: sc.clone(),
                 value,
@@ -525,7 +538,13 @@ impl Transform for WindowStats {
                 },
             });
         }
+        let timestamp_value = timestamp.as_ref().and_then(|(src, _)| {
+            fields
+                .iter()
+                .position(|(s, _, is_time)| s == src && *is_time)
+        });
         Ok(WindowStats {
+            timestamp_value,
             header: config.columns.clone(),
             values: vec![0.0; fields.len()],
             config,
@@ -541,8 +560,9 @@ impl Transform for WindowStats {
             Time::Processing => weir_plugin::now_ms(),
             Time::Event => 0,
         };
+        let mut parts = Vec::new();
         for event in batch.iter() {
-            let ts = match self.read_row(event.value, arrival) {
+            let ts = match self.read_row(event.value, arrival, &mut parts) {
                 Ok(Some(ts)) => ts,
                 Ok(None) => continue,
                 Err(reason) => {

@@ -1,0 +1,152 @@
+//! Shared by the benchmarks: build plugins, and time a plugin's `process`
+//! natively and as WebAssembly on the same batches.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weir::event::Event;
+use weir::transforms::wasm::to_plugin_batch;
+use weir::wasm::{Instance, Limits, Runtime, RuntimeOptions};
+use weir_plugin::{Batch, Output, Transform};
+
+/// Events per batch in every benchmark.
+pub const BATCH: usize = 1024;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds a plugin for wasm32-wasip2 and returns its component.
+pub fn build_plugin(package: &str) -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(repo())
+        .args([
+            "build",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "-p",
+            package,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    repo().join(format!(
+        "target/wasm32-wasip2/plugin/{}.wasm",
+        package.replace('-', "_")
+    ))
+}
+
+/// Events per second.
+pub fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn best_of<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
+    (0..runs).map(|_| f()).min().unwrap()
+}
+
+/// Rates of the same plugin: native, WebAssembly with deadline checks (what
+/// `weir` runs), WebAssembly without them; best of 3 runs each.
+pub struct Comparison {
+    /// Native events/s.
+    pub native: f64,
+    /// WebAssembly events/s, epoch deadlines on.
+    pub wasm: f64,
+    /// WebAssembly events/s, no deadline checks.
+    pub wasm_unchecked: f64,
+}
+
+impl Comparison {
+    /// Prints the figures under a heading.
+    pub fn print(&self, what: &str, unit: &str) {
+        println!("{what}, best of 3:");
+        println!(
+            "  native                          {:>12.0} {unit}/s",
+            self.native
+        );
+        println!(
+            "  wasm (epoch deadlines, default) {:>12.0} {unit}/s",
+            self.wasm
+        );
+        println!(
+            "  wasm (no deadline checks)       {:>12.0} {unit}/s",
+            self.wasm_unchecked
+        );
+        println!(
+            "  wasm / native                   {:>12.2}",
+            self.wasm / self.native
+        );
+        println!(
+            "  wasm without deadlines / native {:>12.2}",
+            self.wasm_unchecked / self.native
+        );
+    }
+}
+
+/// Times `T::process` natively and the component `wasm` on `events`
+/// (timestamp, value), in batches of [`BATCH`].
+pub fn compare<T: Transform>(wasm: &Path, config: &str, events: &[(i64, Vec<u8>)]) -> Comparison {
+    let native_batches: Vec<Batch> = events
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, c)| {
+            let pairs: Vec<(i64, &[u8])> = c.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+            Batch::from_values((i * BATCH) as u64, &pairs)
+        })
+        .collect();
+    let native = best_of(3, || {
+        let mut p = T::new(config).unwrap();
+        let mut out = Output::default();
+        let start = Instant::now();
+        for b in &native_batches {
+            out.clear();
+            p.process(b, &mut out);
+        }
+        start.elapsed()
+    });
+    let host_batches: Vec<_> = events
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, c)| {
+            let evs: Vec<Event> = c
+                .iter()
+                .map(|(t, v)| Event::new(Bytes::from(v.clone()), *t))
+                .collect();
+            to_plugin_batch((i * BATCH) as u64, &evs)
+        })
+        .collect();
+    let time_wasm = |runtime: &Runtime| {
+        let plugin = runtime.load(wasm).unwrap();
+        best_of(3, || {
+            let mut inst = Instance::new(&plugin, "bench", config, Limits::default()).unwrap();
+            let start = Instant::now();
+            for b in &host_batches {
+                inst.process(b).unwrap();
+            }
+            start.elapsed()
+        })
+    };
+    let checked = time_wasm(Runtime::global().unwrap());
+    let unchecked = time_wasm(
+        &Runtime::new(RuntimeOptions {
+            cache_dir: None,
+            deadlines: false,
+        })
+        .unwrap(),
+    );
+    let n = events.len();
+    Comparison {
+        native: rate(n, native),
+        wasm: rate(n, checked),
+        wasm_unchecked: rate(n, unchecked),
+    }
+}
