@@ -1,6 +1,7 @@
 //! Sinks: where events leave a pipeline.
 
 pub mod console;
+pub mod directory;
 pub mod file;
 pub mod kafka;
 
@@ -18,6 +19,8 @@ use crate::topology::{BoxError, SinkContext};
 pub enum SinkConfig {
     /// Prints events to standard output.
     Console(console::ConsoleConfig),
+    /// Writes one file per event.
+    Directory(directory::DirectoryConfig),
     /// Appends events to a file.
     File(file::FileConfig),
     /// Produces to a Kafka topic.
@@ -26,12 +29,13 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// The `type` values sinks accept.
-    pub const TYPES: &'static [&'static str] = &["console", "file", "kafka"];
+    pub const TYPES: &'static [&'static str] = &["console", "directory", "file", "kafka"];
 
     /// The `type` of this sink.
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Console(_) => "console",
+            SinkConfig::Directory(_) => "directory",
             SinkConfig::File(_) => "file",
             SinkConfig::Kafka(_) => "kafka",
         }
@@ -43,6 +47,7 @@ impl SinkConfig {
     ) -> Result<Self, D::Error> {
         Ok(match type_name {
             "console" => SinkConfig::Console(console::ConsoleConfig::deserialize(de)?),
+            "directory" => SinkConfig::Directory(directory::DirectoryConfig::deserialize(de)?),
             "file" => SinkConfig::File(file::FileConfig::deserialize(de)?),
             "kafka" => SinkConfig::Kafka(kafka::KafkaSinkConfig::deserialize(de)?),
             other => {
@@ -56,6 +61,7 @@ impl SinkConfig {
     pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         match self {
             SinkConfig::Console(_) => vec![],
+            SinkConfig::Directory(c) => vec![&mut c.path],
             SinkConfig::File(c) => vec![&mut c.path],
             SinkConfig::Kafka(_) => vec![],
         }
@@ -68,6 +74,7 @@ impl SinkConfig {
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
         match self {
             SinkConfig::Console(c) => c.build(ctx),
+            SinkConfig::Directory(c) => c.build(ctx),
             SinkConfig::File(c) => c.build(ctx),
             SinkConfig::Kafka(c) => c.build(ctx),
         }

@@ -37,9 +37,8 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use crate::checkpoint::Action;
 use crate::config::units::Duration;
-use crate::event::{Ack, AckTarget, Acks, Batch, Event, Marker, Origin};
+use crate::event::{Ack, AckTarget, Acks, Batch, Event, Origin};
 use crate::kafka::{
     Brokers, Options, check_reachable, client_config, ensure_topic, partition_count,
 };
@@ -592,17 +591,8 @@ impl Worker {
                 if self.flush(&ctx, &handle, &mut pending).is_err() {
                     break;
                 }
-                match action {
-                    Action::Stop => break,
-                    Action::Checkpoint { id, last } => {
-                        ctx.control.reporter.position(id, self.position());
-                        if let Some(m) = action.marker() {
-                            let _ = ctx.out.blocking_marker(&handle, m);
-                        }
-                        if last {
-                            break;
-                        }
-                    }
+                if ctx.act(&handle, action, || self.position()) {
+                    break;
                 }
             }
             consumer.context().apply_acks(&consumer, StdDuration::ZERO);
@@ -640,8 +630,7 @@ impl Worker {
                         stage = ctx.name,
                         "every assigned partition read to its end; stopping"
                     );
-                    ctx.control.reporter.source_done(self.position());
-                    let _ = ctx.out.blocking_marker(&handle, Marker::End);
+                    ctx.finish(&handle, self.position());
                     break;
                 }
             }

@@ -1,5 +1,6 @@
 //! Sources: where events enter a pipeline.
 
+pub mod images;
 pub mod kafka;
 pub mod replay;
 pub mod stdin;
@@ -14,6 +15,8 @@ use crate::topology::{BoxError, SourceContext};
 /// Every source type, with its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
+    /// One event per file of a directory.
+    Images(images::ImagesConfig),
     /// Consumes Kafka topics as a consumer-group member.
     Kafka(kafka::KafkaSourceConfig),
     /// Replays a CSV, JSONL or text file, optionally at a fixed rate.
@@ -24,11 +27,12 @@ pub enum SourceConfig {
 
 impl SourceConfig {
     /// The `type` values sources accept.
-    pub const TYPES: &'static [&'static str] = &["kafka", "replay", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["images", "kafka", "replay", "stdin"];
 
     /// The `type` of this source.
     pub fn type_name(&self) -> &'static str {
         match self {
+            SourceConfig::Images(_) => "images",
             SourceConfig::Kafka(_) => "kafka",
             SourceConfig::Replay(_) => "replay",
             SourceConfig::Stdin(_) => "stdin",
@@ -40,6 +44,7 @@ impl SourceConfig {
         de: D,
     ) -> Result<Self, D::Error> {
         Ok(match type_name {
+            "images" => SourceConfig::Images(images::ImagesConfig::deserialize(de)?),
             "kafka" => SourceConfig::Kafka(kafka::KafkaSourceConfig::deserialize(de)?),
             "replay" => SourceConfig::Replay(replay::ReplayConfig::deserialize(de)?),
             "stdin" => SourceConfig::Stdin(stdin::StdinConfig::deserialize(de)?),
@@ -55,6 +60,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Replay(c) => vec![&mut c.path],
             SourceConfig::Kafka(_) => vec![],
+            SourceConfig::Images(c) => vec![&mut c.path],
             SourceConfig::Stdin(_) => vec![],
         }
     }
@@ -66,6 +72,7 @@ impl SourceConfig {
         ctx: SourceContext,
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
         match self {
+            SourceConfig::Images(c) => c.build(ctx),
             SourceConfig::Kafka(c) => c.build(ctx),
             SourceConfig::Replay(c) => c.build(ctx),
             SourceConfig::Stdin(c) => c.build(ctx),

@@ -28,7 +28,7 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::checkpoint::Action;
-use crate::event::{Batch, Event, Marker, Origin};
+use crate::event::{Batch, Event, Origin};
 use crate::metrics::StageMetrics;
 use crate::topology::{BoxError, SourceContext};
 use crate::util::now_ms;
@@ -387,23 +387,18 @@ impl ReplayConfig {
                 {
                     return Ok(());
                 }
-                match action {
-                    Action::Stop => break,
-                    Action::Checkpoint { id, last } => {
-                        ctx.control.reporter.position(id, position(&lines));
-                        if let Some(m) = action.marker() {
-                            let _ = ctx.out.blocking_marker(&handle, m);
-                        }
-                        if last {
-                            tracing::info!(
-                                stage = ctx.name,
-                                events = emitted,
-                                line = lines.line_no,
-                                "replay stopped at a checkpoint"
-                            );
-                            return Ok(());
-                        }
+                let checkpoint = matches!(action, Action::Checkpoint { .. });
+                if ctx.act(&handle, action, || position(&lines)) {
+                    if checkpoint {
+                        tracing::info!(
+                            stage = ctx.name,
+                            events = emitted,
+                            line = lines.line_no,
+                            "replay stopped at a checkpoint"
+                        );
+                        return Ok(());
                     }
+                    break;
                 }
             }
             // Pace: wait until the next event is due, flushing what we have.
@@ -437,8 +432,7 @@ impl ReplayConfig {
                     continue;
                 }
                 if self.flush(&ctx, &handle, &mut batch, &mut rejected).is_ok() {
-                    ctx.control.reporter.source_done(position(&lines));
-                    let _ = ctx.out.blocking_marker(&handle, Marker::End);
+                    ctx.finish(&handle, position(&lines));
                 }
                 tracing::info!(stage = ctx.name, events = emitted, "replay finished");
                 return Ok(());

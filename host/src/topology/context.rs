@@ -188,6 +188,37 @@ pub struct SourceContext {
     pub batch_size: usize,
 }
 
+impl SourceContext {
+    /// Carries out a control action between batches: for a checkpoint,
+    /// reports `position` and sends the barrier downstream. Returns true
+    /// when the source must stop now.
+    pub fn act(
+        &self,
+        handle: &tokio::runtime::Handle,
+        action: crate::checkpoint::Action,
+        position: impl FnOnce() -> serde_json::Value,
+    ) -> bool {
+        use crate::checkpoint::Action;
+        match action {
+            Action::Stop => true,
+            Action::Checkpoint { id, last } => {
+                self.control.reporter.position(id, position());
+                let _ = self
+                    .out
+                    .blocking_marker(handle, Marker::Barrier { id, last });
+                last
+            }
+        }
+    }
+
+    /// Ends the source at the end of its data: reports the final position
+    /// and tells downstream this input is done.
+    pub fn finish(&self, handle: &tokio::runtime::Handle, position: serde_json::Value) {
+        self.control.reporter.source_done(position);
+        let _ = self.out.blocking_marker(handle, Marker::End);
+    }
+}
+
 /// Handed to a transform when it starts.
 pub struct TransformContext {
     /// Stage name.

@@ -252,7 +252,8 @@ impl Worker {
             });
             match msg {
                 Some(Some(batch)) => {
-                    if self.dispatch(batch)?.is_err() {
+                    let flow = self.dispatch(batch)?;
+                    if flow.is_err() {
                         return Ok(());
                     }
                 }
