@@ -3,6 +3,7 @@
 
 mod common;
 
+mod images;
 mod kafka;
 mod limits;
 mod plugin_build;

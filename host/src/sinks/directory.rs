@@ -7,7 +7,11 @@
 //! path = "../out/gray"
 //! name = "filename"      # header holding the file name; default: the event key
 //! extension = "png"      # default: from the content-type header, else the name's own
+//! headers = false        # true: also write NAME.EXT.json with key, timestamp and headers
 //! ```
+//!
+//! `headers = true` suits dead-letter directories: the sidecar file keeps
+//! `weir.reason` and `weir.stage` next to the refused bytes.
 //!
 //! Each event's bytes go to `path/NAME.EXT`, written atomically (a temporary
 //! file, synced, then linked into place) and never over an existing file: a
@@ -39,6 +43,9 @@ pub struct DirectoryConfig {
     /// Extension of the written files, without the dot.
     #[serde(default)]
     pub extension: Option<String>,
+    /// Also write `NAME.EXT.json` with the event's key, timestamp and headers.
+    #[serde(default)]
+    pub headers: bool,
 }
 
 fn sanitize(name: &str) -> String {
@@ -127,6 +134,23 @@ impl DirectoryConfig {
                 let (stem, ext) = self.file_name(event);
                 let path = write_new(&self.path, &stem, &ext, &event.value)
                     .map_err(|e| format!("cannot write into {}: {e}", self.path.display()))?;
+                if self.headers {
+                    let mut meta = Vec::new();
+                    super::write_line(
+                        &mut meta,
+                        &Event {
+                            value: Default::default(),
+                            ..event.clone()
+                        },
+                        super::LineFormat::Json,
+                    );
+                    let file = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    write_new(&self.path, &file, "json", &meta)
+                        .map_err(|e| format!("cannot write into {}: {e}", self.path.display()))?;
+                }
                 tracing::debug!(stage = ctx.name, file = %path.display(), bytes = event.value.len(), "written");
                 StageMetrics::add(&ctx.metrics.events_out, 1);
             }
@@ -201,6 +225,7 @@ mod tests {
             path: "d".into(),
             name: None,
             extension: None,
+            headers: false,
         };
         assert_eq!(c.file_name(&e), ("astronaut".into(), "jpg".into()));
         e.headers.push(("content-type".into(), "image/png".into()));

@@ -312,7 +312,8 @@ impl ConsumerContext for SourceCtx {
 }
 
 impl KafkaSourceConfig {
-    fn topic_list(&self) -> Vec<String> {
+    /// Every topic this source reads (`topics` and `topic`).
+    pub fn topic_list(&self) -> Vec<String> {
         let mut t = self.topics.clone();
         if let Some(one) = &self.topic
             && !t.contains(one)
@@ -534,10 +535,12 @@ impl Worker {
 
     /// Whether every assigned partition has been consumed to its end.
     ///
-    /// Uses the high watermarks librdkafka cached from its last fetch
-    /// responses (what it uses for end-of-partition events) rather than a
-    /// ListOffsets request: some Kafka-compatible brokers answer the latter
-    /// with the last batch's base offset.
+    /// The end is the larger of two high watermarks: the one librdkafka
+    /// cached from its last fetch response (what it uses for
+    /// end-of-partition events; it can be stale when records arrived after
+    /// that fetch) and a fresh ListOffsets answer (which some
+    /// Kafka-compatible brokers, tansu among them, give as the last
+    /// batch's base offset + 1: too small for multi-record batches).
     fn at_end(consumer: &BaseConsumer<SourceCtx>) -> bool {
         let Ok(assignment) = consumer.assignment() else {
             return false;
@@ -550,9 +553,14 @@ impl Worker {
         };
         let mut committed: Option<TopicPartitionList> = None;
         positions.elements().iter().all(|e| {
-            let Some((low, high)) = cached_watermarks(consumer, e.topic(), e.partition()) else {
+            let Some((low, cached_high)) = cached_watermarks(consumer, e.topic(), e.partition())
+            else {
                 return false;
             };
+            let queried_high = consumer
+                .fetch_watermarks(e.topic(), e.partition(), StdDuration::from_secs(5))
+                .map_or(cached_high, |(_, h)| h);
+            let high = cached_high.max(queried_high);
             let position = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => {

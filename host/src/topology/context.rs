@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{Reporter, SavedStage, SourceControl};
 use crate::event::{Acks, Batch, Event, Marker};
@@ -186,6 +187,10 @@ pub struct SourceContext {
     pub metrics: Arc<StageMetrics>,
     /// Events per batch.
     pub batch_size: usize,
+    /// Cancelled once every stage of this pipeline that writes what this
+    /// source reads has finished (a Kafka sink producing to the topic a
+    /// Kafka source consumes); `None` when there is no such stage.
+    pub writers_done: Option<CancellationToken>,
 }
 
 impl SourceContext {

@@ -60,6 +60,7 @@ pub struct Running {
     shutdown: CancellationToken,
     reports: Option<tokio::sync::mpsc::UnboundedSender<Report>>,
     coordinator: Option<tokio::task::JoinHandle<()>>,
+    writers: Writers,
 }
 
 impl Running {
@@ -80,6 +81,7 @@ impl Running {
                     Err(format!("stage task panicked: {e}").into()),
                 ),
             };
+            self.writers.ended(&stage);
             if let Some(r) = &self.reports {
                 let _ = r.send(if result.is_ok() {
                     Report::Ended {
@@ -173,6 +175,7 @@ pub fn start(
         None => Reporter::off(name),
     };
 
+    let writers = Writers::new(pipeline);
     let mut built: Vec<(String, BoxFuture<'static, Result<(), BoxError>>)> = Vec::new();
     let mut errors = Vec::new();
     // Sinks first, then transforms, then sources: a sink may create the
@@ -211,6 +214,7 @@ pub fn start(
                 },
                 metrics,
                 batch_size: pipeline.batch_size(),
+                writers_done: writers.token_for(&name),
             }),
             Component::Transform(c) => c.build(TransformContext {
                 name: name.clone(),
@@ -267,7 +271,62 @@ pub fn start(
         shutdown,
         reports,
         coordinator,
+        writers,
     })
+}
+
+/// Sources that read what sinks of the same pipeline write (a Kafka topic
+/// produced and consumed in one pipeline), so `exit_at_end` waits for the
+/// writers to finish instead of stopping at a topic that is still filling.
+#[derive(Default)]
+struct Writers {
+    /// Source name -> (writer sink names still running, token).
+    waits:
+        std::collections::HashMap<String, (std::collections::HashSet<String>, CancellationToken)>,
+}
+
+impl Writers {
+    fn new(pipeline: &Pipeline) -> Self {
+        use crate::sinks::SinkConfig;
+        use crate::sources::SourceConfig;
+        let mut waits = std::collections::HashMap::new();
+        for source in pipeline.stages.values() {
+            let Component::Source(SourceConfig::Kafka(k)) = &source.component else {
+                continue;
+            };
+            let brokers = crate::kafka::Brokers::from_setting(k.brokers.as_deref());
+            let topics = k.topic_list();
+            let sinks: std::collections::HashSet<String> = pipeline
+                .stages
+                .values()
+                .filter(|s| match &s.component {
+                    Component::Sink(SinkConfig::Kafka(w)) => {
+                        crate::kafka::Brokers::from_setting(w.brokers.as_deref()) == brokers
+                            && topics.contains(&w.topic)
+                    }
+                    _ => false,
+                })
+                .map(|s| s.name.clone())
+                .collect();
+            if !sinks.is_empty() {
+                waits.insert(source.name.clone(), (sinks, CancellationToken::new()));
+            }
+        }
+        Writers { waits }
+    }
+
+    fn token_for(&self, source: &str) -> Option<CancellationToken> {
+        self.waits.get(source).map(|(_, t)| t.clone())
+    }
+
+    /// A stage ended: release sources whose writers have all finished.
+    fn ended(&mut self, stage: &str) {
+        for (writers, token) in self.waits.values_mut() {
+            if writers.remove(stage) && writers.is_empty() {
+                token.cancel();
+            }
+        }
+    }
 }
 
 fn stages_of(

@@ -179,7 +179,10 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
     } else {
         ColorSpace::RGB
     };
+    // Strict: a truncated or damaged stream is an error, not an image
+    // padded with guesses.
     let options = DecoderOptions::default()
+        .set_strict_mode(true)
         .jpeg_set_out_colorspace(out)
         .set_max_width(w.max(1))
         .set_max_height(h.max(1));
