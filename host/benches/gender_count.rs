@@ -142,9 +142,7 @@ fn main() {
     );
     println!("  throughput                      {:>12.0} events/s", e2e);
     println!("  peak RSS                        {:>12.1} MiB", rss);
-    let events: Vec<(i64, Vec<u8>)> = events(PLUGIN_EVENTS)
-        .map(|(t, v)| (t, v.into_bytes()))
-        .collect();
-    compare::<gender_count::GenderCount>(&wasm, CONFIG, &events)
+    let events = support::events_from(events(PLUGIN_EVENTS).map(|(t, v)| (t, v.into_bytes())));
+    compare::<gender_count::GenderCount>(&wasm, support::Setup::new(CONFIG), &events, |_| 1)
         .print(&format!("plugin alone, {PLUGIN_EVENTS} events"), "events");
 }

@@ -92,15 +92,58 @@ impl Comparison {
     }
 }
 
-/// Times `T::process` natively and the component `wasm` on `events`
-/// (timestamp, value), in batches of [`BATCH`].
-pub fn compare<T: Transform>(wasm: &Path, config: &str, events: &[(i64, Vec<u8>)]) -> Comparison {
+/// Events from `(timestamp, value)` pairs.
+pub fn events_from(pairs: impl IntoIterator<Item = (i64, Vec<u8>)>) -> Vec<Event> {
+    pairs
+        .into_iter()
+        .map(|(t, v)| Event::new(Bytes::from(v), t))
+        .collect()
+}
+
+/// How [`compare`] feeds the plugin.
+pub struct Setup<'a> {
+    /// The plugin's config JSON.
+    pub config: &'a str,
+    /// Events per call.
+    pub batch: usize,
+    /// The sandbox's memory cap.
+    pub memory: u64,
+}
+
+impl<'a> Setup<'a> {
+    /// Batches of [`BATCH`], the default 64 MiB cap.
+    pub fn new(config: &'a str) -> Self {
+        Setup {
+            config,
+            batch: BATCH,
+            memory: Limits::default().memory,
+        }
+    }
+}
+
+/// Times `T::process` natively and the component `wasm` on `events`;
+/// `units` counts the work per event (1 for events, pixels for images) for
+/// the rates.
+pub fn compare<T: Transform>(
+    wasm: &Path,
+    setup: Setup<'_>,
+    events: &[Event],
+    units: impl Fn(&Event) -> u64,
+) -> Comparison {
+    let config = setup.config;
+    let size = setup.batch;
     let native_batches: Vec<Batch> = events
-        .chunks(BATCH)
+        .chunks(size)
         .enumerate()
         .map(|(i, c)| {
-            let pairs: Vec<(i64, &[u8])> = c.iter().map(|(t, v)| (*t, v.as_slice())).collect();
-            Batch::from_values((i * BATCH) as u64, &pairs)
+            let mut b = Batch::from_values((i * size) as u64, &[] as &[(i64, &[u8])]);
+            for (j, e) in c.iter().enumerate() {
+                b.push(e.timestamp_ms, e.key.as_deref(), &e.value);
+                for (name, value) in &e.headers {
+                    b.push_header(j as u32, name, value);
+                }
+            }
+            b
         })
         .collect();
     let native = best_of(3, || {
@@ -110,24 +153,23 @@ pub fn compare<T: Transform>(wasm: &Path, config: &str, events: &[(i64, Vec<u8>)
         for b in &native_batches {
             out.clear();
             p.process(b, &mut out);
+            assert!(out.rejections().is_empty(), "{:?}", &out.rejections()[..1]);
         }
         start.elapsed()
     });
     let host_batches: Vec<_> = events
-        .chunks(BATCH)
+        .chunks(size)
         .enumerate()
-        .map(|(i, c)| {
-            let evs: Vec<Event> = c
-                .iter()
-                .map(|(t, v)| Event::new(Bytes::from(v.clone()), *t))
-                .collect();
-            to_plugin_batch((i * BATCH) as u64, &evs)
-        })
+        .map(|(i, c)| to_plugin_batch((i * size) as u64, c))
         .collect();
+    let limits = Limits {
+        memory: setup.memory,
+        ..Limits::default()
+    };
     let time_wasm = |runtime: &Runtime| {
         let plugin = runtime.load(wasm).unwrap();
         best_of(3, || {
-            let mut inst = Instance::new(&plugin, "bench", config, Limits::default()).unwrap();
+            let mut inst = Instance::new(&plugin, "bench", config, limits).unwrap();
             let start = Instant::now();
             for b in &host_batches {
                 inst.process(b).unwrap();
@@ -143,10 +185,11 @@ pub fn compare<T: Transform>(wasm: &Path, config: &str, events: &[(i64, Vec<u8>)
         })
         .unwrap(),
     );
-    let n = events.len();
+    let n: u64 = events.iter().map(units).sum();
+    let r = |d: Duration| n as f64 / d.as_secs_f64();
     Comparison {
-        native: rate(n, native),
-        wasm: rate(n, checked),
-        wasm_unchecked: rate(n, unchecked),
+        native: r(native),
+        wasm: r(checked),
+        wasm_unchecked: r(unchecked),
     }
 }

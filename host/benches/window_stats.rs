@@ -43,7 +43,8 @@ fn main() {
     println!(
         "window-stats benchmark: 4 statistics (batch mean, since-start mean, 45s/15s sliding mean, gaps), event time, batches of 1024 rows"
     );
-    compare::<window_stats::WindowStats>(&wasm, CONFIG, &events)
+    let events = support::events_from(events);
+    compare::<window_stats::WindowStats>(&wasm, support::Setup::new(CONFIG), &events, |_| 1)
         .print(&format!("{} rows", events.len()), "rows");
 }
 

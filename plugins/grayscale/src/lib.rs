@@ -7,9 +7,11 @@
 //! alpha ignored; gray input passes through unchanged), and encodes the
 //! result as PNG (default, lossless) or JPEG.
 //!
-//! Config: `output = "png" | "jpeg"`, `quality` (JPEG, 1-100, default 90),
+//! Config: `output = "png" | "jpeg" | "raw"`, `quality` (JPEG, 1-100,
+//! default 90), `compression = "fast" | "fastest" | "best"` (PNG),
 //! `max_pixels` (default 50,000,000: larger images are refused before
-//! they are decoded).
+//! they are decoded), `input = "encoded" | "rgb"` (`rgb`: raw 8-bit RGB
+//! frames with `width` and `height` headers).
 //!
 //! Output headers: `filename` (from the input's `filename` header or key),
 //! `width`, `height`, `content-type`. A corrupt, truncated, unsupported or
@@ -27,23 +29,58 @@ pub enum Encoding {
     Png,
     /// Baseline gray JPEG.
     Jpeg,
+    /// Raw 8-bit gray pixels, row by row (with `width`/`height` headers).
+    Raw,
+}
+
+/// PNG compression effort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PngCompression {
+    /// Fastest encoding, files ~10 % larger (one row filter, light deflate).
+    Fastest,
+    /// Fast deflate with adaptive row filters.
+    #[default]
+    Fast,
+    /// Smaller files, slower.
+    Best,
+}
+
+/// What the input values are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputKind {
+    /// JPEG or PNG files.
+    Encoded,
+    /// Raw interleaved 8-bit RGB pixels; `width` and `height` headers give
+    /// the size (camera frames).
+    Rgb,
 }
 
 /// The plugin's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Input kind (default encoded).
+    #[serde(default = "encoded_default")]
+    pub input: InputKind,
     /// Output encoding (default png).
     #[serde(default = "png_default")]
     pub output: Encoding,
     /// JPEG quality 1-100 (default 90).
     #[serde(default = "quality_default")]
     pub quality: u8,
+    /// PNG compression effort (default fast).
+    #[serde(default)]
+    pub compression: PngCompression,
     /// Largest image accepted, in pixels (default 50 MP).
     #[serde(default = "max_pixels_default")]
     pub max_pixels: u64,
 }
 
+fn encoded_default() -> InputKind {
+    InputKind::Encoded
+}
 fn png_default() -> Encoding {
     Encoding::Png
 }
@@ -107,10 +144,22 @@ fn check_size(width: usize, height: usize, max_pixels: u64) -> Result<(), String
 
 /// Decodes a JPEG or PNG file.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
+    decode_reusing(bytes, max_pixels, Vec::new())
+}
+
+/// Resizes `buf` to `size` bytes, zeroing only bytes it never held: a
+/// buffer reused for images of similar size is not cleared every time.
+fn sized(mut buf: Vec<u8>, size: usize) -> Vec<u8> {
+    buf.resize(size, 0);
+    buf
+}
+
+/// [`decode`] into a reused pixel buffer (its contents are overwritten).
+pub fn decode_reusing(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, String> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        decode_png(bytes, max_pixels)
+        decode_png(bytes, max_pixels, buf)
     } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        decode_jpeg(bytes, max_pixels)
+        decode_jpeg(bytes, max_pixels, buf)
     } else {
         let head: String = bytes
             .iter()
@@ -130,7 +179,7 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
     }
 }
 
-fn decode_png(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
+fn decode_png(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
@@ -141,7 +190,7 @@ fn decode_png(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
     let size = reader
         .output_buffer_size()
         .ok_or_else(|| format!("PNG of {w}x{h} is too large to decode"))?;
-    let mut buf = vec![0; size];
+    let mut buf = sized(buf, size);
     let frame = reader
         .next_frame(&mut buf)
         .map_err(|e| format!("corrupt or truncated PNG: {e}"))?;
@@ -164,7 +213,7 @@ fn decode_png(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
     })
 }
 
-fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
+fn decode_jpeg(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, String> {
     use zune_core::bytestream::ZCursor;
     use zune_core::colorspace::ColorSpace;
     use zune_core::options::DecoderOptions;
@@ -187,7 +236,12 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
         .set_max_width(w.max(1))
         .set_max_height(h.max(1));
     let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let pixels = decoder.decode().map_err(reason)?;
+    decoder.decode_headers().map_err(reason)?;
+    let size = decoder
+        .output_buffer_size()
+        .ok_or("JPEG without an output size")?;
+    let mut pixels = sized(buf, size);
+    decoder.decode_into(&mut pixels).map_err(reason)?;
     Ok(Image {
         width: w as u32,
         height: h as u32,
@@ -208,18 +262,47 @@ pub fn encode(
     quality: u8,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
+    encode_with(
+        gray,
+        width,
+        height,
+        encoding,
+        quality,
+        PngCompression::Fast,
+        out,
+    )
+}
+
+/// [`encode`] with a PNG compression effort.
+pub fn encode_with(
+    gray: &[u8],
+    width: u32,
+    height: u32,
+    encoding: Encoding,
+    quality: u8,
+    compression: PngCompression,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     match encoding {
         Encoding::Png => {
             let mut enc = png::Encoder::new(&mut *out, width, height);
             enc.set_color(png::ColorType::Grayscale);
             enc.set_depth(png::BitDepth::Eight);
-            enc.set_compression(png::Compression::Fast);
+            enc.set_compression(match compression {
+                PngCompression::Fastest => png::Compression::Fastest,
+                PngCompression::Fast => png::Compression::Fast,
+                PngCompression::Best => png::Compression::High,
+            });
             let mut w = enc
                 .write_header()
                 .map_err(|e| format!("PNG encoding failed: {e}"))?;
             w.write_image_data(gray)
                 .map_err(|e| format!("PNG encoding failed: {e}"))?;
             w.finish().map_err(|e| format!("PNG encoding failed: {e}"))
+        }
+        Encoding::Raw => {
+            out.extend_from_slice(gray);
+            Ok(())
         }
         Encoding::Jpeg => {
             let (w, h) = (
@@ -236,13 +319,55 @@ pub fn encode(
 /// The plugin.
 pub struct Grayscale {
     config: Config,
+    /// Buffers kept from image to image (decoded pixels, gray, encoded).
+    decoded: Vec<u8>,
     gray: Vec<u8>,
     encoded: Vec<u8>,
 }
 
+/// Reads a decimal header.
+fn size_header(event: &weir_plugin::Event<'_>, name: &str) -> Result<u32, String> {
+    let v = event
+        .header(name)
+        .ok_or_else(|| format!("raw RGB input needs a `{name}` header"))?;
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| format!("`{name}` header is not a number"))
+}
+
 impl Grayscale {
+    fn convert_event(&mut self, event: &weir_plugin::Event<'_>) -> Result<(u32, u32), String> {
+        match self.config.input {
+            InputKind::Encoded => self.convert(event.value),
+            InputKind::Rgb => {
+                let (w, h) = (size_header(event, "width")?, size_header(event, "height")?);
+                check_size(w as usize, h as usize, self.config.max_pixels)?;
+                if event.value.len() as u64 != u64::from(w) * u64::from(h) * 3 {
+                    return Err(format!("{} bytes is not {w}x{h} RGB", event.value.len()));
+                }
+                to_gray(event.value, 3, &mut self.gray);
+                self.encoded.clear();
+                encode_with(
+                    &self.gray,
+                    w,
+                    h,
+                    self.config.output,
+                    self.config.quality,
+                    self.config.compression,
+                    &mut self.encoded,
+                )?;
+                Ok((w, h))
+            }
+        }
+    }
+
     fn convert(&mut self, bytes: &[u8]) -> Result<(u32, u32), String> {
-        let img = decode(bytes, self.config.max_pixels)?;
+        let img = decode_reusing(
+            bytes,
+            self.config.max_pixels,
+            std::mem::take(&mut self.decoded),
+        )?;
         let gray = match &img.pixels {
             Pixels::Gray(p) => p,
             Pixels::Rgb(p) => {
@@ -275,6 +400,7 @@ impl Transform for Grayscale {
         }
         Ok(Grayscale {
             config,
+            decoded: Vec::new(),
             gray: Vec::new(),
             encoded: Vec::new(),
         })
@@ -282,7 +408,7 @@ impl Transform for Grayscale {
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         for event in batch.iter() {
-            match self.convert(event.value) {
+            match self.convert_event(&event) {
                 Ok((w, h)) => {
                     out.emit_keyed(event.timestamp_ms, event.key, &self.encoded);
                     if let Some(name) = event.header("filename").or(event.key) {
@@ -293,18 +419,12 @@ impl Transform for Grayscale {
                     let ct: &[u8] = match self.config.output {
                         Encoding::Png => b"image/png",
                         Encoding::Jpeg => b"image/jpeg",
+                        Encoding::Raw => b"application/octet-stream",
                     };
                     out.header("content-type", ct);
                 }
                 Err(reason) => out.reject(event.index, reason),
             }
-        }
-        // Large images leave large buffers behind; give them back.
-        if self.gray.capacity() > 16 << 20 {
-            self.gray = Vec::new();
-        }
-        if self.encoded.capacity() > 16 << 20 {
-            self.encoded = Vec::new();
         }
     }
 }
@@ -377,6 +497,26 @@ mod tests {
         fn convert_err(mut self, bytes: &[u8]) -> String {
             self.convert(bytes).unwrap_err()
         }
+    }
+
+    #[test]
+    fn raw_rgb_frames_in_raw_gray_out() {
+        let mut p = Grayscale::new(r#"{"input":"rgb","output":"raw"}"#).unwrap();
+        let mut batch = Batch::from_values(
+            0,
+            &[
+                (1, [255u8, 0, 0, 0, 255, 0].as_slice()),
+                (2, [1u8, 2].as_slice()),
+            ],
+        );
+        for i in 0..2 {
+            batch.push_header(i, "width", b"2");
+            batch.push_header(i, "height", b"1");
+        }
+        let mut out = Output::default();
+        p.process(&batch, &mut out);
+        assert_eq!(out.value(0), [76, 150]);
+        assert_eq!(out.rejections()[0].reason, "2 bytes is not 2x1 RGB");
     }
 
     #[test]
