@@ -1,6 +1,9 @@
 //! Shared by the benchmarks: build plugins, and time a plugin's `process`
 //! natively and as WebAssembly on the same batches.
 
+// Each benchmark uses a different part of this module.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
