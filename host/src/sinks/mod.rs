@@ -4,6 +4,7 @@ pub mod console;
 pub mod directory;
 pub mod file;
 pub mod kafka;
+pub mod thingsboard;
 
 use std::path::PathBuf;
 
@@ -25,11 +26,14 @@ pub enum SinkConfig {
     File(file::FileConfig),
     /// Produces to a Kafka topic.
     Kafka(kafka::KafkaSinkConfig),
+    /// Posts device telemetry to ThingsBoard.
+    Thingsboard(thingsboard::ThingsboardConfig),
 }
 
 impl SinkConfig {
     /// The `type` values sinks accept.
-    pub const TYPES: &'static [&'static str] = &["console", "directory", "file", "kafka"];
+    pub const TYPES: &'static [&'static str] =
+        &["console", "directory", "file", "kafka", "thingsboard"];
 
     /// The `type` of this sink.
     pub fn type_name(&self) -> &'static str {
@@ -38,6 +42,7 @@ impl SinkConfig {
             SinkConfig::Directory(_) => "directory",
             SinkConfig::File(_) => "file",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Thingsboard(_) => "thingsboard",
         }
     }
 
@@ -50,6 +55,9 @@ impl SinkConfig {
             "directory" => SinkConfig::Directory(directory::DirectoryConfig::deserialize(de)?),
             "file" => SinkConfig::File(file::FileConfig::deserialize(de)?),
             "kafka" => SinkConfig::Kafka(kafka::KafkaSinkConfig::deserialize(de)?),
+            "thingsboard" => {
+                SinkConfig::Thingsboard(thingsboard::ThingsboardConfig::deserialize(de)?)
+            }
             other => {
                 return Err(serde::de::Error::custom(format!(
                     "unknown sink type `{other}`"
@@ -63,7 +71,7 @@ impl SinkConfig {
             SinkConfig::Console(_) => vec![],
             SinkConfig::Directory(c) => vec![&mut c.path],
             SinkConfig::File(c) => vec![&mut c.path],
-            SinkConfig::Kafka(_) => vec![],
+            SinkConfig::Kafka(_) | SinkConfig::Thingsboard(_) => vec![],
         }
     }
 
@@ -77,6 +85,7 @@ impl SinkConfig {
             SinkConfig::Directory(c) => c.build(ctx),
             SinkConfig::File(c) => c.build(ctx),
             SinkConfig::Kafka(c) => c.build(ctx),
+            SinkConfig::Thingsboard(c) => c.build(ctx),
         }
     }
 }

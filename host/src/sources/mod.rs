@@ -1,5 +1,6 @@
 //! Sources: where events enter a pipeline.
 
+pub mod dht;
 pub mod images;
 pub mod kafka;
 pub mod replay;
@@ -15,6 +16,8 @@ use crate::topology::{BoxError, SourceContext};
 /// Every source type, with its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceConfig {
+    /// A DHT11/DHT22 sensor (GPIO or simulated).
+    Dht(dht::DhtConfig),
     /// One event per file of a directory.
     Images(images::ImagesConfig),
     /// Consumes Kafka topics as a consumer-group member.
@@ -27,11 +30,12 @@ pub enum SourceConfig {
 
 impl SourceConfig {
     /// The `type` values sources accept.
-    pub const TYPES: &'static [&'static str] = &["images", "kafka", "replay", "stdin"];
+    pub const TYPES: &'static [&'static str] = &["dht", "images", "kafka", "replay", "stdin"];
 
     /// The `type` of this source.
     pub fn type_name(&self) -> &'static str {
         match self {
+            SourceConfig::Dht(_) => "dht",
             SourceConfig::Images(_) => "images",
             SourceConfig::Kafka(_) => "kafka",
             SourceConfig::Replay(_) => "replay",
@@ -44,6 +48,7 @@ impl SourceConfig {
         de: D,
     ) -> Result<Self, D::Error> {
         Ok(match type_name {
+            "dht" => SourceConfig::Dht(dht::DhtConfig::deserialize(de)?),
             "images" => SourceConfig::Images(images::ImagesConfig::deserialize(de)?),
             "kafka" => SourceConfig::Kafka(kafka::KafkaSourceConfig::deserialize(de)?),
             "replay" => SourceConfig::Replay(replay::ReplayConfig::deserialize(de)?),
@@ -61,6 +66,7 @@ impl SourceConfig {
             SourceConfig::Replay(c) => vec![&mut c.path],
             SourceConfig::Kafka(_) => vec![],
             SourceConfig::Images(c) => vec![&mut c.path],
+            SourceConfig::Dht(c) => c.readings.iter_mut().collect(),
             SourceConfig::Stdin(_) => vec![],
         }
     }
@@ -72,6 +78,7 @@ impl SourceConfig {
         ctx: SourceContext,
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
         match self {
+            SourceConfig::Dht(c) => c.build(ctx),
             SourceConfig::Images(c) => c.build(ctx),
             SourceConfig::Kafka(c) => c.build(ctx),
             SourceConfig::Replay(c) => c.build(ctx),

@@ -7,6 +7,7 @@
 //! flush their open windows, sinks write what is left, and the run ends.
 
 mod context;
+mod stateless;
 
 use std::collections::HashMap;
 
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub use context::{
     BoxError, Closed, DeadLetters, Output, SinkContext, SourceContext, TransformContext,
 };
+pub use stateless::{Processed, run_stateless};
 
 use crate::checkpoint::{Members, Report, Reporter, SourceControl, Wiring};
 use crate::config::{Component, Kind, Pipeline};

@@ -1,5 +1,6 @@
 //! Transforms: stages between sources and sinks.
 
+pub mod onnx;
 pub mod wasm;
 
 use std::path::PathBuf;
@@ -12,17 +13,20 @@ use crate::topology::{BoxError, TransformContext};
 /// Every transform type, with its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransformConfig {
+    /// Predictions from an ONNX model.
+    Onnx(onnx::OnnxConfig),
     /// A sandboxed WebAssembly plugin.
     Wasm(wasm::WasmConfig),
 }
 
 impl TransformConfig {
     /// The `type` values transforms accept.
-    pub const TYPES: &'static [&'static str] = &["wasm"];
+    pub const TYPES: &'static [&'static str] = &["onnx", "wasm"];
 
     /// The `type` of this transform.
     pub fn type_name(&self) -> &'static str {
         match self {
+            TransformConfig::Onnx(_) => "onnx",
             TransformConfig::Wasm(_) => "wasm",
         }
     }
@@ -32,6 +36,7 @@ impl TransformConfig {
         de: D,
     ) -> Result<Self, D::Error> {
         Ok(match type_name {
+            "onnx" => TransformConfig::Onnx(onnx::OnnxConfig::deserialize(de)?),
             "wasm" => TransformConfig::Wasm(wasm::WasmConfig::deserialize(de)?),
             other => {
                 return Err(serde::de::Error::custom(format!(
@@ -43,6 +48,7 @@ impl TransformConfig {
 
     pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         match self {
+            TransformConfig::Onnx(c) => vec![&mut c.model],
             TransformConfig::Wasm(c) => vec![&mut c.plugin],
         }
     }
@@ -50,6 +56,7 @@ impl TransformConfig {
     /// Files whose change should reload this stage.
     pub fn files_to_watch(&self) -> Vec<PathBuf> {
         match self {
+            TransformConfig::Onnx(c) => vec![c.model.clone()],
             TransformConfig::Wasm(c) => vec![c.plugin.clone()],
         }
     }
@@ -60,6 +67,7 @@ impl TransformConfig {
         ctx: TransformContext,
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
         match self {
+            TransformConfig::Onnx(c) => c.build(ctx),
             TransformConfig::Wasm(c) => c.build(ctx),
         }
     }

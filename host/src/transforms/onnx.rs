@@ -1,0 +1,339 @@
+//! `type = "onnx"`: predictions from an ONNX model (tract), appended to
+//! each JSON event.
+//!
+//! ```toml
+//! [transforms.predict]
+//! type = "onnx"
+//! inputs = ["sensors"]
+//! model = "../models/rain-mlp.onnx"
+//! features = ["temperature", "humidity"]     # JSON fields, in the model's input order
+//! outputs = { label = "rain", probabilities = ["p_dry", "p_rain"] }
+//! batch = 64                                  # rows per model run
+//! dead_letter = "bad_readings"
+//! ```
+//!
+//! `outputs` maps each model output to a field (one value per row: a label
+//! or a regression value) or a list of fields (one per column: per-class
+//! probabilities). The model is loaded, given a batch dimension and
+//! optimised once, at start; a model tract cannot run fails the start with
+//! the operator it does not implement. An event whose value is not a JSON
+//! object, or lacks a feature or holds a non-number there, goes to the
+//! dead-letter output.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use tract_onnx::prelude::*;
+
+use crate::event::Event;
+use crate::topology::{BoxError, Processed, TransformContext, run_stateless};
+
+/// Where a model output goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Fields {
+    /// One field per row.
+    One(String),
+    /// One field per column.
+    Many(Vec<String>),
+}
+
+/// Settings of the `onnx` transform.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxConfig {
+    /// The `.onnx` file.
+    pub model: PathBuf,
+    /// JSON fields fed to the model, in order.
+    pub features: Vec<String>,
+    /// Model output name -> field(s).
+    pub outputs: BTreeMap<String, Fields>,
+    /// Rows per model run (default 64).
+    #[serde(default)]
+    pub batch: Option<usize>,
+}
+
+/// A loaded, optimised model.
+pub struct Predictor {
+    plan: Arc<TypedRunnableModel>,
+    features: usize,
+    /// (index of the model output, where it goes).
+    outputs: Vec<(usize, Fields)>,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor")
+            .field("features", &self.features)
+            .finish()
+    }
+}
+
+/// One row's output values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A number.
+    Number(f64),
+    /// An integer (labels).
+    Int(i64),
+    /// A string label.
+    Text(String),
+}
+
+impl Value {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Value::Number(x) => serde_json::json!(x),
+            Value::Int(i) => serde_json::json!(i),
+            Value::Text(s) => serde_json::json!(s),
+        }
+    }
+}
+
+impl Predictor {
+    /// Loads `path` for rows of `features` floats and checks `outputs`.
+    pub fn load(
+        path: &std::path::Path,
+        features: usize,
+        outputs: &BTreeMap<String, Fields>,
+    ) -> Result<Predictor, String> {
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| format!("cannot read ONNX model {}: {e:#}", path.display()))?;
+        let n = model.symbols.sym("N");
+        let fact = InferenceFact::dt_shape(
+            f32::datum_type(),
+            tvec!(n.to_dim(), (features as i64).to_dim()),
+        );
+        let typed = model
+            .with_input_fact(0, fact)
+            .and_then(|m| m.into_optimized())
+            .map_err(|e| format!("model {} is not supported: {e:#}", path.display()))?;
+        let names: Vec<String> = typed
+            .output_outlets()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|o| {
+                typed
+                    .outlet_label(*o)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| typed.node(o.node).name.clone())
+            })
+            .collect();
+        let mut mapped = Vec::new();
+        for (name, fields) in outputs {
+            let index = names.iter().position(|n| n == name).ok_or_else(|| {
+                format!(
+                    "model has no output `{name}`; its outputs are {}",
+                    names.join(", ")
+                )
+            })?;
+            mapped.push((index, fields.clone()));
+        }
+        let plan = typed
+            .into_runnable()
+            .map_err(|e| format!("model {} cannot be prepared: {e:#}", path.display()))?;
+        Ok(Predictor {
+            plan,
+            features,
+            outputs: mapped,
+        })
+    }
+
+    /// Runs the model on `rows` (row-major, `features` per row); per row,
+    /// the `(field, value)` pairs to add.
+    pub fn predict(&self, rows: &[f32]) -> Result<Vec<Vec<(String, Value)>>, String> {
+        let n = rows.len() / self.features;
+        let input = tract_ndarray::Array2::from_shape_vec((n, self.features), rows.to_vec())
+            .map_err(|e| e.to_string())?;
+        let result = self
+            .plan
+            .run(tvec!(Tensor::from(input).into()))
+            .map_err(|e| format!("model run failed: {e:#}"))?;
+        let mut per_row: Vec<Vec<(String, Value)>> = vec![Vec::new(); n];
+        for (index, fields) in &self.outputs {
+            let t = &result[*index];
+            let values = tensor_values(t)?;
+            let cols = values.len().checked_div(n).unwrap_or(0);
+            match fields {
+                Fields::One(name) => {
+                    if cols != 1 {
+                        return Err(format!(
+                            "output for `{name}` has {cols} values per row; list {cols} field names"
+                        ));
+                    }
+                    for (row, v) in per_row.iter_mut().zip(values) {
+                        row.push((name.clone(), v));
+                    }
+                }
+                Fields::Many(names) => {
+                    if cols != names.len() {
+                        return Err(format!(
+                            "output has {cols} values per row but {} field names",
+                            names.len()
+                        ));
+                    }
+                    let mut it = values.into_iter();
+                    for row in per_row.iter_mut() {
+                        for name in names {
+                            row.push((name.clone(), it.next().expect("counted")));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(per_row)
+    }
+}
+
+fn tensor_values(t: &Tensor) -> Result<Vec<Value>, String> {
+    let dt = t.datum_type();
+    let out: Vec<Value> = if dt == i64::datum_type() {
+        t.to_plain_array_view::<i64>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Int(*v))
+            .collect()
+    } else if dt == i32::datum_type() {
+        t.to_plain_array_view::<i32>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Int(*v as i64))
+            .collect()
+    } else if dt == f32::datum_type() {
+        t.to_plain_array_view::<f32>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Number(*v as f64))
+            .collect()
+    } else if dt == f64::datum_type() {
+        t.to_plain_array_view::<f64>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Number(*v))
+            .collect()
+    } else if dt == String::datum_type() {
+        t.to_plain_array_view::<String>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Text(v.clone()))
+            .collect()
+    } else if dt == TDim::datum_type() {
+        // Integer labels sometimes come out of tract's optimiser as
+        // symbolic-dimension integers.
+        let t = t.cast_to::<i64>().map_err(|e| e.to_string())?;
+        t.to_plain_array_view::<i64>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Int(*v))
+            .collect()
+    } else if dt == bool::datum_type() {
+        t.to_plain_array_view::<bool>()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| Value::Int(*v as i64))
+            .collect()
+    } else {
+        return Err(format!("unsupported output type {dt:?}"));
+    };
+    Ok(out)
+}
+
+impl OnnxConfig {
+    pub(crate) fn build(
+        &self,
+        ctx: TransformContext,
+    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+        if self.features.is_empty() {
+            return Err("`features` lists no fields".into());
+        }
+        if self.outputs.is_empty() {
+            return Err("`outputs` maps no model output to a field".into());
+        }
+        let predictor = Predictor::load(&self.model, self.features.len(), &self.outputs)?;
+        tracing::info!(stage = ctx.name, model = %self.model.display(), "ONNX model loaded and optimised");
+        let features = self.features.clone();
+        let batch = self.batch.unwrap_or(64).max(1);
+        let handle = tokio::runtime::Handle::current();
+        Ok(async move {
+            tokio::task::spawn_blocking(move || {
+                run_stateless(ctx, &handle, |events| {
+                    predict_events(&predictor, &features, batch, events)
+                })
+            })
+            .await?
+        }
+        .boxed())
+    }
+}
+
+/// Reads the features of one event.
+fn features_of(value: &[u8], features: &[String], row: &mut Vec<f32>) -> Result<(), String> {
+    for f in features {
+        let v =
+            weir_plugin::json::field(value, f)?.ok_or_else(|| format!("field {f:?} is missing"))?;
+        let x = v
+            .as_f64()
+            .ok_or_else(|| format!("field {f:?} is not a number: {}", v.as_text()))?;
+        row.push(x as f32);
+    }
+    Ok(())
+}
+
+/// Predicts for every event that has its features, `batch` rows a run.
+pub fn predict_events(
+    predictor: &Predictor,
+    features: &[String],
+    batch: usize,
+    events: Vec<Event>,
+) -> Processed {
+    let mut rejected = Vec::new();
+    let mut good: Vec<Event> = Vec::with_capacity(events.len());
+    let mut rows: Vec<f32> = Vec::with_capacity(events.len() * features.len());
+    for e in events {
+        let before = rows.len();
+        match features_of(&e.value, features, &mut rows) {
+            Ok(()) => good.push(e),
+            Err(reason) => {
+                rows.truncate(before);
+                rejected.push((e, reason));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(good.len());
+    let width = features.len();
+    for (chunk_events, chunk_rows) in good.chunks(batch).zip(rows.chunks(batch * width)) {
+        match predictor.predict(chunk_rows) {
+            Ok(preds) => {
+                for (e, fields) in chunk_events.iter().zip(preds) {
+                    let mut obj: serde_json::Map<String, serde_json::Value> =
+                        match serde_json::from_slice(&e.value) {
+                            Ok(serde_json::Value::Object(o)) => o,
+                            _ => {
+                                rejected.push((e.clone(), "value is not a JSON object".into()));
+                                continue;
+                            }
+                        };
+                    for (k, v) in fields {
+                        obj.insert(k, v.json());
+                    }
+                    let mut e = e.clone();
+                    e.value = Bytes::from(serde_json::Value::Object(obj).to_string());
+                    out.push(e);
+                }
+            }
+            Err(reason) => {
+                rejected.extend(chunk_events.iter().map(|e| (e.clone(), reason.clone())))
+            }
+        }
+    }
+    Processed {
+        events: out,
+        rejected,
+    }
+}
