@@ -17,7 +17,10 @@ Outputs:
 - rain-forest.onnx: a small random forest (10 trees, depth 5), kept to show
   tree ensembles load and predict correctly in tract;
 - *-expected.csv: 2,000 rows of inputs with the label and probabilities
-  onnxruntime computes for each model (the fixtures the tests compare with).
+  onnxruntime computes for each model (the fixtures the tests compare with);
+- unsupported-zipmap.onnx: a one-tree forest exported *with* ZipMap, an
+  operator tract does not implement, for the test that a model tract
+  cannot run is refused at load, naming the operator.
 """
 
 import csv
@@ -93,6 +96,9 @@ def main():
     forest.fit(x, y)
     print("forest accuracy", (forest.predict(x) == y).mean())
     export(forest, x, "rain-forest")
+    tiny = RandomForestClassifier(n_estimators=1, max_depth=1, random_state=1).fit(x, y)
+    onx = to_onnx(tiny, x[:1], options={id(tiny): {"zipmap": True}}, target_opset={"": 15, "ai.onnx.ml": 3})
+    (HERE / "unsupported-zipmap.onnx").write_bytes(onx.SerializeToString())
 
 
 if __name__ == "__main__":

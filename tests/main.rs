@@ -8,5 +8,6 @@ mod kafka;
 mod limits;
 mod plugin_build;
 mod run_local;
+mod sensors;
 mod validate;
 mod window_stats;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod thingsboard;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -58,7 +59,16 @@ pub fn plugin(name: &str) -> PathBuf {
                 "--profile",
                 "plugin",
             ])
-            .args(["-p", "gender-count", "-p", "chaos"])
+            .args([
+                "-p",
+                "gender-count",
+                "-p",
+                "window-stats",
+                "-p",
+                "grayscale",
+                "-p",
+                "chaos",
+            ])
             .status()
             .expect("run cargo");
         assert!(status.success(), "building the test plugins failed");

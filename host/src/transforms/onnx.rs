@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -60,10 +59,33 @@ pub struct OnnxConfig {
 
 /// A loaded, optimised model.
 pub struct Predictor {
-    plan: Arc<TypedRunnableModel>,
+    /// Execution state kept between runs (its buffers are reused).
+    state: TypedSimpleState,
+    /// A plan for exactly this many rows, when configured.
+    fixed: Option<(usize, TypedSimpleState)>,
     features: usize,
     /// (index of the model output, where it goes).
     outputs: Vec<(usize, Fields)>,
+}
+
+/// A model run's results, by column: for each configured output, its field
+/// names and its values row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions<'a> {
+    /// Rows predicted.
+    pub rows: usize,
+    /// (field names, values: `rows * names.len()`).
+    pub columns: Vec<(Vec<&'a str>, Vec<Value>)>,
+}
+
+impl Predictions<'_> {
+    /// The `(field, value)` pairs of row `i`.
+    pub fn row(&self, i: usize) -> impl Iterator<Item = (&str, &Value)> + '_ {
+        self.columns.iter().flat_map(move |(names, values)| {
+            let w = names.len();
+            names.iter().copied().zip(&values[i * w..(i + 1) * w])
+        })
+    }
 }
 
 impl std::fmt::Debug for Predictor {
@@ -86,7 +108,8 @@ pub enum Value {
 }
 
 impl Value {
-    fn json(&self) -> serde_json::Value {
+    /// As a JSON value.
+    pub fn json(&self) -> serde_json::Value {
         match self {
             Value::Number(x) => serde_json::json!(x),
             Value::Int(i) => serde_json::json!(i),
@@ -102,29 +125,53 @@ impl Predictor {
         features: usize,
         outputs: &BTreeMap<String, Fields>,
     ) -> Result<Predictor, String> {
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| format!("cannot read ONNX model {}: {e:#}", path.display()))?;
-        let n = model.symbols.sym("N");
-        let fact = InferenceFact::dt_shape(
-            f32::datum_type(),
-            tvec!(n.to_dim(), (features as i64).to_dim()),
-        );
-        let typed = model
-            .with_input_fact(0, fact)
-            .and_then(|m| m.into_optimized())
-            .map_err(|e| format!("model {} is not supported: {e:#}", path.display()))?;
-        let names: Vec<String> = typed
-            .output_outlets()
-            .map_err(|e| e.to_string())?
-            .iter()
-            .map(|o| {
-                typed
-                    .outlet_label(*o)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| typed.node(o.node).name.clone())
-            })
-            .collect();
+        Self::load_for_batch(path, features, outputs, None)
+    }
+
+    /// Like [`Predictor::load`], plus a plan specialised for exactly
+    /// `batch` rows (tract optimises a fixed shape further than a symbolic
+    /// one); other row counts use the general plan.
+    pub fn load_for_batch(
+        path: &std::path::Path,
+        features: usize,
+        outputs: &BTreeMap<String, Fields>,
+        batch: Option<usize>,
+    ) -> Result<Predictor, String> {
+        let plan = |rows: Option<usize>| -> Result<(TypedSimpleState, Vec<String>), String> {
+            let model = tract_onnx::onnx()
+                .model_for_path(path)
+                .map_err(|e| format!("cannot read ONNX model {}: {e:#}", path.display()))?;
+            let first = match rows {
+                Some(r) => (r as i64).to_dim(),
+                None => model.symbols.sym("N").to_dim(),
+            };
+            let fact = InferenceFact::dt_shape(
+                f32::datum_type(),
+                tvec!(first, (features as i64).to_dim()),
+            );
+            let typed = model
+                .with_input_fact(0, fact)
+                .and_then(|m| m.into_optimized())
+                .map_err(|e| format!("model {} is not supported: {e:#}", path.display()))?;
+            let names: Vec<String> = typed
+                .output_outlets()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|o| {
+                    typed
+                        .outlet_label(*o)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| typed.node(o.node).name.clone())
+                })
+                .collect();
+            let runnable = typed
+                .into_runnable()
+                .map_err(|e| format!("model {} cannot be prepared: {e:#}", path.display()))?;
+            let state = TypedSimpleState::new(&runnable)
+                .map_err(|e| format!("model {} cannot be prepared: {e:#}", path.display()))?;
+            Ok((state, names))
+        };
+        let (state, names) = plan(None)?;
         let mut mapped = Vec::new();
         for (name, fields) in outputs {
             let index = names.iter().position(|n| n == name).ok_or_else(|| {
@@ -135,59 +182,47 @@ impl Predictor {
             })?;
             mapped.push((index, fields.clone()));
         }
-        let plan = typed
-            .into_runnable()
-            .map_err(|e| format!("model {} cannot be prepared: {e:#}", path.display()))?;
+        let fixed = match batch {
+            Some(b) if b > 1 => Some((b, plan(Some(b))?.0)),
+            _ => None,
+        };
         Ok(Predictor {
-            plan,
+            state,
+            fixed,
             features,
             outputs: mapped,
         })
     }
 
-    /// Runs the model on `rows` (row-major, `features` per row); per row,
-    /// the `(field, value)` pairs to add.
-    pub fn predict(&self, rows: &[f32]) -> Result<Vec<Vec<(String, Value)>>, String> {
+    /// Runs the model on `rows` (row-major, `features` per row).
+    pub fn predict(&mut self, rows: &[f32]) -> Result<Predictions<'_>, String> {
         let n = rows.len() / self.features;
-        let input = tract_ndarray::Array2::from_shape_vec((n, self.features), rows.to_vec())
-            .map_err(|e| e.to_string())?;
-        let result = self
-            .plan
-            .run(tvec!(Tensor::from(input).into()))
+        let input = Tensor::from_shape(&[n, self.features], rows).map_err(|e| e.to_string())?;
+        let state = match &mut self.fixed {
+            Some((rows, state)) if *rows == n => state,
+            _ => &mut self.state,
+        };
+        let result = state
+            .run(tvec!(input.into()))
             .map_err(|e| format!("model run failed: {e:#}"))?;
-        let mut per_row: Vec<Vec<(String, Value)>> = vec![Vec::new(); n];
+        let mut columns = Vec::with_capacity(self.outputs.len());
         for (index, fields) in &self.outputs {
-            let t = &result[*index];
-            let values = tensor_values(t)?;
+            let values = tensor_values(&result[*index])?;
             let cols = values.len().checked_div(n).unwrap_or(0);
-            match fields {
-                Fields::One(name) => {
-                    if cols != 1 {
-                        return Err(format!(
-                            "output for `{name}` has {cols} values per row; list {cols} field names"
-                        ));
-                    }
-                    for (row, v) in per_row.iter_mut().zip(values) {
-                        row.push((name.clone(), v));
-                    }
-                }
-                Fields::Many(names) => {
-                    if cols != names.len() {
-                        return Err(format!(
-                            "output has {cols} values per row but {} field names",
-                            names.len()
-                        ));
-                    }
-                    let mut it = values.into_iter();
-                    for row in per_row.iter_mut() {
-                        for name in names {
-                            row.push((name.clone(), it.next().expect("counted")));
-                        }
-                    }
-                }
+            let names: Vec<&str> = match fields {
+                Fields::One(name) => vec![name.as_str()],
+                Fields::Many(names) => names.iter().map(String::as_str).collect(),
+            };
+            if n > 0 && cols != names.len() {
+                return Err(format!(
+                    "model output has {cols} values per row but {} field name(s): {}",
+                    names.len(),
+                    names.join(", ")
+                ));
             }
+            columns.push((names, values));
         }
-        Ok(per_row)
+        Ok(Predictions { rows: n, columns })
     }
 }
 
@@ -255,15 +290,20 @@ impl OnnxConfig {
         if self.outputs.is_empty() {
             return Err("`outputs` maps no model output to a field".into());
         }
-        let predictor = Predictor::load(&self.model, self.features.len(), &self.outputs)?;
+        let batch = self.batch.unwrap_or(64).max(1);
+        let mut predictor = Predictor::load_for_batch(
+            &self.model,
+            self.features.len(),
+            &self.outputs,
+            Some(batch),
+        )?;
         tracing::info!(stage = ctx.name, model = %self.model.display(), "ONNX model loaded and optimised");
         let features = self.features.clone();
-        let batch = self.batch.unwrap_or(64).max(1);
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
             tokio::task::spawn_blocking(move || {
                 run_stateless(ctx, &handle, |events| {
-                    predict_events(&predictor, &features, batch, events)
+                    predict_events(&mut predictor, &features, batch, events)
                 })
             })
             .await?
@@ -287,7 +327,7 @@ fn features_of(value: &[u8], features: &[String], row: &mut Vec<f32>) -> Result<
 
 /// Predicts for every event that has its features, `batch` rows a run.
 pub fn predict_events(
-    predictor: &Predictor,
+    predictor: &mut Predictor,
     features: &[String],
     batch: usize,
     events: Vec<Event>,
@@ -310,7 +350,7 @@ pub fn predict_events(
     for (chunk_events, chunk_rows) in good.chunks(batch).zip(rows.chunks(batch * width)) {
         match predictor.predict(chunk_rows) {
             Ok(preds) => {
-                for (e, fields) in chunk_events.iter().zip(preds) {
+                for (i, e) in chunk_events.iter().enumerate() {
                     let mut obj: serde_json::Map<String, serde_json::Value> =
                         match serde_json::from_slice(&e.value) {
                             Ok(serde_json::Value::Object(o)) => o,
@@ -319,8 +359,8 @@ pub fn predict_events(
                                 continue;
                             }
                         };
-                    for (k, v) in fields {
-                        obj.insert(k, v.json());
+                    for (k, v) in preds.row(i) {
+                        obj.insert(k.to_owned(), v.json());
                     }
                     let mut e = e.clone();
                     e.value = Bytes::from(serde_json::Value::Object(obj).to_string());

@@ -10,6 +10,8 @@
 //! device = "pi-kitchen"    # default: the host name
 //! experiment = "kitchen"   # copied into every reading
 //! retries = 3              # extra attempts after a failed read
+//! max_temperature_step = 10.0   # a bigger change since the last reading must be
+//! max_humidity_step = 30.0      # confirmed by a second read that agrees
 //!
 //! # sim backend only:
 //! readings = "../data/weather_greensboro.csv"   # temperature,humidity columns; default: a daily curve
@@ -19,6 +21,7 @@
 //! negative = "sign_magnitude"   # or "twos_complement": how the sensor encodes sub-zero temperatures
 //! realtime = true          # false: read as fast as possible, timestamps spaced by `interval`
 //! count = 8760             # stop after this many reads (default: never)
+//! start = "1988-01-01 01:00:00"   # with realtime = false: time of the first read (default: now)
 //! seed = 1
 //! ```
 //!
@@ -27,6 +30,14 @@
 //! timeout, checksum) is retried up to `retries` times, waiting the
 //! sensor's minimum interval between attempts, then counted as an error
 //! and skipped; the source keeps going.
+//!
+//! The DHT checksum is one byte: two flipped bits can cancel in it (say the
+//! temperature's sign bit and the checksum's top bit), and the read then
+//! passes as a different, valid reading. A reading that jumps further than
+//! `max_temperature_step` / `max_humidity_step` from the previous one is
+//! therefore read again and accepted only when a second read agrees (or
+//! comes back close to the previous reading). Small cancelling errors
+//! remain undetectable by the protocol.
 
 pub mod gpio;
 pub mod protocol;
@@ -111,6 +122,17 @@ pub struct DhtConfig {
     /// Sim: random seed.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Sim, not realtime: time of the first read (default: now).
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Largest temperature change between reads accepted without a
+    /// confirming read (default 10 °C).
+    #[serde(default)]
+    pub max_temperature_step: Option<f64>,
+    /// Largest humidity change between reads accepted without a confirming
+    /// read (default 30 %).
+    #[serde(default)]
+    pub max_humidity_step: Option<f64>,
 }
 
 fn hostname() -> String {
@@ -166,6 +188,7 @@ impl DhtConfig {
             ("realtime", self.realtime.is_some()),
             ("count", self.count.is_some()),
             ("seed", self.seed.is_some()),
+            ("start", self.start.is_some()),
         ];
         let sensor = match self.backend {
             Backend::Gpio => {
@@ -194,7 +217,22 @@ impl DhtConfig {
                 )
             }
         };
+        let start_ms = match &self.start {
+            Some(t) => {
+                Some(weir_plugin::time::parse_timestamp(t).map_err(|e| format!("`start`: {e}"))?)
+            }
+            None => None,
+        };
+        if start_ms.is_some() && self.realtime.unwrap_or(true) {
+            return Err("`start` needs realtime = false (a realtime sensor reads now)".into());
+        }
         let reader = Reader {
+            max_step: (
+                self.max_temperature_step.unwrap_or(10.0),
+                self.max_humidity_step.unwrap_or(30.0),
+            ),
+            last: None,
+            start_ms,
             model: self.model,
             interval,
             retries: self.retries.unwrap_or(3),
@@ -215,6 +253,11 @@ impl DhtConfig {
 }
 
 struct Reader {
+    /// (temperature, humidity) changes that need confirming.
+    max_step: (f64, f64),
+    /// The last reading accepted.
+    last: Option<Reading>,
+    start_ms: Option<i64>,
     model: Model,
     interval: StdDuration,
     retries: u32,
@@ -226,11 +269,81 @@ struct Reader {
 }
 
 impl Reader {
-    fn read_once(&mut self, i: u64) -> Result<Reading, ReadError> {
+    /// One read: the reading and, for the simulator, how many bits the
+    /// wire flipped.
+    fn read_once(&mut self, i: u64) -> (Result<Reading, ReadError>, u32) {
         match &mut self.sensor {
-            Sensor::Gpio(g) => protocol::decode(&g.read_pulses()?, self.model),
-            Sensor::Sim(s, series) => protocol::decode(&s.pulses(series.get(i)), self.model),
+            Sensor::Gpio(g) => (
+                g.read_pulses()
+                    .and_then(|p| protocol::decode(&p, self.model)),
+                0,
+            ),
+            Sensor::Sim(s, series) => {
+                let (pulses, flips) = s.read(series.get(i));
+                (protocol::decode(&pulses, self.model), flips)
+            }
         }
+    }
+
+    /// Reads, retrying failed reads up to `retries` times.
+    fn read_retrying(&mut self, i: u64, stage: &str) -> (Result<Reading, ReadError>, u32) {
+        let (mut result, mut flips) = self.read_once(i);
+        let mut attempt = 0;
+        while let Err(e) = &result {
+            if attempt >= self.retries {
+                break;
+            }
+            attempt += 1;
+            tracing::debug!(stage, read = i, attempt, error = %e, "read failed; retrying");
+            self.pause();
+            (result, flips) = self.read_once(i);
+        }
+        (result, flips)
+    }
+
+    fn pause(&self) {
+        if self.realtime {
+            std::thread::sleep(self.model.min_interval());
+        }
+    }
+
+    fn jumps(&self, r: &Reading) -> bool {
+        self.last.is_some_and(|l| {
+            (r.temperature - l.temperature).abs() > self.max_step.0
+                || (r.humidity - l.humidity).abs() > self.max_step.1
+        })
+    }
+
+    /// A checked reading: retried on failure, confirmed by a second read
+    /// when it jumps; with the simulator's count of flipped bits.
+    fn reading(&mut self, i: u64, stage: &str) -> (Result<Reading, ReadError>, u32) {
+        let (mut result, mut flips) = self.read_retrying(i, stage);
+        if let Ok(first) = result
+            && self.jumps(&first)
+        {
+            let mut candidate = first;
+            result = Err(ReadError::OutOfRange(format!(
+                "jump to {} °C / {} % not confirmed by a second read",
+                first.temperature, first.humidity
+            )));
+            for _ in 0..self.retries.max(1) {
+                self.pause();
+                let (again, f) = self.read_retrying(i, stage);
+                match again {
+                    Ok(r) if r == candidate || !self.jumps(&r) => {
+                        result = Ok(r);
+                        flips = f;
+                        break;
+                    }
+                    Ok(r) => candidate = r,
+                    Err(_) => {}
+                }
+            }
+        }
+        if let Ok(r) = &result {
+            self.last = Some(*r);
+        }
+        (result, flips)
     }
 
     fn run(
@@ -244,7 +357,7 @@ impl Reader {
             .as_ref()
             .and_then(|r| r["reads"].as_u64())
             .unwrap_or(0);
-        let epoch_ms = crate::util::now_ms();
+        let epoch_ms = self.start_ms.unwrap_or_else(crate::util::now_ms);
         let started = Instant::now();
         let mut failures_logged = 0u64;
         let mut batch: Vec<Event> = Vec::new();
@@ -273,18 +386,16 @@ impl Reader {
                 tracing::info!(stage = ctx.name, reads = i, "dht simulation finished");
                 return Ok(());
             }
-            let mut result = self.read_once(i);
-            let mut attempt = 0;
-            while let Err(e) = &result {
-                if attempt >= self.retries {
-                    break;
-                }
-                attempt += 1;
-                tracing::debug!(stage = ctx.name, read = i, attempt, error = %e, "read failed; retrying");
-                if self.realtime {
-                    std::thread::sleep(self.model.min_interval());
-                }
-                result = self.read_once(i);
+            let (result, flips) = self.reading(i, &ctx.name);
+            if result.is_ok() && flips >= 2 {
+                // Only the simulator knows: flipped bits that cancelled in
+                // the checksum.
+                tracing::debug!(
+                    stage = ctx.name,
+                    read = i,
+                    flips,
+                    "sim: read accepted although bits were flipped (they cancel in the checksum)"
+                );
             }
             let time_ms = if self.realtime {
                 crate::util::now_ms()
@@ -310,7 +421,6 @@ impl Reader {
                         tracing::warn!(
                             stage = ctx.name,
                             read = i,
-                            attempts = attempt + 1,
                             error = %e,
                             failures = failures_logged,
                             "sensor read failed; skipped"

@@ -136,10 +136,17 @@ impl SimSensor {
 
     /// The pulses a read of `reading` produces on the wire.
     pub fn pulses(&mut self, reading: Reading) -> Vec<Pulse> {
+        self.read(reading).0
+    }
+
+    /// The pulses of a read, and how many data bits were flipped in it.
+    pub fn read(&mut self, reading: Reading) -> (Vec<Pulse>, u32) {
         let mut bytes = encode(reading, self.model, self.negative);
+        let mut flips = 0;
         for bit in 0..40 {
             if self.noise.flip_bit > 0.0 && self.rng.unit() < self.noise.flip_bit {
                 bytes[bit / 8] ^= 0x80 >> (bit % 8);
+                flips += 1;
             }
         }
         let mut pulses = waveform(bytes);
@@ -154,7 +161,7 @@ impl SimSensor {
             pulses[i].micros = merged;
             pulses.remove(i + 1);
         }
-        pulses
+        (pulses, flips)
     }
 }
 
