@@ -163,6 +163,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// A reporter sending to `tx` (a coordinator's report channel).
+    pub(crate) fn new(stage: &str, tx: mpsc::UnboundedSender<Report>) -> Self {
+        Reporter {
+            stage: stage.to_owned(),
+            tx: Some(tx),
+        }
+    }
+
     /// A reporter that reports nothing.
     pub fn off(stage: &str) -> Self {
         Reporter {
@@ -256,8 +264,12 @@ pub struct SourceControl {
     shutdown: CancellationToken,
     /// Reports to the coordinator.
     pub reporter: Reporter,
-    /// Where to resume, from the last checkpoint.
+    /// Where to resume: from the last checkpoint, or where the instance
+    /// this one replaces (a reload) stopped.
     pub resume: Option<serde_json::Value>,
+    /// Filled with the source's position when it stops on request, so a
+    /// replacing instance can go on from there.
+    pub(crate) stopped_at: Option<std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>>,
 }
 
 impl SourceControl {
@@ -268,6 +280,7 @@ impl SourceControl {
             shutdown,
             reporter: Reporter::off(stage),
             resume: None,
+            stopped_at: None,
         }
     }
 
@@ -304,7 +317,7 @@ impl Alignment {
     /// For a stage with `inputs` data inputs.
     pub fn new(inputs: usize) -> Self {
         Alignment {
-            live: inputs.max(1),
+            live: inputs,
             pending: None,
         }
     }
@@ -343,6 +356,11 @@ impl Alignment {
         entry.1 |= last;
         entry.2.insert(from);
         self.complete()
+    }
+
+    /// A new input joined.
+    pub fn join(&mut self) {
+        self.live += 1;
     }
 
     /// An input ended: returns a barrier completed by its absence, and
@@ -426,6 +444,7 @@ impl Wiring {
             shutdown,
             reporter: self.reporter(stage),
             resume: self.coordinator.saved.sources.get(stage).cloned(),
+            stopped_at: None,
         }
     }
 

@@ -201,8 +201,12 @@ pub enum Marker {
         /// Final checkpoint before stopping.
         last: bool,
     },
-    /// This input has ended for good (its source reached the end of its data).
+    /// This input has ended for good (its source reached the end of its data,
+    /// or a reload removed the edge).
     End,
+    /// A new input joins (a reload added an edge); alignment now waits for
+    /// it too. Consumed by the receiving stage's input, never seen by stages.
+    Join,
 }
 
 /// A batch of events and the acknowledgements of the records behind them,

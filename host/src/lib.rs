@@ -10,16 +10,20 @@
 //! let pipeline = weir::config::load(std::path::Path::new("pipelines/gender-count-local.toml"))?;
 //! let registry = weir::metrics::Registry::default();
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let running = tokio::task::block_in_place(|| weir::topology::start(&pipeline, &registry, shutdown))?;
+//! let board = weir::status::Board::new(&pipeline.file);
+//! let running = tokio::task::block_in_place(|| {
+//!     weir::topology::Topology::start(pipeline, &registry, &board, shutdown)
+//! })?;
 //! running.wait().await?;
 //! # Ok(()) }
 //! ```
 //!
 //! Layout: [`config`] turns text into a checked [`config::Pipeline`];
-//! [`topology`] builds and runs it; [`event`] defines what flows; [`wasm`]
-//! hosts plugins; [`sources`], [`transforms`] and [`sinks`] are the stage
-//! types.
+//! [`topology`] builds, runs and reloads it; [`event`] defines what flows;
+//! [`wasm`] hosts plugins; [`sources`], [`transforms`] and [`sinks`] are the
+//! stage types; [`status`] is what a running pipeline reports about itself.
 
+pub mod admin;
 pub mod checkpoint;
 pub mod config;
 pub mod event;
@@ -27,7 +31,9 @@ pub mod kafka;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;
+pub mod status;
 pub mod topology;
 pub mod transforms;
 pub mod util;
 pub mod wasm;
+pub mod watch;

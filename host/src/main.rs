@@ -32,9 +32,38 @@ enum Command {
     /// On the first signal the sources stop, in-flight events drain, open
     /// windows are flushed and sinks finish writing; a second signal exits
     /// at once.
+    ///
+    /// While it runs, the pipeline reloads when its file, a plugin or a
+    /// model changes, on SIGHUP, and on `weir reload`: only the stages that
+    /// changed are touched, and plugin state carries over.
     Run {
         /// The pipeline file.
         file: PathBuf,
+        /// Serve the admin endpoint (status, reload) on this address,
+        /// overriding the file's `admin` setting.
+        #[arg(long, value_name = "IP:PORT")]
+        admin: Option<std::net::SocketAddr>,
+        /// Do not reload when files change (SIGHUP and `weir reload` still
+        /// work).
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Reload a running pipeline from its file and report what changed.
+    ///
+    /// Exits 0 when every change was applied, 1 with the reason when the
+    /// new file was rejected or a stage could not be changed (those stages
+    /// keep running as they were).
+    Reload {
+        #[command(flatten)]
+        endpoint: Endpoint,
+    },
+    /// Show a running pipeline's stages, counters and last reload.
+    Status {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Check pipeline files without running them.
     ///
@@ -53,6 +82,80 @@ enum Command {
         #[arg(long)]
         dot: bool,
     },
+}
+
+/// How a client command finds a running pipeline's admin endpoint.
+#[derive(clap::Args)]
+struct Endpoint {
+    /// Admin address of the running pipeline [env: WEIR_ADMIN] (default:
+    /// the `admin` setting of PIPELINE, else 127.0.0.1:7470).
+    #[arg(long, value_name = "IP:PORT")]
+    admin: Option<String>,
+    /// Bearer token, when the endpoint requires one [env: WEIR_ADMIN_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Pipeline file to read the admin address (and token) from.
+    #[arg(value_name = "PIPELINE")]
+    pipeline: Option<PathBuf>,
+}
+
+/// Where `weir reload` and `weir status` look when told nothing.
+const DEFAULT_ADMIN: &str = "127.0.0.1:7470";
+
+impl Endpoint {
+    fn resolve(&self) -> Result<(String, Option<String>)> {
+        let mut addr = self
+            .admin
+            .clone()
+            .or_else(|| std::env::var("WEIR_ADMIN").ok());
+        let mut token = self
+            .token
+            .clone()
+            .or_else(|| std::env::var("WEIR_ADMIN_TOKEN").ok());
+        if let Some(file) = &self.pipeline {
+            let p = weir::config::load(file)?;
+            if addr.is_none() {
+                addr = Some(
+                    p.options
+                        .admin
+                        .with_context(|| {
+                            format!("{} sets no `admin` address; pass --admin", file.display())
+                        })?
+                        .to_string(),
+                );
+            }
+            if token.is_none() {
+                token = p.options.admin_token;
+            }
+        }
+        Ok((addr.unwrap_or_else(|| DEFAULT_ADMIN.to_owned()), token))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<(u16, String)> {
+        let (addr, token) = self.resolve()?;
+        let url = format!("http://{addr}{path}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut req = client.request(method, &url);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.with_context(|| {
+                format!(
+                    "cannot reach the admin endpoint at {addr} (is `weir run` running with `admin = \"{addr}\"` or `--admin {addr}`?)"
+                )
+            })?;
+            let code = resp.status().as_u16();
+            let body = resp.text().await?;
+            if code == 401 {
+                anyhow::bail!("the admin endpoint at {addr} refused the request: {}", body.trim());
+            }
+            Ok((code, body))
+        })
+    }
 }
 
 fn init_logging(filter: Option<&str>) {
@@ -82,7 +185,13 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Run { file } => run(file),
+        Command::Run {
+            file,
+            admin,
+            no_watch,
+        } => run(file, admin, !no_watch),
+        Command::Reload { endpoint } => reload(&endpoint),
+        Command::Status { endpoint, json } => status(&endpoint, json),
         Command::Validate { files } => Ok(validate(&files)),
         Command::Graph { file, dot } => {
             let pipeline = weir::config::load(&file)?;
@@ -112,7 +221,7 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn run(file: PathBuf) -> Result<ExitCode> {
+fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Result<ExitCode> {
     let pipeline = weir::config::load(&file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -121,36 +230,135 @@ fn run(file: PathBuf) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let registry = Registry::default();
+        let board = weir::status::Board::new(&file);
         let shutdown = CancellationToken::new();
         let started = std::time::Instant::now();
+        let (reloads, requests) = tokio::sync::mpsc::unbounded_channel();
+        // The admin endpoint binds before anything starts, so a bad address
+        // fails the start instead of a running pipeline.
+        let admin = match admin.or(pipeline.options.admin) {
+            Some(addr) => {
+                let state = weir::admin::AdminState {
+                    board: board.clone(),
+                    registry: registry.clone(),
+                    reloads: reloads.clone(),
+                    token: pipeline.options.admin_token.clone(),
+                };
+                Some(weir::admin::Admin::bind(addr, state).await?)
+            }
+            None => None,
+        };
+        let stages = pipeline.stages.len();
+        let watched = watch.then(|| pipeline.clone());
         let running = tokio::task::block_in_place(|| {
-            weir::topology::start(&pipeline, &registry, shutdown.clone())
+            weir::topology::Topology::start(pipeline, &registry, &board, shutdown.clone())
         })?;
+        let admin_stop = CancellationToken::new();
+        if let Some(admin) = admin {
+            tracing::info!(address = %admin.local_addr()?, "admin endpoint listening");
+            tokio::spawn(admin.serve(admin_stop.clone()));
+        }
+        if let Some(p) = &watched {
+            match weir::watch::spawn(p, reloads.clone()) {
+                Ok(_) => tracing::debug!("watching the pipeline's files for changes"),
+                Err(e) => tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP or `weir reload`"),
+            }
+        }
         tracing::info!(
             pipeline = %file.display(),
-            stages = pipeline.stages.len(),
+            stages,
             "pipeline running; Ctrl-C to stop"
         );
-        tokio::spawn(watch_signals(shutdown));
-        let result = running.wait().await;
+        tokio::spawn(watch_signals(shutdown, reloads));
+        let result = running.run(requests).await;
+        admin_stop.cancel();
         summarise(&registry, started.elapsed());
         result?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
+fn reload(endpoint: &Endpoint) -> Result<ExitCode> {
+    let (code, body) = endpoint.request(reqwest::Method::POST, "/reload")?;
+    let report: weir::status::ReloadReport = serde_json::from_str(&body)
+        .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
+    if report.ok {
+        println!("reload {}: {}", report.id, report.summary());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: reload {}: {}", report.id, report.summary());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn status(endpoint: &Endpoint, json: bool) -> Result<ExitCode> {
+    let (code, body) = endpoint.request(reqwest::Method::GET, "/status")?;
+    if json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s: weir::status::Status = serde_json::from_str(&body)
+        .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
+    println!("pipeline {} (pid {})", s.pipeline, s.pid);
+    println!(
+        "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
+        "STAGE", "KIND", "TYPE", "INSTANCE", "STATE", "IN", "OUT", "REJECTED", "ERRORS"
+    );
+    for st in &s.stages {
+        println!(
+            "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
+            st.name,
+            st.kind,
+            st.type_name,
+            st.instance,
+            format!("{:?}", st.state).to_lowercase(),
+            st.counters.events_in,
+            st.counters.events_out,
+            st.counters.rejected,
+            st.counters.errors
+        );
+    }
+    println!(
+        "reloads: {} applied, {} failed",
+        s.reloads_ok, s.reloads_failed
+    );
+    if let Some(r) = &s.last_reload {
+        println!(
+            "last reload {} ({}, {} ms): {}",
+            r.id,
+            r.trigger,
+            r.duration_ms,
+            r.summary()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn watch_signals(
+    shutdown: CancellationToken,
+    reloads: tokio::sync::mpsc::UnboundedSender<weir::topology::ReloadRequest>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot install signal handlers");
         return;
     };
-    let name = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    let name = loop {
+        tokio::select! {
+            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => break "SIGTERM",
+            _ = hup.recv() => {
+                tracing::info!(signal = "SIGHUP", "reloading the pipeline");
+                let _ = reloads.send(weir::topology::ReloadRequest {
+                    trigger: "SIGHUP".into(),
+                    reply: None,
+                });
+            }
+        }
     };
     tracing::info!(
         signal = name,

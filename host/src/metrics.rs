@@ -21,6 +21,9 @@ pub struct StageMetrics {
     pub batches: AtomicU64,
     /// Total time spent in plugin or stage calls, nanoseconds.
     pub busy_ns: AtomicU64,
+    /// Kafka sources: partition assignments received (each consumer-group
+    /// rebalance that reaches this member counts once).
+    pub rebalances: AtomicU64,
 }
 
 impl StageMetrics {

@@ -22,6 +22,18 @@ pub fn preview(bytes: &[u8]) -> String {
     s
 }
 
+/// SHA-256 of a file's contents, in hex.
+pub fn file_digest(path: &std::path::Path) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(hex(&Sha256::digest(&bytes)))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

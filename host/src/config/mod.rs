@@ -149,6 +149,14 @@ pub struct Options {
     /// How often to checkpoint (default 10 s).
     #[serde(default)]
     pub checkpoint_interval: Option<units::Duration>,
+    /// Address (`IP:PORT`) of the admin endpoint: status, metrics, reload,
+    /// tap and dashboards. Absent: no endpoint (unless `--admin` is given).
+    #[serde(default)]
+    pub admin: Option<std::net::SocketAddr>,
+    /// Bearer token the admin endpoint requires; needed to bind it to a
+    /// non-loopback address. Use `${VAR}` to keep it out of the file.
+    #[serde(default)]
+    pub admin_token: Option<String>,
 }
 
 /// A checked pipeline, ready to build.

@@ -6,9 +6,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Barriers, LineFormat, write_line};
+use super::{LineFormat, write_line};
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::topology::{BoxError, Item, SinkContext};
 
 /// Settings of the `console` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -37,14 +37,15 @@ async fn run(ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
 
 fn write_all(mut ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
     let mut buf = Vec::new();
-    let mut barriers = Barriers::new(&ctx);
-    while let Some(batch) = ctx.input.blocking_recv() {
-        if let Some(marker) = batch.marker {
-            if let Some(id) = barriers.on_marker(batch.from, marker) {
-                barriers.ready(id);
+    while let Some(item) = ctx.input.blocking_recv() {
+        let batch = match item {
+            Item::Batch(b) => b,
+            Item::Barrier { id, .. } => {
+                ctx.reporter.sink_ready(id);
+                continue;
             }
-            continue;
-        }
+            Item::End => continue,
+        };
         buf.clear();
         for e in &batch.events {
             write_line(&mut buf, e, format);

@@ -26,10 +26,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::Barriers;
 use crate::event::Event;
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::topology::{BoxError, Item, SinkContext};
 
 /// Settings of the `directory` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -121,14 +120,15 @@ impl DirectoryConfig {
     }
 
     fn run(self, mut ctx: SinkContext) -> Result<(), BoxError> {
-        let mut barriers = Barriers::new(&ctx);
-        while let Some(batch) = ctx.input.blocking_recv() {
-            if let Some(marker) = batch.marker {
-                if let Some(id) = barriers.on_marker(batch.from, marker) {
-                    barriers.ready(id);
+        while let Some(item) = ctx.input.blocking_recv() {
+            let batch = match item {
+                Item::Batch(b) => b,
+                Item::Barrier { id, .. } => {
+                    ctx.reporter.sink_ready(id);
+                    continue;
                 }
-                continue;
-            }
+                Item::End => continue,
+            };
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
             for event in &batch.events {
                 let (stem, ext) = self.file_name(event);

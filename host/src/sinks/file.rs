@@ -8,9 +8,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{Barriers, LineFormat, write_line};
+use super::{LineFormat, write_line};
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::topology::{BoxError, Item, SinkContext};
 
 /// Settings of the `file` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -59,16 +59,17 @@ fn write_all(
     format: LineFormat,
 ) -> Result<(), BoxError> {
     let mut buf = Vec::new();
-    let mut barriers = Barriers::new(&ctx);
-    while let Some(batch) = ctx.input.blocking_recv() {
-        if let Some(marker) = batch.marker {
-            if let Some(id) = barriers.on_marker(batch.from, marker) {
+    while let Some(item) = ctx.input.blocking_recv() {
+        let batch = match item {
+            Item::Batch(b) => b,
+            Item::Barrier { id, .. } => {
                 file.sync_data()
                     .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
-                barriers.ready(id);
+                ctx.reporter.sink_ready(id);
+                continue;
             }
-            continue;
-        }
+            Item::End => continue,
+        };
         buf.clear();
         for e in &batch.events {
             write_line(&mut buf, e, format);

@@ -40,8 +40,7 @@ use crate::config::units::Duration;
 use crate::event::{Acks, Event};
 use crate::kafka::{Brokers, Options, check_reachable, client_config, ensure_topic};
 use crate::metrics::StageMetrics;
-use crate::sinks::Barriers;
-use crate::topology::{BoxError, SinkContext};
+use crate::topology::{BoxError, Item, SinkContext};
 
 /// Producer acknowledgement level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -291,7 +290,6 @@ impl Run {
         let mut waiting: HashMap<u64, Waiting> = HashMap::new();
         let mut next_id = 0u64;
         let mut input_open = true;
-        let mut barriers = Barriers::new(&ctx);
         // A completed checkpoint barrier waits until everything produced
         // before it is delivered; meanwhile no new input is taken.
         let mut barrier: Option<u64> = None;
@@ -299,17 +297,15 @@ impl Run {
             if let Some(id) = barrier
                 && waiting.is_empty()
             {
-                barriers.ready(id);
+                ctx.reporter.sink_ready(id);
                 barrier = None;
             }
             tokio::select! {
                 Some(id) = done_rx.recv() => self.complete(&ctx, &mut waiting, id).await,
                 batch = ctx.input.recv(), if input_open && barrier.is_none() && waiting.len() < MAX_IN_FLIGHT => match batch {
-                    Some(batch) if batch.marker.is_some() => {
-                        let marker = batch.marker.expect("checked");
-                        barrier = barriers.on_marker(batch.from, marker);
-                    }
-                    Some(batch) => {
+                    Some(Item::Barrier { id, .. }) => barrier = Some(id),
+                    Some(Item::End) => {}
+                    Some(Item::Batch(batch)) => {
                         StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
                         let id = next_id;
                         next_id += 1;
@@ -330,7 +326,7 @@ impl Run {
             }
         }
         if let Some(id) = barrier {
-            barriers.ready(id);
+            ctx.reporter.sink_ready(id);
         }
         let producer = self.producer;
         tokio::task::spawn_blocking(move || producer.flush(StdDuration::from_secs(30)))

@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Alignment, Reporter};
-use crate::event::{Event, Marker};
+use crate::event::Event;
 use crate::topology::{BoxError, SinkContext};
 
 /// Every sink type, with its settings.
@@ -122,38 +121,4 @@ pub fn write_line(out: &mut Vec<u8>, event: &Event, format: LineFormat) {
         }
     }
     out.push(b'\n');
-}
-
-/// Checkpoint barriers at a sink: once every input has delivered barrier
-/// `n`, the sink makes what came before durable and reports it.
-pub(crate) struct Barriers {
-    align: Alignment,
-    reporter: Reporter,
-}
-
-impl Barriers {
-    pub(crate) fn new(ctx: &SinkContext) -> Self {
-        Barriers {
-            align: Alignment::new(ctx.inputs),
-            reporter: ctx.reporter.clone(),
-        }
-    }
-
-    /// Handles a marker; returns a barrier id that is now complete: write
-    /// or deliver everything received so far, then call [`Barriers::ready`].
-    pub(crate) fn on_marker(&mut self, from: u32, marker: Marker) -> Option<u64> {
-        let done = match marker {
-            Marker::Barrier { id, last } => self.align.barrier(from, id, last),
-            Marker::End => self.align.end().0,
-        };
-        match done {
-            Some(Marker::Barrier { id, .. }) => Some(id),
-            _ => None,
-        }
-    }
-
-    /// Reports barrier `id` done.
-    pub(crate) fn ready(&self, id: u64) {
-        self.reporter.sink_ready(id);
-    }
 }

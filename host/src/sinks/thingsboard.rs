@@ -29,11 +29,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::Barriers;
 use crate::config::units::Duration;
 use crate::event::Event;
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::topology::{BoxError, Item, SinkContext};
 
 /// Settings of the `thingsboard` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -125,14 +124,15 @@ struct Sink {
 
 impl Sink {
     async fn run(self, mut ctx: SinkContext) -> Result<(), BoxError> {
-        let mut barriers = Barriers::new(&ctx);
-        while let Some(batch) = ctx.input.recv().await {
-            if let Some(marker) = batch.marker {
-                if let Some(id) = barriers.on_marker(batch.from, marker) {
-                    barriers.ready(id);
+        while let Some(item) = ctx.input.recv().await {
+            let batch = match item {
+                Item::Batch(b) => b,
+                Item::Barrier { id, .. } => {
+                    ctx.reporter.sink_ready(id);
+                    continue;
                 }
-                continue;
-            }
+                Item::End => continue,
+            };
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
             let mut dead: Vec<(usize, String)> = Vec::new();
             // device -> (token, readings)

@@ -23,7 +23,6 @@
 //! `rebalance_timeout`) for their in-flight records before giving them up.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
@@ -213,7 +212,7 @@ struct SourceCtx {
     tracker: Arc<Mutex<Tracker>>,
     acks: Mutex<Receiver<(u64, bool)>>,
     rebalance_timeout: StdDuration,
-    rebalances: AtomicU64,
+    metrics: Arc<StageMetrics>,
 }
 
 impl SourceCtx {
@@ -263,7 +262,6 @@ impl ConsumerContext for SourceCtx {
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.rebalances.fetch_add(1, Ordering::Relaxed);
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let revoked: Vec<(String, i32)> = tpl
@@ -298,6 +296,7 @@ impl ConsumerContext for SourceCtx {
                 );
             }
             Rebalance::Assign(tpl) => {
+                StageMetrics::add(&self.metrics.rebalances, 1);
                 tracing::info!(
                     stage = self.stage,
                     partitions = tpl.count(),
@@ -389,7 +388,7 @@ impl KafkaSourceConfig {
             rebalance_timeout: self
                 .rebalance_timeout
                 .map_or(StdDuration::from_secs(10), Duration::get),
-            rebalances: AtomicU64::new(0),
+            metrics: ctx.metrics.clone(),
         };
         let consumer: BaseConsumer<SourceCtx> = config
             .create_with_context(context)
@@ -697,7 +696,7 @@ impl Worker {
         }
         tracing::info!(
             stage = name,
-            rebalances = consumer.context().rebalances.load(Ordering::Relaxed),
+            rebalances = StageMetrics::get(&consumer.context().metrics.rebalances),
             "kafka source stopped"
         );
         drop(consumer);

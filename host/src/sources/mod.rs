@@ -71,6 +71,14 @@ impl SourceConfig {
         }
     }
 
+    /// Whether a replacement instance (a reload changed the settings) goes
+    /// on from where the old one stopped. Replay and image sources do; a
+    /// Kafka source resumes from its group's committed offsets anyway; a
+    /// sensor or stdin has no position.
+    pub fn resumes_where_stopped(&self) -> bool {
+        matches!(self, SourceConfig::Replay(_) | SourceConfig::Images(_))
+    }
+
     /// Starts building the source; the returned future runs it until its
     /// input ends or shutdown is signalled.
     pub fn build(

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{RwLock, mpsc};
 use tokio_util::sync::CancellationToken;
+
+use super::Input;
+use super::Update;
 
 use crate::checkpoint::{Reporter, SavedStage, SourceControl};
 use crate::event::{Acks, Batch, Event, Marker};
@@ -19,22 +22,28 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("downstream stages have stopped")]
 pub struct Closed;
 
-/// A stage's output: a sender per consuming stage (fan-out).
+/// One consumer of a stage's output.
+#[derive(Clone)]
+pub(crate) struct Route {
+    /// The consuming stage.
+    pub to: String,
+    pub tx: mpsc::Sender<Batch>,
+}
+
+/// A stage's output: a sender per consuming stage (fan-out). The set of
+/// consumers belongs to the stage name and survives restarts; a reload
+/// changes it between batches ([`Output::attach`], [`Output::detach`]).
 #[derive(Clone)]
 pub struct Output {
-    senders: Vec<mpsc::Sender<Batch>>,
+    routes: Arc<RwLock<Vec<Route>>>,
     metrics: Arc<StageMetrics>,
     index: u32,
 }
 
 impl Output {
-    pub(crate) fn new(
-        senders: Vec<mpsc::Sender<Batch>>,
-        metrics: Arc<StageMetrics>,
-        index: u32,
-    ) -> Self {
+    pub(crate) fn new(routes: Vec<Route>, metrics: Arc<StageMetrics>, index: u32) -> Self {
         Output {
-            senders,
+            routes: Arc::new(RwLock::new(routes)),
             metrics,
             index,
         }
@@ -42,7 +51,17 @@ impl Output {
 
     /// Whether any stage consumes this output.
     pub fn is_connected(&self) -> bool {
-        !self.senders.is_empty()
+        self.routes.try_read().map_or(true, |r| !r.is_empty())
+    }
+
+    /// Names of the consuming stages.
+    pub(crate) async fn consumers(&self) -> Vec<String> {
+        self.routes
+            .read()
+            .await
+            .iter()
+            .map(|r| r.to.clone())
+            .collect()
     }
 
     /// Sends a batch to every consumer, waiting while their queues are full
@@ -54,14 +73,16 @@ impl Output {
         }
         batch.from = self.index;
         StageMetrics::add(&self.metrics.events_out, batch.events.len() as u64);
-        let Some((last, rest)) = self.senders.split_last() else {
+        // Held while sending, so a reload rewires only between batches.
+        let routes = self.routes.read().await;
+        let Some((last, rest)) = routes.split_last() else {
             return Ok(());
         };
         let mut delivered = false;
-        for tx in rest {
-            delivered |= tx.send(batch.clone()).await.is_ok();
+        for r in rest {
+            delivered |= r.tx.send(batch.clone()).await.is_ok();
         }
-        delivered |= last.send(batch).await.is_ok();
+        delivered |= last.tx.send(batch).await.is_ok();
         if delivered { Ok(()) } else { Err(Closed) }
     }
 
@@ -82,13 +103,51 @@ impl Output {
     ) -> Result<(), Closed> {
         handle.block_on(self.send(Batch::marker(marker)))
     }
+
+    /// Adds consumer `to`; it counts this stage as one more input from now
+    /// on. Waits for a batch being sent to finish.
+    pub(crate) async fn attach(&self, to: &str, tx: mpsc::Sender<Batch>) {
+        let mut routes = self.routes.write().await;
+        let mut join = Batch::marker(Marker::Join);
+        join.from = self.index;
+        if tx.send(join).await.is_ok() {
+            routes.push(Route {
+                to: to.to_owned(),
+                tx,
+            });
+        }
+    }
+
+    /// Drops every consumer (the stage has ended): a consumer's channel
+    /// closes once none of its upstream stages is left.
+    pub(crate) async fn close(&self) {
+        self.routes.write().await.clear();
+    }
+
+    /// Removes consumer `to`, telling it this input has ended; what was
+    /// already sent stays queued there and is processed.
+    pub(crate) async fn detach(&self, to: &str) {
+        let mut routes = self.routes.write().await;
+        let mut kept = Vec::with_capacity(routes.len());
+        for r in routes.drain(..) {
+            if r.to == to {
+                let mut end = Batch::marker(Marker::End);
+                end.from = self.index;
+                let _ = r.tx.send(end).await;
+            } else {
+                kept.push(r);
+            }
+        }
+        *routes = kept;
+    }
 }
 
-/// Where a stage sends records it cannot process.
+/// Where a stage sends records it cannot process. The target belongs to the
+/// stage name and a reload may change it.
 #[derive(Clone)]
 pub struct DeadLetters {
     stage: Arc<str>,
-    target: Option<mpsc::Sender<Batch>>,
+    target: Arc<std::sync::RwLock<Option<mpsc::Sender<Batch>>>>,
     metrics: Arc<StageMetrics>,
     dropped_logged: Arc<AtomicU64>,
 }
@@ -101,7 +160,7 @@ impl DeadLetters {
     ) -> Self {
         DeadLetters {
             stage: stage.into(),
-            target,
+            target: Arc::new(std::sync::RwLock::new(target)),
             metrics,
             dropped_logged: Arc::new(AtomicU64::new(0)),
         }
@@ -109,7 +168,12 @@ impl DeadLetters {
 
     /// Whether a dead-letter sink is configured.
     pub fn is_configured(&self) -> bool {
-        self.target.is_some()
+        self.target.read().expect("dead-letter lock").is_some()
+    }
+
+    /// Points the dead-letter output at another sink (or none).
+    pub(crate) fn retarget(&self, target: Option<mpsc::Sender<Batch>>) {
+        *self.target.write().expect("dead-letter lock") = target;
     }
 
     fn prepare(&self, events: Vec<(Event, String)>) -> Vec<Event> {
@@ -149,7 +213,8 @@ impl DeadLetters {
             return;
         }
         let events = self.prepare(events);
-        match &self.target {
+        let target = self.target.read().expect("dead-letter lock").clone();
+        match &target {
             Some(tx) => {
                 if tx.send(Batch::with_acks(events, acks)).await.is_err() {
                     tracing::error!(
@@ -205,7 +270,12 @@ impl SourceContext {
     ) -> bool {
         use crate::checkpoint::Action;
         match action {
-            Action::Stop => true,
+            Action::Stop => {
+                if let Some(slot) = &self.control.stopped_at {
+                    *slot.lock().expect("position lock") = Some(position());
+                }
+                true
+            }
             Action::Checkpoint { id, last } => {
                 self.control.reporter.position(id, position());
                 let _ = self
@@ -228,16 +298,18 @@ impl SourceContext {
 pub struct TransformContext {
     /// Stage name.
     pub name: String,
-    /// Batches from every input, merged. Closed when all inputs finished.
-    pub input: mpsc::Receiver<Batch>,
+    /// Batches from every input, merged and aligned on checkpoint barriers.
+    pub input: Input,
     /// Where results go.
     pub out: Output,
     /// Where rejected records go.
     pub dead_letters: DeadLetters,
     /// The stage's counters.
     pub metrics: Arc<StageMetrics>,
-    /// Number of data inputs (for barrier alignment).
-    pub inputs: usize,
+    /// In-place updates from reloads (a new plugin build or config). A
+    /// transform that does not support them drops this, and reloads restart
+    /// it instead.
+    pub updates: mpsc::UnboundedReceiver<Update>,
     /// Reports snapshots to the checkpoint coordinator.
     pub reporter: Reporter,
     /// State saved by the last checkpoint, to restore.
@@ -250,13 +322,11 @@ pub struct SinkContext {
     pub name: String,
     /// Batches from every input (and from stages using this sink as their
     /// dead-letter output). Closed when all of them finished.
-    pub input: mpsc::Receiver<Batch>,
+    pub input: Input,
     /// Where undeliverable records go.
     pub dead_letters: DeadLetters,
     /// The stage's counters.
     pub metrics: Arc<StageMetrics>,
-    /// Number of data inputs (for barrier alignment).
-    pub inputs: usize,
     /// Reports checkpoint barriers to the coordinator.
     pub reporter: Reporter,
 }

@@ -1,13 +1,10 @@
 //! The loop of a stateless native transform: data in, results and
 //! rejections out, checkpoint markers aligned and forwarded.
 
-use std::collections::VecDeque;
-
-use crate::checkpoint::Alignment;
 use crate::event::{Batch, Event, Marker};
 use crate::metrics::StageMetrics;
 
-use super::{BoxError, TransformContext};
+use super::{BoxError, Item, TransformContext};
 
 /// What a stateless transform makes of a batch of events.
 pub struct Processed {
@@ -17,10 +14,10 @@ pub struct Processed {
     pub rejected: Vec<(Event, String)>,
 }
 
-/// Runs `f` on every data batch of `ctx`'s input until the input ends. Call
-/// it from a blocking thread. Acknowledgements follow the batch to both
-/// outputs; checkpoint barriers are aligned across inputs (batches of an
-/// input that is ahead wait) and forwarded with an empty snapshot.
+/// Runs `f` on every data batch of `ctx`'s input until the input ends (or
+/// a reload replaces the stage). Call it from a blocking thread.
+/// Acknowledgements follow the batch to both outputs; checkpoint barriers
+/// are forwarded with an empty snapshot once aligned across inputs.
 pub fn run_stateless(
     ctx: TransformContext,
     handle: &tokio::runtime::Handle,
@@ -32,27 +29,12 @@ pub fn run_stateless(
         out,
         dead_letters,
         metrics,
-        inputs,
         reporter,
         ..
     } = ctx;
-    let mut align = Alignment::new(inputs);
-    let mut backlog: VecDeque<Batch> = VecDeque::new();
-    let mut ready: VecDeque<Batch> = VecDeque::new();
-    loop {
-        let batch = match ready.pop_front() {
-            Some(b) => b,
-            None => match input.blocking_recv() {
-                Some(b) => b,
-                None => return Ok(()),
-            },
-        };
-        if align.blocks(batch.from) {
-            backlog.push_back(batch);
-            continue;
-        }
-        let completed = match batch.marker {
-            None => {
+    while let Some(item) = input.blocking_recv() {
+        match item {
+            Item::Batch(batch) => {
                 let n = batch.events.len() as u64;
                 StageMetrics::add(&metrics.events_in, n);
                 StageMetrics::add(&metrics.batches, 1);
@@ -67,31 +49,22 @@ pub fn run_stateless(
                     tracing::debug!(stage = name, "downstream stopped");
                     return Ok(());
                 }
-                None
             }
-            Some(Marker::Barrier { id, last }) => align.barrier(batch.from, id, last),
-            Some(Marker::End) => {
-                let (completed, all_ended) = align.end();
-                if all_ended {
-                    reporter.stage_done(0, &[]);
-                    let _ = out.blocking_marker(handle, Marker::End);
+            Item::Barrier { id, last } => {
+                reporter.snapshot(id, 0, &[]);
+                if out
+                    .blocking_marker(handle, Marker::Barrier { id, last })
+                    .is_err()
+                {
                     return Ok(());
                 }
-                completed
             }
-        };
-        if let Some(Marker::Barrier { id, last }) = completed {
-            reporter.snapshot(id, 0, &[]);
-            if out
-                .blocking_marker(handle, Marker::Barrier { id, last })
-                .is_err()
-            {
+            Item::End => {
+                reporter.stage_done(0, &[]);
+                let _ = out.blocking_marker(handle, Marker::End);
                 return Ok(());
-            }
-            // What waited for the barrier goes first.
-            for b in backlog.drain(..).rev() {
-                ready.push_front(b);
             }
         }
     }
+    Ok(())
 }

@@ -61,6 +61,17 @@ impl TransformConfig {
         }
     }
 
+    /// A digest of what this stage runs besides its settings: the plugin
+    /// component (building a plugin crate first if its sources changed) or
+    /// the model file. A reload swaps the stage when this changes.
+    pub fn fingerprint(&self) -> Result<String, BoxError> {
+        let file = match self {
+            TransformConfig::Onnx(c) => c.model.clone(),
+            TransformConfig::Wasm(c) => crate::wasm::resolve_plugin(&c.plugin)?.0,
+        };
+        crate::util::file_digest(&file).map_err(Into::into)
+    }
+
     /// Builds the transform; the future runs until its input closes.
     pub fn build(
         &self,

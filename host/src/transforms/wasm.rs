@@ -28,13 +28,13 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::{Alignment, Reporter};
+use crate::checkpoint::Reporter;
 use crate::config::units::{ByteSize, Duration};
 use crate::event::{Acks, Batch, Event, Marker};
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, DeadLetters, Output, TransformContext};
+use crate::topology::{BoxError, DeadLetters, Input, Item, Output, TransformContext, Update};
 use crate::util::now_ms;
 use crate::wasm::{
     CallError, Instance, Limits, Plugin, PluginBatch, PluginEvents, PluginHeader, PluginResult,
@@ -95,6 +95,33 @@ impl WasmConfig {
         }
     }
 
+    /// How often processing time advances.
+    pub fn tick_every(&self) -> StdDuration {
+        self.tick_interval
+            .map_or(StdDuration::from_millis(100), Duration::get)
+            .max(StdDuration::from_millis(1))
+    }
+
+    /// Prepares an in-place update of a running stage `stage` to these
+    /// settings: resolves and compiles the plugin and instantiates it, all
+    /// off the processing path. The running stage then only has to carry
+    /// its state over ([`Swap`]).
+    pub(crate) fn prepare_swap(&self, stage: &str) -> Result<(Swap, SwapReply), BoxError> {
+        let plugin = self.load_plugin()?;
+        let instance = Instance::new(&plugin, stage, &self.config_json(), self.limits())
+            .map_err(|e| format!("cannot instantiate the new plugin: {e}"))?;
+        let (reply, outcome) = oneshot::channel();
+        Ok((
+            Swap {
+                config: self.clone(),
+                plugin,
+                instance,
+                reply,
+            },
+            outcome,
+        ))
+    }
+
     /// Resolves (building if needed), compiles and loads the plugin.
     pub fn load_plugin(&self) -> Result<Plugin, BoxError> {
         let (wasm, _) = resolve_plugin(&self.plugin)?;
@@ -139,17 +166,14 @@ impl WasmConfig {
         let snapshot = instance
             .snapshot()
             .map_err(|e| format!("snapshot after start failed: {e}"))?;
-        let tick_every = self
-            .tick_interval
-            .map_or(StdDuration::from_millis(100), Duration::get)
-            .max(StdDuration::from_millis(1));
+        let tick_every = self.tick_every();
         let TransformContext {
             name,
             input,
             out,
             dead_letters,
             metrics,
-            inputs,
+            updates,
             reporter,
             resume: _,
         } = ctx;
@@ -168,17 +192,16 @@ impl WasmConfig {
             dead_letters,
             metrics,
             handle: Handle::current(),
-            align: Alignment::new(inputs),
-            backlog: VecDeque::new(),
             reporter,
             keep_windows: false,
+            tick_every,
         };
         Ok(async move {
             let (done_tx, done_rx) = tokio::sync::oneshot::channel();
             std::thread::Builder::new()
                 .name(format!("wasm-{name}"))
                 .spawn(move || {
-                    let result = worker.run(input, tick_every);
+                    let result = worker.run(input, updates);
                     let _ = done_tx.send(result);
                 })
                 .map_err(|e| format!("cannot start plugin thread: {e}"))?;
@@ -188,6 +211,38 @@ impl WasmConfig {
         }
         .boxed())
     }
+}
+
+/// A new plugin build or configuration for a running `wasm` stage, compiled
+/// and instantiated, waiting to receive the running instance's state.
+pub struct Swap {
+    config: WasmConfig,
+    plugin: Plugin,
+    instance: Instance,
+    reply: oneshot::Sender<Result<SwapOutcome, String>>,
+}
+
+impl std::fmt::Debug for Swap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swap")
+            .field("plugin", &self.config.plugin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`Swap`]'s outcome arrives.
+pub type SwapReply = oneshot::Receiver<Result<SwapOutcome, String>>;
+
+/// How a swap went.
+#[derive(Debug, Clone)]
+pub struct SwapOutcome {
+    /// Size of the state carried over.
+    pub state_bytes: usize,
+    /// The new plugin refused the state and started empty, with this reason
+    /// (`on_incompatible_state = "reset"`).
+    pub reset: Option<String>,
+    /// How long processing paused for the swap, microseconds.
+    pub pause_us: u64,
 }
 
 /// A call made since the last snapshot, replayed into a re-created instance.
@@ -218,13 +273,17 @@ struct Worker {
     dead_letters: DeadLetters,
     metrics: Arc<StageMetrics>,
     handle: Handle,
-    /// Checkpoint barrier alignment across inputs.
-    align: Alignment,
-    /// Batches from inputs that already delivered the pending barrier.
-    backlog: VecDeque<Batch>,
     reporter: Reporter,
     /// A final checkpoint holds the open windows: do not flush them.
     keep_windows: bool,
+    tick_every: StdDuration,
+}
+
+/// What woke the worker.
+enum Wake {
+    Update(Option<Update>),
+    Input(Option<Item>),
+    Tick,
 }
 
 /// Why the worker stops early.
@@ -238,82 +297,69 @@ enum Stop {
 impl Worker {
     fn run(
         mut self,
-        mut input: mpsc::Receiver<Batch>,
-        tick_every: StdDuration,
+        mut input: Input,
+        mut updates: mpsc::UnboundedReceiver<Update>,
     ) -> Result<(), BoxError> {
-        let mut next_tick = Instant::now() + tick_every;
+        let mut next_tick = Instant::now() + self.tick_every;
+        let mut updates_open = true;
         loop {
             let msg = self.handle.block_on(async {
                 tokio::select! {
                     biased;
-                    b = input.recv() => Some(b),
-                    _ = tokio::time::sleep_until(next_tick.into()) => None,
+                    u = updates.recv(), if updates_open => Wake::Update(u),
+                    item = input.recv() => Wake::Input(item),
+                    _ = tokio::time::sleep_until(next_tick.into()) => Wake::Tick,
                 }
             });
             match msg {
-                Some(Some(batch)) => {
-                    let flow = self.dispatch(batch)?;
-                    if flow.is_err() {
+                Wake::Update(Some(Update::Wasm(swap))) => self.swap(*swap),
+                Wake::Update(None) => updates_open = false,
+                Wake::Input(Some(item)) => {
+                    if self.dispatch(item)?.is_err() {
                         return Ok(());
                     }
                 }
-                Some(None) => {
-                    // Every sender is gone without an end marker: a
-                    // shutdown. Flush unless a final checkpoint kept the
+                Wake::Input(None) => {
+                    // Every upstream is gone without an end marker (a
+                    // shutdown), or a reload replaces this stage with one of
+                    // another type. Flush unless a final checkpoint kept the
                     // windows.
                     if !self.keep_windows {
                         self.on_end()?;
                     }
                     return Ok(());
                 }
-                None => {}
+                Wake::Tick => {}
             }
             if Instant::now() >= next_tick {
                 if self.on_tick(now_ms())?.is_err() {
                     return Ok(());
                 }
-                next_tick = Instant::now() + tick_every;
+                next_tick = Instant::now() + self.tick_every;
             }
         }
     }
 
-    /// Routes a batch: data to the plugin, markers to the checkpoint logic,
-    /// batches of inputs waiting for alignment to the backlog.
-    fn dispatch(&mut self, batch: Batch) -> Result<Result<(), Stop>, BoxError> {
-        if self.align.blocks(batch.from) {
-            self.backlog.push_back(batch);
-            return Ok(Ok(()));
-        }
-        match batch.marker {
-            None => self.on_batch(batch),
-            Some(Marker::Barrier { id, last }) => match self.align.barrier(batch.from, id, last) {
-                Some(Marker::Barrier { id, last }) => self.on_barrier(id, last),
-                _ => Ok(Ok(())),
-            },
-            Some(Marker::End) => {
-                let (completed, all_ended) = self.align.end();
-                if let Some(Marker::Barrier { id, last }) = completed
-                    && self.on_barrier(id, last)?.is_err()
-                {
-                    return Ok(Err(Stop::Downstream));
-                }
-                if all_ended {
-                    self.on_end()?;
-                    let state = self
-                        .instance
-                        .snapshot()
-                        .unwrap_or_else(|_| self.snapshot.clone());
-                    self.reporter.stage_done(self.next_seq, &state);
-                    let _ = self.out.blocking_marker(&self.handle, Marker::End);
-                    return Ok(Err(Stop::Finished));
-                }
-                Ok(Ok(()))
+    /// Routes an input item: data to the plugin, barriers and the end to
+    /// the checkpoint and shutdown logic.
+    fn dispatch(&mut self, item: Item) -> Result<Result<(), Stop>, BoxError> {
+        match item {
+            Item::Batch(batch) => self.on_batch(batch),
+            Item::Barrier { id, last } => self.on_barrier(id, last),
+            Item::End => {
+                self.on_end()?;
+                let state = self
+                    .instance
+                    .snapshot()
+                    .unwrap_or_else(|_| self.snapshot.clone());
+                self.reporter.stage_done(self.next_seq, &state);
+                let _ = self.out.blocking_marker(&self.handle, Marker::End);
+                Ok(Err(Stop::Finished))
             }
         }
     }
 
-    /// Every input delivered barrier `id`: snapshot, report, forward, then
-    /// process what waited.
+    /// Every input delivered barrier `id`: snapshot, report, forward.
     fn on_barrier(&mut self, id: u64, last: bool) -> Result<Result<(), Stop>, BoxError> {
         match self.instance.snapshot() {
             Ok(s) => {
@@ -337,13 +383,94 @@ impl Worker {
         {
             return Ok(Err(Stop::Downstream));
         }
-        let waiting: Vec<Batch> = self.backlog.drain(..).collect();
-        for b in waiting {
-            if self.dispatch(b)?.is_err() {
-                return Ok(Err(Stop::Downstream));
+        Ok(Ok(()))
+    }
+
+    /// Replaces the running instance with `swap`'s, carrying the state
+    /// over, between two batches. On any failure the running instance
+    /// stays and the reason goes back to the reload.
+    fn swap(&mut self, swap: Swap) {
+        let started = Instant::now();
+        let Swap {
+            config,
+            plugin,
+            mut instance,
+            reply,
+        } = swap;
+        let outcome = self.carry_state(&config, &plugin, &mut instance).map(
+            |(reset, state_bytes, snapshot)| {
+                self.instance = instance;
+                self.plugin = plugin;
+                self.snapshot = snapshot;
+                self.config_json = config.config_json();
+                self.limits = config.limits();
+                self.tick_every = config.tick_every();
+                self.log.clear();
+                self.last_snapshot = Instant::now();
+                let pause_us = started.elapsed().as_micros() as u64;
+                if reset.is_none() {
+                    tracing::info!(
+                        stage = self.name,
+                        state_bytes,
+                        pause_us,
+                        "plugin swapped in with the running state"
+                    );
+                } else {
+                    tracing::info!(stage = self.name, pause_us, "plugin swapped in, empty");
+                }
+                SwapOutcome {
+                    state_bytes,
+                    reset,
+                    pause_us,
+                }
+            },
+        );
+        let _ = reply.send(outcome);
+    }
+
+    /// Gives the running instance's state to `instance`. Returns the
+    /// refusal reason when the state was reset, the state size and the new
+    /// instance's first snapshot.
+    fn carry_state(
+        &mut self,
+        config: &WasmConfig,
+        plugin: &Plugin,
+        instance: &mut Instance,
+    ) -> Result<(Option<String>, usize, Vec<u8>), String> {
+        let state = self
+            .instance
+            .snapshot()
+            .map_err(|e| format!("the running instance failed to snapshot its state: {e}"))?;
+        let mut reset = None;
+        match instance.restore(&state) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) if config.on_incompatible_state == OnIncompatibleState::Reset => {
+                tracing::warn!(
+                    stage = self.name,
+                    reason,
+                    "the new plugin refused the running state; starting it empty (on_incompatible_state = \"reset\")"
+                );
+                // The refusal may have left it half-restored.
+                *instance =
+                    Instance::new(plugin, &self.name, &config.config_json(), config.limits())
+                        .map_err(|e| format!("cannot instantiate the new plugin: {e}"))?;
+                reset = Some(reason);
+            }
+            Ok(Err(reason)) => {
+                return Err(format!(
+                    "the new plugin refused the running state: {reason} (set on_incompatible_state = \"reset\" to start it with empty state)"
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "the new plugin trapped restoring the running state: {e}"
+                ));
             }
         }
-        Ok(Ok(()))
+        let snapshot = instance
+            .snapshot()
+            .map_err(|e| format!("the new plugin failed to snapshot after restore: {e}"))?;
+        Ok((reset, state.len(), snapshot))
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<Result<(), Stop>, BoxError> {

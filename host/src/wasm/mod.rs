@@ -322,7 +322,7 @@ impl Runtime {
             });
         }
         let started = Instant::now();
-        let hash = hex(&Sha256::digest(&bytes));
+        let hash = crate::util::hex(&Sha256::digest(&bytes));
         let (component, cached) =
             self.compile_cached(&bytes, &hash)
                 .map_err(|e| PluginError::Load {
@@ -400,10 +400,6 @@ fn write_atomically(dir: &Path, file: &Path, data: &[u8]) -> std::io::Result<()>
     ));
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, file)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A compiled, linked plugin, ready to instantiate any number of times.
@@ -627,6 +623,13 @@ impl ComponentInfo {
 /// Reads a component's top-level imports and exports.
 pub fn inspect_bytes(bytes: &[u8]) -> Result<ComponentInfo, String> {
     use wasmparser::{Encoding, Parser, Payload};
+    if !bytes.starts_with(b"\0asm") {
+        return Err(format!(
+            "not a WebAssembly file: it does not start with the `\\0asm` magic number ({} bytes{})",
+            bytes.len(),
+            if bytes.is_empty() { ", empty" } else { "" }
+        ));
+    }
     let mut info = ComponentInfo::default();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {

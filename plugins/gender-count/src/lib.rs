@@ -284,6 +284,7 @@ impl Transform for GenderCount {
     }
 }
 
+#[cfg(feature = "export")]
 weir_plugin::export!(GenderCount);
 
 #[cfg(test)]
