@@ -7,6 +7,7 @@ mod images;
 mod kafka;
 mod limits;
 mod plugin_build;
+mod reload;
 mod run_local;
 mod sensors;
 mod validate;

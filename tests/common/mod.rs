@@ -142,3 +142,203 @@ pub fn texts(out: &Output) -> (String, String) {
 pub fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
+
+/// The `gender-count-next` test plugin: gender-count rebuilt to add a
+/// `"build":"next"` field (built once, on its own; see its Cargo.toml).
+pub fn plugin_next() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = target_dir().join("standalone-plugins");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(repo())
+                .args(["build", "--quiet", "--locked", "--release"])
+                .args(["--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(repo().join("tests/plugins/gender-count-next/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building gender-count-next failed");
+            target.join("wasm32-wasip2/release/gender_count_next.wasm")
+        })
+        .clone()
+}
+
+/// Replaces `dest` with a copy of `src` atomically (copy, then rename), as
+/// a deployment would.
+pub fn replace_file(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("tmp-replace");
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// Replaces `dest`'s contents atomically.
+pub fn replace_text(dest: &Path, text: &str) {
+    let tmp = dest.with_extension("tmp-replace");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// A `weir run` in the background with its admin endpoint on a free
+/// loopback port; output goes to files in `dir`.
+pub struct Background {
+    /// The process.
+    pub child: Child,
+    /// Admin address.
+    pub admin: String,
+    /// stderr (logs).
+    pub log: PathBuf,
+    /// stdout.
+    pub stdout: PathBuf,
+}
+
+impl Background {
+    /// Starts `weir run FILE --admin 127.0.0.1:0 EXTRA...` and waits until
+    /// the admin endpoint listens.
+    pub fn start(dir: &Path, file: &Path, extra: &[&str]) -> Background {
+        let log = dir.join("weir.log");
+        let stdout = dir.join("weir.out");
+        let child = weir()
+            .arg("run")
+            .arg(file)
+            .args(["--admin", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn weir");
+        let mut bg = Background {
+            child,
+            admin: String::new(),
+            log,
+            stdout,
+        };
+        let start = Instant::now();
+        loop {
+            let text = bg.log_text();
+            if let Some(rest) = text.split("admin endpoint listening address=").nth(1) {
+                bg.admin = rest.split_whitespace().next().unwrap().to_owned();
+                break;
+            }
+            assert!(
+                bg.child.try_wait().unwrap().is_none(),
+                "weir exited early:\n{text}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "admin endpoint did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Wait until every stage is up.
+        bg.wait_for("pipeline running", Duration::from_secs(60));
+        bg
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` `n` times.
+    pub fn wait_for_n(&self, needle: &str, n: usize, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.log_text();
+            if text.matches(needle).count() >= n {
+                return text;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "`{needle}` did not appear {n} times within {timeout:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_n(needle, 1, timeout)
+    }
+
+    /// A `weir` client command pointed at this pipeline's admin endpoint.
+    pub fn client(&self, command: &str) -> Command {
+        let mut c = weir();
+        c.arg(command).args(["--admin", &self.admin]);
+        c
+    }
+
+    /// `weir status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = run_with_timeout(self.client("status").arg("--json"), Duration::from_secs(30));
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "weir status failed: {stderr}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+
+    /// Each stage's running instance, by name.
+    pub fn instances(&self) -> std::collections::BTreeMap<String, u64> {
+        self.status()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_owned(),
+                    s["instance"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until the status reports `n` reloads (applied or failed) and
+    /// returns the last one.
+    pub fn wait_for_reload(&self, n: u64, timeout: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let s = self.status();
+            let done = s["reloads_ok"].as_u64().unwrap() + s["reloads_failed"].as_u64().unwrap();
+            if done >= n {
+                return s["last_reload"].clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "reload {n} did not happen within {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the log.
+    pub fn stop(mut self) -> String {
+        signal(&self.child, libc::SIGTERM);
+        self.finish(Duration::from_secs(60))
+    }
+
+    /// Waits for the process to exit by itself with status 0; returns the
+    /// log.
+    pub fn finish(&mut self, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let text = self.log_text();
+                assert!(status.success(), "weir failed ({status}):\n{text}");
+                return text;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("weir did not exit within {timeout:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
