@@ -485,3 +485,221 @@ fn sighup_and_weir_reload_apply_the_same_changes_and_removed_stages_drain() {
     let log = weir.stop();
     assert!(log.contains("reload applied"), "{log}");
 }
+
+#[test]
+fn a_new_model_is_checked_before_it_replaces_the_running_one() {
+    let mlp = crate::sensors::fixture("rain-mlp-expected.csv");
+    let forest = crate::sensors::fixture("rain-forest-expected.csv");
+    let dir = tempdir();
+    let mut input = String::new();
+    for (t, h, ..) in &mlp {
+        input.push_str(&format!("{{\"temperature\":{t},\"humidity\":{h}}}\n"));
+    }
+    write(dir.path(), "in.jsonl", &input);
+    let model = dir.path().join("model.onnx");
+    std::fs::copy(repo().join("models/rain-mlp.onnx"), &model).unwrap();
+    let text = r#"
+[sources.in]
+type = "replay"
+path = "in.jsonl"
+format = "jsonl"
+rate = 5000
+loop = true
+
+[transforms.predict]
+type = "onnx"
+inputs = ["in"]
+model = "model.onnx"
+features = ["temperature", "humidity"]
+outputs = { probabilities = ["p_dry", "p_rain"] }
+
+[sinks.out]
+type = "file"
+inputs = ["predict"]
+path = "out.jsonl"
+"#;
+    let file = write(dir.path(), "p.toml", text);
+    let out = dir.path().join("out.jsonl");
+    let weir = Background::start(dir.path(), &file, &[]);
+    wait_growth(&out, 0, 1000);
+    let first = weir.instances();
+    // Which model produced a line: compare its p_rain with both fixtures.
+    let by_input = |rows: &[(f64, f64, i64, f64, f64)]| -> std::collections::HashMap<String, f64> {
+        rows.iter()
+            .map(|(t, h, _, _, p1)| (format!("{t}/{h}"), *p1))
+            .collect()
+    };
+    let (mlp_p, forest_p) = (by_input(&mlp), by_input(&forest));
+    let model_of = |line: &str| -> &'static str {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let key = format!("{}/{}", v["temperature"], v["humidity"]);
+        let p = v["p_rain"].as_f64().unwrap();
+        let close = |x: f64| (x - p).abs() < 1e-5;
+        match (close(mlp_p[&key]), close(forest_p[&key])) {
+            (true, false) => "mlp",
+            (false, true) => "forest",
+            _ => "either",
+        }
+    };
+
+    // A model tract cannot run is refused; the running one stays.
+    replace_file(&repo().join("models/unsupported-zipmap.onnx"), &model);
+    let r = weir.wait_for_reload(1, Duration::from_secs(30));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["rejected"].as_str().unwrap().contains("ZipMap"),
+        "the operator is named: {r}"
+    );
+    assert_eq!(weir.instances(), first);
+    let seen = lines(&out).len();
+    let l = wait_growth(&out, seen, 1000);
+    assert!(l[seen..].iter().all(|l| model_of(l) != "forest"));
+    // Putting the running model back changes nothing.
+    replace_file(&repo().join("models/rain-mlp.onnx"), &model);
+    let r = weir.wait_for_reload(2, Duration::from_secs(30));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        r["kept"],
+        serde_json::json!(["in", "predict", "out"]),
+        "{r}"
+    );
+
+    // A model whose outputs do not fit the configured fields is refused.
+    let seen = l.len();
+    replace_text(
+        &file,
+        &text.replace(r#"["p_dry", "p_rain"]"#, r#"["p_rain"]"#),
+    );
+    let r = weir.wait_for_reload(3, Duration::from_secs(30));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("2 values per row but 1 field name(s)"),
+        "{r}"
+    );
+    let l = wait_growth(&out, seen, 1000);
+
+    // So is one that takes another number of inputs than `features`.
+    let seen = l.len();
+    replace_text(
+        &file,
+        &text.replace(r#"["temperature", "humidity"]"#, r#"["temperature"]"#),
+    );
+    let r = weir.wait_for_reload(4, Duration::from_secs(30));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("takes 2 value(s) per row, but `features` lists 1"),
+        "{r}"
+    );
+    assert_eq!(weir.instances(), first);
+    let l = wait_growth(&out, seen, 1000);
+
+    // A good new model replaces the old one without losing an event.
+    let seen = l.len();
+    replace_text(&file, text);
+    replace_file(&repo().join("models/rain-forest.onnx"), &model);
+    let start = Instant::now();
+    let r = loop {
+        let r = weir.wait_for_reload(5, Duration::from_secs(30));
+        if r["ok"] == true && r["restarted"] == serde_json::json!(["predict"]) {
+            break r;
+        }
+        // The pipeline file and the model may land in separate reloads.
+        assert!(start.elapsed() < Duration::from_secs(30), "{r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let after = weir.instances();
+    assert_ne!(after["predict"], first["predict"], "{r}");
+    assert_eq!(after["in"], first["in"]);
+    assert_eq!(after["out"], first["out"]);
+    let l = wait_growth(&out, seen, 3000);
+    assert_eq!(model_of(l.last().unwrap()), "forest");
+    let log = weir.stop();
+    let produced: usize = log
+        .lines()
+        .find(|l| l.contains("stage totals") && l.contains("stage=\"in\""))
+        .and_then(|l| l.split("events_out=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(lines(&out).len(), produced, "every reading predicted once");
+}
+
+#[test]
+fn a_checkpointing_pipeline_takes_plugin_changes_but_refuses_a_new_graph() {
+    let dir = tempdir();
+    let gc = dir.path().join("gc.wasm");
+    std::fs::copy(plugin("gender-count"), &gc).unwrap();
+    let text = format!(
+        r#"
+state_dir = "state"
+checkpoint_interval = "200ms"
+
+[sources.log]
+type = "replay"
+path = "{log}"
+format = "csv"
+select = "gender"
+rate = 20000
+loop = true
+
+[transforms.count]
+type = "wasm"
+inputs = ["log"]
+plugin = "gc.wasm"
+config = {{ window = "500ms", format = "json" }}
+
+[sinks.counts]
+type = "file"
+inputs = ["count"]
+path = "counts.jsonl"
+"#,
+        log = repo().join("data/user_log.csv").display(),
+    );
+    let file = write(dir.path(), "p.toml", &text);
+    let counts = dir.path().join("counts.jsonl");
+    let weir = Background::start(dir.path(), &file, &[]);
+    wait_growth(&counts, 0, 2);
+
+    replace_text(
+        &file,
+        &format!(
+            "{text}\n[sinks.more]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"more.jsonl\"\n"
+        ),
+    );
+    let r = weir.wait_for_reload(1, Duration::from_secs(30));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("checkpoints to `state_dir`"),
+        "{r}"
+    );
+
+    replace_text(&file, &text);
+    weir.wait_for_reload(2, Duration::from_secs(30));
+    let seen = lines(&counts).len();
+    replace_file(&plugin_next(), &gc);
+    let r = weir.wait_for_reload(3, Duration::from_secs(30));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["swapped"], serde_json::json!(["count"]), "{r}");
+    let l = wait_growth(&counts, seen, 3);
+    assert!(l.last().unwrap().contains(r#""build":"next""#));
+    // Checkpoints go on after the swap, and a restart restores the state
+    // the new build saved.
+    let log = weir.stop();
+    assert!(log.contains("final checkpoint written"), "{log}");
+    let again = Background::start(dir.path(), &file, &[]);
+    again.wait_for(
+        "plugin state restored from the checkpoint",
+        Duration::from_secs(30),
+    );
+    again.stop();
+}

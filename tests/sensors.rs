@@ -136,7 +136,8 @@ path = "readings.jsonl"
     );
 }
 
-fn fixture(name: &str) -> Vec<(f64, f64, i64, f64, f64)> {
+/// Rows of a model fixture: temperature, humidity, label, p0, p1.
+pub(crate) fn fixture(name: &str) -> Vec<(f64, f64, i64, f64, f64)> {
     std::fs::read_to_string(repo().join("models").join(name))
         .unwrap()
         .lines()

@@ -28,6 +28,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::event::Event;
 use crate::topology::{BoxError, Processed, TransformContext, run_stateless};
@@ -141,6 +142,21 @@ impl Predictor {
             let model = tract_onnx::onnx()
                 .model_for_path(path)
                 .map_err(|e| format!("cannot read ONNX model {}: {e:#}", path.display()))?;
+            // Name a feature-count mismatch plainly instead of as the
+            // shape error of whichever operator meets it first.
+            let declared = model
+                .input_fact(0)
+                .ok()
+                .and_then(|f| f.shape.dims().last().and_then(|d| d.concretize()))
+                .and_then(|d| d.to_i64().ok());
+            if let Some(n) = declared
+                && n != features as i64
+            {
+                return Err(format!(
+                    "model {} takes {n} value(s) per row, but `features` lists {features}",
+                    path.display()
+                ));
+            }
             let first = match rows {
                 Some(r) => (r as i64).to_dim(),
                 None => model.symbols.sym("N").to_dim(),
@@ -297,7 +313,13 @@ impl OnnxConfig {
             &self.outputs,
             Some(batch),
         )?;
-        tracing::info!(stage = ctx.name, model = %self.model.display(), "ONNX model loaded and optimised");
+        // One trial row checks, before the stage runs (or replaces a
+        // running one on reload), that the model takes `features` inputs
+        // and that its outputs fit the configured fields.
+        predictor
+            .predict(&vec![0.0; self.features.len()])
+            .map_err(|e| format!("model {} failed its check run: {e}", self.model.display()))?;
+        tracing::info!(stage = ctx.name, model = %self.model.display(), "ONNX model loaded, optimised and checked");
         let features = self.features.clone();
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
