@@ -119,11 +119,18 @@ fn main() {
             .args(["reload", "--admin", &admin])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::thread::sleep(window - from.elapsed().min(window));
         let all = arrivals.lock().unwrap();
         assert!(
-            all.iter().rev().take(10).all(|(_, t)| *t == tag.as_bytes()[0]),
+            all.iter()
+                .rev()
+                .take(10)
+                .all(|(_, t)| *t == tag.as_bytes()[0]),
             "the new tag is in use"
         );
         around.push(max_gap(&all, from, from + window));
