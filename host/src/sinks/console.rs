@@ -46,6 +46,7 @@ fn write_all(mut ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
             }
             Item::End => continue,
         };
+        let started = std::time::Instant::now();
         buf.clear();
         for e in &batch.events {
             write_line(&mut buf, e, format);
@@ -57,6 +58,7 @@ fn write_all(mut ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
         out.flush()?;
         drop(out);
         StageMetrics::add(&ctx.metrics.events_out, n);
+        ctx.metrics.record_batch(started.elapsed());
         drop(batch); // written: release the acknowledgements
     }
     Ok(())

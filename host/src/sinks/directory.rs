@@ -130,6 +130,7 @@ impl DirectoryConfig {
                 Item::End => continue,
             };
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
+            let started = std::time::Instant::now();
             for event in &batch.events {
                 let (stem, ext) = self.file_name(event);
                 let path = write_new(&self.path, &stem, &ext, &event.value)
@@ -154,6 +155,7 @@ impl DirectoryConfig {
                 tracing::debug!(stage = ctx.name, file = %path.display(), bytes = event.value.len(), "written");
                 StageMetrics::add(&ctx.metrics.events_out, 1);
             }
+            ctx.metrics.record_batch(started.elapsed());
             drop(batch); // every file is in place: release the acknowledgements
         }
         Ok(())

@@ -70,6 +70,7 @@ fn write_all(
             }
             Item::End => continue,
         };
+        let started = std::time::Instant::now();
         buf.clear();
         for e in &batch.events {
             write_line(&mut buf, e, format);
@@ -79,6 +80,7 @@ fn write_all(
         file.write_all(&buf)
             .map_err(|e| format!("cannot write to {}: {e}", path.display()))?;
         StageMetrics::add(&ctx.metrics.events_out, n);
+        ctx.metrics.record_batch(started.elapsed());
         drop(batch); // written: release the acknowledgements
     }
     file.sync_data()

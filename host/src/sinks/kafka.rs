@@ -183,6 +183,8 @@ struct Waiting {
     events: Vec<Event>,
     acks: Acks,
     state: Arc<InFlight>,
+    /// When producing began; the batch's time runs to its last report.
+    started: std::time::Instant,
 }
 
 /// At most this many batches are waiting for delivery reports at once.
@@ -314,8 +316,9 @@ impl Run {
                             remaining: AtomicUsize::new(batch.events.len() + 1),
                             failed: Mutex::new(Vec::new()),
                         });
+                        let started = std::time::Instant::now();
                         self.produce(&batch.events, &state).await;
-                        waiting.insert(id, Waiting { events: batch.events, acks: batch.acks, state: state.clone() });
+                        waiting.insert(id, Waiting { events: batch.events, acks: batch.acks, state: state.clone(), started });
                         // The extra count taken above keeps an empty batch
                         // (or one whose records all failed at once) from
                         // completing before it is registered.
@@ -389,6 +392,7 @@ impl Run {
 
     async fn complete(&self, ctx: &SinkContext, waiting: &mut HashMap<u64, Waiting>, id: u64) {
         let Some(w) = waiting.remove(&id) else { return };
+        ctx.metrics.record_batch(w.started.elapsed());
         let failed = std::mem::take(&mut *w.state.failed.lock().expect("failures lock"));
         let delivered = w.events.len() - failed.len();
         StageMetrics::add(&ctx.metrics.events_out, delivered as u64);

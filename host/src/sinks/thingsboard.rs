@@ -134,6 +134,7 @@ impl Sink {
                 Item::End => continue,
             };
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
+            let started = Instant::now();
             let mut dead: Vec<(usize, String)> = Vec::new();
             // device -> (token, readings)
             let mut by_device: BTreeMap<String, (String, Vec<Reading>)> = BTreeMap::new();
@@ -180,6 +181,7 @@ impl Sink {
                     .collect();
                 ctx.dead_letters.send(events, batch.acks.clone()).await;
             }
+            ctx.metrics.record_batch(started.elapsed());
             drop(batch); // every reading accepted or dead-lettered
         }
         Ok(())

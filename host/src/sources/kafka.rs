@@ -244,7 +244,24 @@ impl SourceCtx {
     }
 }
 
-impl ClientContext for SourceCtx {}
+impl ClientContext for SourceCtx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let mut lag: Vec<(String, i32, i64)> = stats
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    // -1 is librdkafka's internal "unassigned" partition;
+                    // a lag of -1 means not known yet.
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+            })
+            .collect();
+        lag.sort();
+        *self.metrics.lag.lock().expect("lag lock") = lag;
+    }
+}
 
 impl ConsumerContext for SourceCtx {
     fn commit_callback(
@@ -355,6 +372,8 @@ impl KafkaSourceConfig {
             ),
             ("enable.partition.eof", "false".to_owned()),
             ("client.id", format!("weir-{}", ctx.name)),
+            // Consumer lag for /metrics comes from the client's statistics.
+            ("statistics.interval.ms", "1000".to_owned()),
         ];
         let config = client_config(&bootstrap, &defaults, &self.options);
         let timeout = self

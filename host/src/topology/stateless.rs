@@ -40,7 +40,7 @@ pub fn run_stateless(
                 StageMetrics::add(&metrics.batches, 1);
                 let started = std::time::Instant::now();
                 let Processed { events, rejected } = f(batch.events);
-                StageMetrics::add(&metrics.busy_ns, started.elapsed().as_nanos() as u64);
+                metrics.record_batch(started.elapsed());
                 dead_letters.blocking_send(handle, rejected, batch.acks.clone());
                 if out
                     .blocking_send(handle, Batch::with_acks(events, batch.acks))

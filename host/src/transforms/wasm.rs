@@ -482,7 +482,8 @@ impl Worker {
         self.held.push_back((self.next_seq, batch.acks.clone()));
         let started = Instant::now();
         let result = self.instance.process(&pb);
-        StageMetrics::add(&self.metrics.busy_ns, started.elapsed().as_nanos() as u64);
+        self.metrics.record_batch(started.elapsed());
+        StageMetrics::set(&self.metrics.memory_bytes, self.instance.memory_bytes());
         let flow = match result {
             Ok(res) => {
                 self.log.push(LogEntry::Process(pb));

@@ -27,7 +27,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceAny};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-pub use build::{BuildOutcome, resolve_plugin};
+pub use build::{BuildOutcome, CrateInfo, build_crate, crate_info, resolve_plugin};
 use tail::TailPipe;
 
 #[allow(missing_docs, clippy::all)]
@@ -176,12 +176,14 @@ impl bindings::weir::plugin::host::Host for HostState {
 struct MemoryCap {
     limit: usize,
     hit: Option<usize>,
+    /// Linear memory currently allocated, all memories together.
+    current: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -192,6 +194,7 @@ impl ResourceLimiter for MemoryCap {
                 self.limit
             ));
         }
+        self.current = self.current.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
 
@@ -380,7 +383,19 @@ impl Runtime {
                 }
             }
         }
+        // Compiling a large plugin takes seconds: say so, once, since the
+        // result is cached.
+        let started = Instant::now();
+        tracing::info!(
+            size_kib = bytes.len() / 1024,
+            cache = %dir.display(),
+            "compiling plugin for this machine (cached for later starts)"
+        );
         let compiled = self.engine.precompile_component(bytes)?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "plugin compiled"
+        );
         if let Err(e) = write_atomically(dir, &file, &compiled) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write compile cache");
         }
@@ -463,6 +478,7 @@ impl Instance {
             limiter: MemoryCap {
                 limit: usize::try_from(limits.memory).unwrap_or(usize::MAX),
                 hit: None,
+                current: 0,
             },
             stage: stage.into(),
         };
@@ -506,6 +522,11 @@ impl Instance {
             .map_err(|e| classify(e, &self.store, self.limits, &self.stderr))
     }
 
+    /// Linear memory the instance has allocated, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limiter.current as u64
+    }
+
     /// Calls `process`.
     pub fn process(&mut self, batch: &PluginBatch) -> Result<PluginResult, CallError> {
         self.call(|g, s, r| g.call_process(s, r, batch))
@@ -532,8 +553,7 @@ impl Instance {
         self.call(|g, s, r| g.call_restore(s, r, state))
     }
 
-    /// Bytes of linear memory the instance currently uses (approximate: the
-    /// largest memory growth granted so far).
+    /// The limits the instance runs under.
     pub fn limits(&self) -> Limits {
         self.limits
     }
