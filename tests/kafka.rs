@@ -466,6 +466,7 @@ fn the_shop_log_pipeline_runs_on_the_embedded_broker() {
     let mut child = weir()
         .arg("run")
         .arg(repo().join("pipelines/gender-count.toml"))
+        .args(["--admin", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

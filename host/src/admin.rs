@@ -1,22 +1,34 @@
 //! The admin endpoint: a small HTTP server beside the pipeline.
 //!
-//! | route            | method | what                                              |
-//! |------------------|--------|---------------------------------------------------|
-//! | `/status`        | GET    | stages, instances, counters, last reload (JSON)   |
-//! | `/reload`        | POST   | reload the pipeline file; waits for the outcome   |
+//! | route                        | method | what                                            |
+//! |------------------------------|--------|-------------------------------------------------|
+//! | `/status`                    | GET    | stages, instances, counters, last reload (JSON) |
+//! | `/metrics`                   | GET    | Prometheus text: counters, latency, memory, lag |
+//! | `/reload`                    | POST   | reload the pipeline file; waits for the outcome |
+//! | `/tap/STAGE[?limit=N]`       | GET    | server-sent events: a sample of STAGE's output  |
+//! | `/dashboard/`                | GET    | the list of dashboards                          |
+//! | `/dashboard/NAME`            | GET    | a dashboard sink's live page                    |
+//! | `/dashboard/NAME/events`     | GET    | its points, as server-sent events               |
 //!
 //! It listens on loopback unless told otherwise; binding any other address
 //! requires `admin_token`, and then every request must carry
-//! `Authorization: Bearer TOKEN`.
+//! `Authorization: Bearer TOKEN` (browsers, which cannot set the header on
+//! a link, may pass `?token=TOKEN` instead).
 
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::Stream;
+use tokio::sync::broadcast;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -72,10 +84,17 @@ impl Admin {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| AdminError::Bind { addr, source })?;
+        state.board.hub().set_served();
         let router = Router::new()
             .route("/", get(index))
             .route("/status", get(status))
+            .route("/metrics", get(metrics))
             .route("/reload", post(reload))
+            .route("/tap/{stage}", get(tap))
+            .route("/dashboard", get(dashboards))
+            .route("/dashboard/", get(dashboards))
+            .route("/dashboard/{name}", get(dashboard_page))
+            .route("/dashboard/{name}/events", get(dashboard_events))
             .layer(middleware::from_fn_with_state(state.clone(), authorize))
             .with_state(state);
         Ok(Admin { listener, router })
@@ -103,7 +122,9 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned)
+            .or_else(|| query_token(request.uri().query()));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -116,6 +137,37 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
     next.run(request).await
 }
 
+/// The `token` query parameter, percent-decoded.
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let v = kv.strip_prefix("token=")?;
+        Some(percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Compares without leaking, through timing, how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -125,7 +177,153 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn index() -> &'static str {
-    "weir admin endpoint: GET /status, POST /reload\n"
+    "weir admin endpoint: GET /status, GET /metrics, POST /reload, GET /tap/STAGE, GET /dashboard/\n"
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let text = crate::metrics::render_prometheus(
+        &state.board.metrics(&state.registry),
+        state.board.reload_counts(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Query of `/tap/STAGE`.
+#[derive(serde::Deserialize)]
+struct TapQuery {
+    /// End the stream after this many events.
+    limit: Option<u64>,
+}
+
+/// Server-sent events from a broadcast receiver: each message as one
+/// `data:` event, after `first`; a viewer that falls behind is told how
+/// many it missed (event `lagged`) and goes on.
+fn sse_stream(
+    first: Vec<std::sync::Arc<str>>,
+    rx: broadcast::Receiver<std::sync::Arc<str>>,
+    limit: Option<u64>,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let first: std::collections::VecDeque<_> = first.into();
+    futures_util::stream::unfold(
+        (first, rx, limit.unwrap_or(u64::MAX)),
+        |(mut first, mut rx, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            if let Some(m) = first.pop_front() {
+                return Some((Ok(SseEvent::default().data(&*m)), (first, rx, left - 1)));
+            }
+            match rx.recv().await {
+                Ok(m) => Some((Ok(SseEvent::default().data(&*m)), (first, rx, left - 1))),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some((
+                    Ok(SseEvent::default().event("lagged").data(n.to_string())),
+                    (first, rx, left),
+                )),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        },
+    )
+}
+
+fn not_found(what: &str, name: &str, known: &[String]) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no {what} `{name}`; known: {}\n", known.join(", ")),
+    )
+        .into_response()
+}
+
+async fn tap(
+    State(state): State<AdminState>,
+    Path(stage): Path<String>,
+    Query(q): Query<TapQuery>,
+) -> Response {
+    if !state.board.has_stage(&stage) {
+        return not_found("stage", &stage, &state.board.stage_names());
+    }
+    let rx = state.board.hub().tap(&stage).subscribe();
+    Sse::new(sse_stream(Vec::new(), rx, q.limit))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+        .into_response()
+}
+
+async fn dashboards(State(state): State<AdminState>) -> Response {
+    let list = state.board.hub().dashboards();
+    let mut html = String::from(
+        "<!doctype html><meta charset=utf-8><title>weir dashboards</title><h1>Dashboards</h1><ul>",
+    );
+    for (name, title) in &list {
+        let name = html_escape(name);
+        html.push_str(&format!(
+            "<li><a href=\"/dashboard/{name}\">{}</a> ({name})</li>",
+            html_escape(title)
+        ));
+    }
+    if list.is_empty() {
+        html.push_str("<li>none: add a sink with <code>type = \"dashboard\"</code></li>");
+    }
+    html.push_str("</ul>");
+    Html(html).into_response()
+}
+
+/// The dashboard page: one HTML file with its script and styles inline.
+const DASHBOARD_PAGE: &str = include_str!("../assets/dashboard.html");
+
+async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let Some(d) = state.board.hub().find_dashboard(&name) else {
+        let known: Vec<String> = state
+            .board
+            .hub()
+            .dashboards()
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        return not_found("dashboard", &name, &known);
+    };
+    let config = serde_json::json!({
+        "name": name,
+        "title": d.title,
+        "settings": d.settings,
+    });
+    // Inlined as JSON inside a script element: `<` is escaped so no value
+    // can close it.
+    let config = config.to_string().replace('<', "\\u003c");
+    let page = DASHBOARD_PAGE
+        .replace("{{TITLE}}", &html_escape(&d.title))
+        .replace("{{CONFIG}}", &config);
+    ([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response()
+}
+
+async fn dashboard_events(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let Some(d) = state.board.hub().find_dashboard(&name) else {
+        let known: Vec<String> = state
+            .board
+            .hub()
+            .dashboards()
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+        return not_found("dashboard", &name, &known);
+    };
+    let (recent, rx) = d.subscribe();
+    Sse::new(sse_stream(recent, rx, None))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+        .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 async fn status(State(state): State<AdminState>) -> Response {
@@ -171,5 +369,13 @@ mod tests {
         assert!(constant_time_eq(b"secret", b"secret"));
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret!"));
+    }
+
+    #[test]
+    fn browsers_may_pass_the_token_in_the_query() {
+        assert_eq!(query_token(Some("a=1&token=s%2Fx+y")), Some("s/x y".into()));
+        assert_eq!(query_token(Some("limit=3")), None);
+        assert_eq!(query_token(None), None);
+        assert_eq!(percent_decode("100%"), "100%");
     }
 }

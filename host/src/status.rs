@@ -69,6 +69,12 @@ pub struct Counters {
     pub busy_ms: u64,
     /// Kafka sources: partition assignments (consumer-group rebalances).
     pub rebalances: u64,
+    /// Kafka sources: messages behind the end of the assigned partitions.
+    #[serde(default)]
+    pub lag: i64,
+    /// WASM transforms: the plugin instance's linear memory, bytes.
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 impl Counters {
@@ -82,6 +88,8 @@ impl Counters {
             batches: StageMetrics::get(&m.batches),
             busy_ms: StageMetrics::get(&m.busy_ns) / 1_000_000,
             rebalances: StageMetrics::get(&m.rebalances),
+            lag: m.total_lag(),
+            memory_bytes: StageMetrics::get(&m.memory_bytes),
         }
     }
 }
@@ -192,6 +200,7 @@ pub struct Status {
 #[derive(Debug, Clone, Default)]
 pub struct Board {
     inner: Arc<RwLock<Inner>>,
+    hub: crate::hub::Hub,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +220,11 @@ impl Board {
             inner.status.started_ms = crate::util::now_ms();
         }
         board
+    }
+
+    /// The pipeline's taps and dashboards.
+    pub fn hub(&self) -> &crate::hub::Hub {
+        &self.hub
     }
 
     /// Sets or replaces a stage's entry.
@@ -254,6 +268,54 @@ impl Board {
             inner.status.reloads_failed += 1;
         }
         inner.status.last_reload = Some(report);
+    }
+
+    /// Every stage's metric labels and counters, in pipeline order.
+    pub fn metrics(
+        &self,
+        registry: &Registry,
+    ) -> Vec<(crate::metrics::StageLabels, Arc<StageMetrics>)> {
+        let inner = self.inner.read().expect("status lock");
+        inner
+            .stages
+            .values()
+            .map(|s| {
+                (
+                    crate::metrics::StageLabels {
+                        stage: s.name.clone(),
+                        kind: s.kind.clone(),
+                        type_name: s.type_name.clone(),
+                    },
+                    registry.stage(&s.name),
+                )
+            })
+            .collect()
+    }
+
+    /// Reloads applied and failed so far.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let inner = self.inner.read().expect("status lock");
+        (inner.status.reloads_ok, inner.status.reloads_failed)
+    }
+
+    /// Whether `stage` is part of the pipeline.
+    pub fn has_stage(&self, stage: &str) -> bool {
+        self.inner
+            .read()
+            .expect("status lock")
+            .stages
+            .contains_key(stage)
+    }
+
+    /// Names of every stage.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.inner
+            .read()
+            .expect("status lock")
+            .stages
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The status now, with every stage's counters read from `registry`.

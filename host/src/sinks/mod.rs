@@ -1,6 +1,7 @@
 //! Sinks: where events leave a pipeline.
 
 pub mod console;
+pub mod dashboard;
 pub mod directory;
 pub mod file;
 pub mod kafka;
@@ -19,6 +20,8 @@ use crate::topology::{BoxError, SinkContext};
 pub enum SinkConfig {
     /// Prints events to standard output.
     Console(console::ConsoleConfig),
+    /// Live charts in the browser, served by the admin endpoint.
+    Dashboard(dashboard::DashboardConfig),
     /// Writes one file per event.
     Directory(directory::DirectoryConfig),
     /// Appends events to a file.
@@ -31,13 +34,20 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// The `type` values sinks accept.
-    pub const TYPES: &'static [&'static str] =
-        &["console", "directory", "file", "kafka", "thingsboard"];
+    pub const TYPES: &'static [&'static str] = &[
+        "console",
+        "dashboard",
+        "directory",
+        "file",
+        "kafka",
+        "thingsboard",
+    ];
 
     /// The `type` of this sink.
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::Console(_) => "console",
+            SinkConfig::Dashboard(_) => "dashboard",
             SinkConfig::Directory(_) => "directory",
             SinkConfig::File(_) => "file",
             SinkConfig::Kafka(_) => "kafka",
@@ -51,6 +61,7 @@ impl SinkConfig {
     ) -> Result<Self, D::Error> {
         Ok(match type_name {
             "console" => SinkConfig::Console(console::ConsoleConfig::deserialize(de)?),
+            "dashboard" => SinkConfig::Dashboard(dashboard::DashboardConfig::deserialize(de)?),
             "directory" => SinkConfig::Directory(directory::DirectoryConfig::deserialize(de)?),
             "file" => SinkConfig::File(file::FileConfig::deserialize(de)?),
             "kafka" => SinkConfig::Kafka(kafka::KafkaSinkConfig::deserialize(de)?),
@@ -67,7 +78,7 @@ impl SinkConfig {
 
     pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         match self {
-            SinkConfig::Console(_) => vec![],
+            SinkConfig::Console(_) | SinkConfig::Dashboard(_) => vec![],
             SinkConfig::Directory(c) => vec![&mut c.path],
             SinkConfig::File(c) => vec![&mut c.path],
             SinkConfig::Kafka(_) | SinkConfig::Thingsboard(_) => vec![],
@@ -81,6 +92,7 @@ impl SinkConfig {
     ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
         match self {
             SinkConfig::Console(c) => c.build(ctx),
+            SinkConfig::Dashboard(c) => c.build(ctx),
             SinkConfig::Directory(c) => c.build(ctx),
             SinkConfig::File(c) => c.build(ctx),
             SinkConfig::Kafka(c) => c.build(ctx),

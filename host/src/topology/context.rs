@@ -12,6 +12,7 @@ use super::Update;
 
 use crate::checkpoint::{Reporter, SavedStage, SourceControl};
 use crate::event::{Acks, Batch, Event, Marker};
+use crate::hub::{Hub, TapPoint};
 use crate::metrics::StageMetrics;
 
 /// Boxed error type for stage failures.
@@ -37,14 +38,21 @@ pub(crate) struct Route {
 pub struct Output {
     routes: Arc<RwLock<Vec<Route>>>,
     metrics: Arc<StageMetrics>,
+    tap: Arc<TapPoint>,
     index: u32,
 }
 
 impl Output {
-    pub(crate) fn new(routes: Vec<Route>, metrics: Arc<StageMetrics>, index: u32) -> Self {
+    pub(crate) fn new(
+        routes: Vec<Route>,
+        metrics: Arc<StageMetrics>,
+        tap: Arc<TapPoint>,
+        index: u32,
+    ) -> Self {
         Output {
             routes: Arc::new(RwLock::new(routes)),
             metrics,
+            tap,
             index,
         }
     }
@@ -73,6 +81,7 @@ impl Output {
         }
         batch.from = self.index;
         StageMetrics::add(&self.metrics.events_out, batch.events.len() as u64);
+        self.tap.offer(&batch.events);
         // Held while sending, so a reload rewires only between batches.
         let routes = self.routes.read().await;
         let Some((last, rest)) = routes.split_last() else {
@@ -329,4 +338,6 @@ pub struct SinkContext {
     pub metrics: Arc<StageMetrics>,
     /// Reports checkpoint barriers to the coordinator.
     pub reporter: Reporter,
+    /// Taps and dashboards (the `dashboard` sink publishes here).
+    pub hub: Hub,
 }

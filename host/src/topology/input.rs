@@ -9,12 +9,14 @@
 //! notice.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::Alignment;
 use crate::event::{Batch, Marker};
+use crate::hub::TapPoint;
 
 /// What a stage receives.
 #[derive(Debug)]
@@ -115,6 +117,7 @@ pub struct Input {
     stop: CancellationToken,
     handback: Option<oneshot::Sender<Inbox>>,
     handle: tokio::runtime::Handle,
+    tap: Option<Arc<TapPoint>>,
 }
 
 impl std::fmt::Debug for Input {
@@ -137,6 +140,7 @@ impl Input {
             stop,
             handback,
             handle: tokio::runtime::Handle::current(),
+            tap: None,
         }
     }
 
@@ -151,7 +155,15 @@ impl Input {
             stop,
             handback,
             handle: tokio::runtime::Handle::current(),
+            tap: None,
         }
+    }
+
+    /// Offers every data batch received to `tap` (a sink's tap shows what
+    /// it receives, as it has no output).
+    pub(crate) fn with_tap(mut self, tap: Arc<TapPoint>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// A stand-alone input over `rx` (tests, benchmarks).
@@ -201,6 +213,9 @@ impl Input {
                 },
             };
             if let Some(item) = inbox.accept(batch) {
+                if let (Some(tap), Item::Batch(b)) = (&self.tap, &item) {
+                    tap.offer(&b.events);
+                }
                 return Some(item);
             }
         }

@@ -445,7 +445,12 @@ impl Topology {
             started_ms: 0,
             state: StageState::Running,
             error: None,
-            output: Output::new(routes, metrics.clone(), id),
+            output: Output::new(
+                routes,
+                metrics.clone(),
+                self.board.hub().tap(&stage.name),
+                id,
+            ),
             dead_letters: DeadLetters::new(&stage.name, dead_letter, metrics),
             inbox: inbox.map(mpsc::Sender::downgrade),
             stop: CancellationToken::new(),
@@ -524,10 +529,13 @@ impl Topology {
             }
             Component::Sink(c) => c.build(SinkContext {
                 name: name.clone(),
-                input: input.expect("sinks have an input"),
+                input: input
+                    .expect("sinks have an input")
+                    .with_tap(self.board.hub().tap(&name)),
                 dead_letters,
                 metrics,
                 reporter: self.reporter(&name),
+                hub: self.board.hub().clone(),
             })?,
         };
         Ok(Launch {
