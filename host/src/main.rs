@@ -11,6 +11,8 @@ use tracing_subscriber::EnvFilter;
 
 use weir::metrics::{Registry, StageMetrics};
 
+mod cli;
+
 /// Weir runs stream-processing pipelines described in TOML: sources,
 /// sandboxed WebAssembly transforms, and sinks.
 #[derive(Parser)]
@@ -65,6 +67,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of a running pipeline: per-stage rates, errors, Kafka
+    /// lag and plugin memory, refreshed every second; `q` quits.
+    Top {
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        interval: f64,
+        /// Exit after this many frames (for scripts; default: until `q`).
+        #[arg(long, value_name = "N")]
+        frames: Option<u64>,
+    },
+    /// Print events as they leave a stage of a running pipeline (sampled:
+    /// at most 100 a second), then exit after --limit or Ctrl-C.
+    Tap {
+        /// The stage to watch (for a sink: what it receives).
+        stage: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
+        /// Exit after this many events.
+        #[arg(long, short = 'n', value_name = "N")]
+        limit: Option<u64>,
+        /// Print each event as JSON with its timestamp, key and headers.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create, build and inspect plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Check pipeline files without running them.
     ///
     /// Prints every problem as FILE:LINE: message and exits 1 if any file
@@ -81,6 +112,40 @@ enum Command {
         /// Print Graphviz DOT instead of text (`weir graph p.toml --dot | dot -Tsvg`).
         #[arg(long)]
         dot: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate from a template: it builds, has a passing
+    /// native test, and runs in its example pipeline.
+    New {
+        /// Crate name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The weir-plugin SDK (plugins/sdk of a weir checkout) [env:
+        /// WEIR_SDK] (default: found next to this weir binary or above the
+        /// current directory).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate's WebAssembly component, check it, and compile
+    /// it for this machine; prints the .wasm path.
+    Build {
+        /// The crate (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Show a .wasm file's WIT package and version, exports, imports and
+    /// size, and whether this host can run it (exit 1 if not).
+    Inspect {
+        /// The component.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -192,6 +257,57 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         } => run(file, admin, !no_watch),
         Command::Reload { endpoint } => reload(&endpoint),
         Command::Status { endpoint, json } => status(&endpoint, json),
+        Command::Top {
+            endpoint,
+            interval,
+            frames,
+        } => {
+            anyhow::ensure!(
+                interval.is_finite() && interval >= 0.1,
+                "--interval must be at least 0.1 seconds"
+            );
+            cli::top::run(
+                || {
+                    let (code, body) = endpoint.request(reqwest::Method::GET, "/status")?;
+                    serde_json::from_str(&body).with_context(|| {
+                        format!("unexpected answer from the admin endpoint ({code}): {body}")
+                    })
+                },
+                std::time::Duration::from_secs_f64(interval),
+                frames,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tap {
+            stage,
+            endpoint,
+            limit,
+            json,
+        } => {
+            let (addr, token) = endpoint.resolve()?;
+            cli::tap::run(
+                &addr,
+                token.as_deref(),
+                &stage,
+                cli::tap::Options { limit, json },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
+            cli::plugin::new(&name, dir.as_deref(), sdk.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::Build { dir }) => {
+            cli::plugin::build(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            Ok(if cli::plugin::inspect(&file, json)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Validate { files } => Ok(validate(&files)),
         Command::Graph { file, dot } => {
             let pipeline = weir::config::load(&file)?;
@@ -228,7 +344,7 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
         .thread_name("weir-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let registry = Registry::default();
         let board = weir::status::Board::new(&file);
         let shutdown = CancellationToken::new();
@@ -275,7 +391,11 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
         summarise(&registry, started.elapsed());
         result?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // A read of standard input blocks a runtime thread until a line
+    // arrives; do not wait for it once the pipeline has finished.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 fn reload(endpoint: &Endpoint) -> Result<ExitCode> {

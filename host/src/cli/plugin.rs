@@ -1,0 +1,177 @@
+//! `weir plugin new | build | inspect`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use weir::wasm::{ComponentInfo, EXPORT_NAME, inspect_bytes};
+
+/// `weir plugin new NAME`: writes the crate and says what to do next.
+pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<()> {
+    let sdk = match sdk {
+        Some(s) => Some(s.to_path_buf()),
+        None => std::env::var_os("WEIR_SDK").map(PathBuf::from),
+    };
+    let sdk = weir::scaffold::find_sdk(sdk.as_deref())?;
+    let dest = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
+    let files = weir::scaffold::create(name, &dest, &sdk)?;
+    println!(
+        "created plugin crate {} ({} files, SDK {})",
+        dest.display(),
+        files.len(),
+        sdk.display()
+    );
+    println!();
+    println!("  cd {}", dest.display());
+    println!("  cargo test                        # native unit tests");
+    println!("  weir plugin build                 # the WebAssembly component");
+    println!("  weir run example/pipeline.toml    # run it on example/input.txt");
+    Ok(())
+}
+
+/// `weir plugin build [DIR]`: builds the component with cargo (its progress
+/// on stderr), checks it is a Weir plugin and compiles it for this machine
+/// so the first `weir run` starts at once.
+pub fn build(dir: &Path) -> Result<()> {
+    if !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "{} has no Cargo.toml: run `weir plugin build` in a plugin crate, or pass its directory",
+            dir.display()
+        );
+    }
+    let info = weir::wasm::crate_info(dir)?;
+    eprintln!(
+        "weir: building plugin {} (cargo build --target wasm32-wasip2 --profile {}) ...",
+        info.package, info.profile
+    );
+    let started = Instant::now();
+    let wasm = weir::wasm::build_crate(dir, &info)?;
+    let size = std::fs::metadata(&wasm)?.len();
+    eprintln!(
+        "weir: built {} ({}) in {:.1} s",
+        wasm.display(),
+        weir::top::bytes(size),
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let runtime = weir::wasm::Runtime::global()?;
+    let plugin = runtime.load(&wasm)?;
+    eprintln!(
+        "weir: {} for this machine in {:.1} s",
+        if plugin.from_cache {
+            "found it compiled"
+        } else {
+            "compiled it"
+        },
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", wasm.display());
+    Ok(())
+}
+
+/// The WIT package and version of an interface name such as
+/// `weir:plugin/transform@0.1.0`.
+fn package_of(export: &str) -> (String, Option<String>) {
+    let (path, version) = match export.split_once('@') {
+        Some((p, v)) => (p, Some(v.to_owned())),
+        None => (export, None),
+    };
+    let package = path.split_once('/').map_or(path, |(p, _)| p).to_owned();
+    (package, version)
+}
+
+/// `weir plugin inspect FILE`: prints what the file is; fails (exit 1)
+/// unless it is a Weir plugin this host can run.
+pub fn inspect(file: &Path, json: bool) -> Result<bool> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let info = inspect_bytes(&bytes);
+    let verdict = match &info {
+        Ok(i) => i.check_weir_plugin(),
+        Err(e) => Err(e.clone()),
+    };
+    // Structure is fine: make sure it also compiles and links.
+    let verdict = verdict.and_then(|()| {
+        weir::wasm::Runtime::global()
+            .map_err(|e| e.to_string())?
+            .load(file)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    let info = info.unwrap_or_default();
+    let weir_export = info.exports.iter().find(|e| e.starts_with("weir:"));
+    let (package, version) = weir_export.map_or((None, None), |e| {
+        let (p, v) = package_of(e);
+        (Some(p), v)
+    });
+    if json {
+        let doc = serde_json::json!({
+            "file": file.display().to_string(),
+            "size": bytes.len(),
+            "component": info.is_component,
+            "package": package,
+            "version": version,
+            "exports": info.exports,
+            "imports": info.imports,
+            "weir_plugin": verdict.is_ok(),
+            "problem": verdict.as_ref().err(),
+            "host_supports": EXPORT_NAME,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print_text(file, bytes.len(), &info, package, version, &verdict);
+    }
+    Ok(verdict.is_ok())
+}
+
+fn print_text(
+    file: &Path,
+    size: usize,
+    info: &ComponentInfo,
+    package: Option<String>,
+    version: Option<String>,
+    verdict: &Result<(), String>,
+) {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("file:        {}", file.display());
+    println!(
+        "size:        {} ({size} bytes)",
+        weir::top::bytes(size as u64)
+    );
+    println!(
+        "kind:        {}",
+        if info.is_component {
+            "component"
+        } else {
+            "not a component"
+        }
+    );
+    println!("package:     {}", package.as_deref().unwrap_or("-"));
+    println!("version:     {}", version.as_deref().unwrap_or("-"));
+    println!("exports:     {}", list(&info.exports));
+    println!("imports:     {}", list(&info.imports));
+    match verdict {
+        Ok(()) => println!("weir plugin: yes (this host runs {EXPORT_NAME})"),
+        Err(why) => println!("weir plugin: no: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_split_into_package_and_version() {
+        assert_eq!(
+            package_of("weir:plugin/transform@0.1.0"),
+            ("weir:plugin".into(), Some("0.1.0".into()))
+        );
+        assert_eq!(package_of("wasi:cli/run"), ("wasi:cli".into(), None));
+    }
+}
