@@ -3,10 +3,13 @@
 
 mod common;
 
+mod dashboard;
 mod images;
 mod kafka;
 mod limits;
+mod operator;
 mod plugin_build;
+mod plugin_new;
 mod reload;
 mod run_local;
 mod sensors;

@@ -165,6 +165,38 @@ pub fn plugin_next() -> PathBuf {
         .clone()
 }
 
+/// An HTTP request from the test (a fresh client each time); returns the
+/// status and body.
+pub fn http(
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .timeout(Duration::from_secs(60));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let code = resp.status().as_u16();
+        (code, resp.text().await.unwrap())
+    })
+}
+
 /// Replaces `dest` with a copy of `src` atomically (copy, then rename), as
 /// a deployment would.
 pub fn replace_file(src: &Path, dest: &Path) {
@@ -197,13 +229,37 @@ impl Background {
     /// Starts `weir run FILE --admin 127.0.0.1:0 EXTRA...` and waits until
     /// the admin endpoint listens.
     pub fn start(dir: &Path, file: &Path, extra: &[&str]) -> Background {
+        Self::start_with(dir, file, &["--admin", "127.0.0.1:0"], extra, Stdio::null())
+    }
+
+    /// [`Background::start`] with its standard input piped (take it from
+    /// `child.stdin`) for pipelines with a `stdin` source.
+    pub fn start_piped(dir: &Path, file: &Path, extra: &[&str]) -> Background {
+        Self::start_with(
+            dir,
+            file,
+            &["--admin", "127.0.0.1:0"],
+            extra,
+            Stdio::piped(),
+        )
+    }
+
+    /// `weir run FILE ADMIN... EXTRA...`; waits for the admin endpoint.
+    pub fn start_with(
+        dir: &Path,
+        file: &Path,
+        admin: &[&str],
+        extra: &[&str],
+        stdin: Stdio,
+    ) -> Background {
         let log = dir.join("weir.log");
         let stdout = dir.join("weir.out");
         let child = weir()
             .arg("run")
             .arg(file)
-            .args(["--admin", "127.0.0.1:0"])
+            .args(admin)
             .args(extra)
+            .stdin(stdin)
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -1,0 +1,498 @@
+//! The operator surface through the real binary: `/metrics` read by a
+//! Prometheus parser, the admin endpoint's token rule, `weir tap`, and
+//! `weir top` in a terminal (tmux).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// stdin → gender-count (wasm) → console, and stdin → Kafka topic (the
+/// embedded broker) → Kafka source that checks JSON → file.
+fn metrics_pipeline(dir: &std::path::Path) -> std::path::PathBuf {
+    write(
+        dir,
+        "p.toml",
+        &format!(
+            r#"
+[sources.lines]
+type = "stdin"
+
+[transforms.count]
+type = "wasm"
+inputs = ["lines"]
+plugin = "{plugin}"
+config = {{ key = "g", window = "1s", time = "processing" }}
+
+[sinks.windows]
+type = "file"
+inputs = ["count"]
+path = "windows.jsonl"
+
+[sinks.to_topic]
+type = "kafka"
+inputs = ["lines"]
+topic = "m"
+
+[sources.from_topic]
+type = "kafka"
+topic = "m"
+group = "metrics-test"
+start = "earliest"
+format = "json"
+dead_letter = "bad"
+
+[sinks.copy]
+type = "file"
+inputs = ["from_topic"]
+path = "copy.jsonl"
+
+[sinks.bad]
+type = "file"
+path = "bad.jsonl"
+format = "json"
+"#,
+            plugin = plugin("gender-count").display()
+        ),
+    )
+}
+
+/// Reads `/metrics` as Prometheus text: (name, labels) → value.
+fn scrape(admin: &str) -> prometheus_parse::Scrape {
+    let (code, body) = http("GET", &format!("http://{admin}/metrics"), None, None);
+    assert_eq!(code, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}:\n{body}"))
+}
+
+fn value(s: &prometheus_parse::Scrape, name: &str, stage: &str) -> f64 {
+    let found: Vec<f64> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == name && x.labels.get("stage") == Some(stage))
+        .filter_map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{name}{{stage={stage}}}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn metrics_are_prometheus_text_that_agrees_with_what_was_sent() {
+    let dir = tempdir();
+    let file = metrics_pipeline(dir.path());
+    let mut bg = Background::start_piped(dir.path(), &file, &[]);
+    const GOOD: usize = 3000;
+    const BAD: usize = 7;
+    let mut stdin = bg.child.stdin.take().unwrap();
+    let mut text = String::new();
+    for i in 0..GOOD {
+        text.push_str(&format!("{{\"g\":\"{}\"}}\n", i % 3));
+        if i % 400 == 0 && i / 400 < BAD {
+            text.push_str("not json\n");
+        }
+    }
+    stdin.write_all(text.as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let sent = (GOOD + BAD) as f64;
+
+    // Counters settle once everything has passed; Kafka lag once the group
+    // has committed.
+    let start = Instant::now();
+    let s = loop {
+        let s = scrape(&bg.admin);
+        let settled = value(&s, "weir_events_in_total", "copy") == GOOD as f64
+            && value(&s, "weir_events_in_total", "count") == sent
+            && s.samples.iter().any(|x| {
+                x.metric == "weir_kafka_consumer_lag"
+                    && matches!(x.value, prometheus_parse::Value::Gauge(v) if v == 0.0)
+            });
+        if settled {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "metrics did not settle:\n{:#?}",
+            s.samples
+                .iter()
+                .filter(|x| x.metric.starts_with("weir_events")
+                    || x.metric == "weir_kafka_consumer_lag")
+                .map(|x| (&x.metric, x.labels.get("stage"), &x.value))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Counters agree with what was sent.
+    assert_eq!(value(&s, "weir_events_out_total", "lines"), sent);
+    assert_eq!(value(&s, "weir_events_in_total", "to_topic"), sent);
+    assert_eq!(value(&s, "weir_events_in_total", "from_topic"), sent);
+    assert_eq!(
+        value(&s, "weir_events_rejected_total", "from_topic"),
+        BAD as f64
+    );
+    assert_eq!(value(&s, "weir_events_in_total", "bad"), BAD as f64);
+    assert_eq!(value(&s, "weir_events_out_total", "copy"), GOOD as f64);
+    assert_eq!(value(&s, "weir_errors_total", "count"), 0.0);
+    assert_eq!(value(&s, "weir_kafka_rebalances_total", "from_topic"), 1.0);
+    // Types as declared.
+    let docs_type = |name: &str| {
+        s.samples
+            .iter()
+            .find(|x| x.metric == name)
+            .map(|x| match x.value {
+                prometheus_parse::Value::Counter(_) => "counter",
+                prometheus_parse::Value::Gauge(_) => "gauge",
+                prometheus_parse::Value::Histogram(_) => "histogram",
+                _ => "other",
+            })
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(docs_type("weir_events_in_total"), "counter");
+    assert_eq!(docs_type("weir_plugin_memory_bytes"), "gauge");
+    assert_eq!(docs_type("weir_batch_duration_seconds"), "histogram");
+    assert!(s.docs.contains_key("weir_batch_duration_seconds"));
+    // The plugin's memory and its call-time histogram.
+    let memory = value(&s, "weir_plugin_memory_bytes", "count");
+    assert!(memory >= 65536.0, "plugin memory {memory}");
+    let batches = value(&s, "weir_batches_total", "count");
+    let hist = s
+        .samples
+        .iter()
+        .find(|x| {
+            x.metric == "weir_batch_duration_seconds" && x.labels.get("stage") == Some("count")
+        })
+        .unwrap();
+    let prometheus_parse::Value::Histogram(buckets) = &hist.value else {
+        panic!("{hist:?}")
+    };
+    let counts: Vec<f64> = buckets.iter().map(|b| b.count).collect();
+    assert!(
+        counts.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {counts:?}"
+    );
+    assert_eq!(buckets.last().unwrap().less_than, f64::INFINITY);
+    assert_eq!(
+        *counts.last().unwrap(),
+        batches,
+        "every batch observed once"
+    );
+    let busy = value(&s, "weir_stage_busy_seconds_total", "count");
+    assert!(busy > 0.0 && busy < 60.0, "{busy}");
+    // The lag is per partition of the source's topic.
+    let lag: Vec<_> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "weir_kafka_consumer_lag")
+        .collect();
+    assert_eq!(lag.len(), 1, "{lag:?}");
+    assert_eq!(lag[0].labels.get("topic"), Some("m"));
+    assert_eq!(lag[0].labels.get("partition"), Some("0"));
+
+    // `weir status` shows the same counters.
+    let status = bg.status();
+    let stage = |n: &str| {
+        status["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap()["counters"]
+            .clone()
+    };
+    assert_eq!(stage("from_topic")["rejected"], BAD as u64);
+    assert_eq!(stage("copy")["events_out"], GOOD as u64);
+    assert!(stage("count")["memory_bytes"].as_u64().unwrap() >= 65536);
+
+    // A Kafka source never ends by itself: stop with SIGTERM.
+    drop(stdin);
+    bg.stop();
+}
+
+#[test]
+fn the_admin_endpoint_needs_a_token_off_loopback() {
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "p.toml",
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+    );
+    // No token: refuses to start, and says why.
+    let out = run_with_timeout(
+        weir()
+            .arg("run")
+            .arg(&file)
+            .args(["--admin", "0.0.0.0:0"])
+            .stdin(Stdio::null()),
+        Duration::from_secs(30),
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to serve the admin endpoint on 0.0.0.0:0 without `admin_token`"),
+        "{stderr}"
+    );
+
+    // With a token: requests without it (or with a wrong one) get 401.
+    let file = write(
+        dir.path(),
+        "q.toml",
+        "admin_token = \"${TEST_TOKEN}\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+    );
+    // SAFETY: tests in this binary do not read TEST_TOKEN concurrently;
+    // set before spawning the child that inherits it.
+    unsafe { std::env::set_var("TEST_TOKEN", "s3cret") };
+    let bg = Background::start_with(
+        dir.path(),
+        &file,
+        &["--admin", "0.0.0.0:0"],
+        &[],
+        Stdio::piped(),
+    );
+    let port = bg.admin.rsplit(':').next().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for path in ["/status", "/metrics", "/tap/in", "/dashboard/"] {
+        let (code, body) = http("GET", &format!("{base}{path}"), None, None);
+        assert_eq!(code, 401, "{path}: {body}");
+        let (code, _) = http("GET", &format!("{base}{path}"), Some("wrong"), None);
+        assert_eq!(code, 401, "{path} with a wrong token");
+    }
+    let (code, _) = http("POST", &format!("{base}/reload"), None, None);
+    assert_eq!(code, 401);
+    let (code, body) = http("GET", &format!("{base}/status"), Some("s3cret"), None);
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = http(
+        "GET",
+        &format!("{base}/dashboard/?token=s3cret"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "browsers pass the token in the query");
+    // The CLI passes it with --token, and reports a refusal plainly.
+    let out = run_with_timeout(
+        weir().args(["status", "--admin", &format!("127.0.0.1:{port}")]),
+        Duration::from_secs(30),
+    );
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("refused the request"), "{stderr}");
+    let out = run_with_timeout(
+        weir().args([
+            "status",
+            "--admin",
+            &format!("127.0.0.1:{port}"),
+            "--token",
+            "s3cret",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", texts(&out).1);
+    bg.stop();
+}
+
+/// A `weir tap` in the background; waits until it is subscribed.
+fn tap(admin: &str, args: &[&str]) -> std::process::Child {
+    let mut child = weir()
+        .args(["tap", "--admin", admin])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.starts_with("tapping"), "{line}");
+    child
+}
+
+#[test]
+fn tap_prints_a_stages_events_as_they_pass_then_exits() {
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[sources.in]\ntype = \"stdin\"\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"in\"]\nplugin = \"{}\"\nconfig = {{ window = \"1h\", time = \"event\" }}\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"out.txt\"\n",
+            plugin("gender-count").display()
+        ),
+    );
+    let mut bg = Background::start_piped(dir.path(), &file, &[]);
+    let source = tap(&bg.admin, &["in", "--limit", "5"]);
+    let sink = tap(&bg.admin, &["out", "-n", "1", "--json"]);
+    let mut stdin = bg.child.stdin.take().unwrap();
+    for i in 0..20 {
+        writeln!(stdin, "v{i}").unwrap();
+    }
+    stdin.flush().unwrap();
+    let out = wait_with_timeout(source, Duration::from_secs(30));
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["v0", "v1", "v2", "v3", "v4"]
+    );
+
+    // Closing stdin ends the source; the open window reaches the sink.
+    drop(stdin);
+    let out = wait_with_timeout(sink, Duration::from_secs(30));
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let event: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let window: serde_json::Value = serde_json::from_str(event["value"].as_str().unwrap()).unwrap();
+    assert_eq!(window["counts"].as_object().unwrap().len(), 20, "{window}");
+    assert!(event["timestamp"].as_i64().unwrap() > 0);
+    bg.finish(Duration::from_secs(60));
+
+    // An unknown stage is an error that lists the stages.
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "p.toml",
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+    );
+    let bg = Background::start_piped(dir.path(), &file, &[]);
+    let out = run_with_timeout(bg.client("tap").arg("nope"), Duration::from_secs(30));
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("no stage `nope`; known: in, out"),
+        "{stderr}"
+    );
+    bg.stop();
+}
+
+/// A private tmux server for one test.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux {
+            socket: format!("weir-test-{}", std::process::id()),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .expect("tmux is installed by scripts/test")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+
+    fn running(&self) -> bool {
+        self.cmd(&["has-session", "-t", "top"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_shows_the_running_stages_in_a_terminal_and_quits_on_q() {
+    let dir = tempdir();
+    let lines: String = (0..200_000).map(|i| format!("{}\n", i % 3)).collect();
+    write(dir.path(), "in.txt", &lines);
+    let file = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            "[sources.replay]\ntype = \"replay\"\npath = \"in.txt\"\nformat = \"lines\"\nrate = 2000\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"replay\"]\nplugin = \"{}\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"out.txt\"\n",
+            plugin("gender-count").display()
+        ),
+    );
+    let bg = Background::start(dir.path(), &file, &[]);
+    let tmux = Tmux::new();
+    let top = format!(
+        "{} top --admin {} --interval 0.5",
+        env!("CARGO_BIN_EXE_weir"),
+        bg.admin
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "160",
+        "-y",
+        "30",
+        &top,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Wait for a frame with rates: the replay runs at 2000 events/s.
+    let start = Instant::now();
+    let screen = loop {
+        let screen = tmux.screen();
+        let rate = screen
+            .lines()
+            .find(|l| l.starts_with("replay"))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .and_then(|r| r.parse::<f64>().ok());
+        if rate.is_some_and(|r| r > 1000.0 && r < 3000.0) {
+            break screen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no frame with a rate near 2000/s:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(screen.contains("weir top"), "{screen}");
+    assert!(
+        screen.contains("STAGE") && screen.contains("IN/s"),
+        "{screen}"
+    );
+    let rows: BTreeMap<&str, Vec<&str>> = screen
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.len() >= 11).then(|| (cols[0], cols))
+        })
+        .collect();
+    for (stage, kind, ty) in [
+        ("replay", "source", "replay"),
+        ("count", "transform", "wasm"),
+        ("out", "sink", "file"),
+    ] {
+        let row = rows
+            .get(stage)
+            .unwrap_or_else(|| panic!("{stage}:\n{screen}"));
+        assert_eq!((row[1], row[2], row[3]), (kind, ty, "running"), "{screen}");
+    }
+    // The plugin's memory shows in MiB/KiB.
+    assert!(rows["count"][9].ends_with("iB"), "{screen}");
+
+    // `q` quits and restores the terminal.
+    tmux.cmd(&["send-keys", "-t", "top", "q"]);
+    let start = Instant::now();
+    while tmux.running() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "top did not quit on q:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bg.stop();
+}
