@@ -648,7 +648,11 @@ impl Worker {
                 if self.flush(&ctx, &handle, &mut pending).is_err() {
                     break;
                 }
-            } else if self.exit_at_end && last_end_check.elapsed() >= StdDuration::from_millis(300)
+            } else if self.exit_at_end
+                && last_end_check.elapsed() >= StdDuration::from_millis(300)
+                // A topic this pipeline also writes is at its end only
+                // once those writers have finished.
+                && ctx.writers_done.as_ref().is_none_or(|t| t.is_cancelled())
             {
                 last_end_check = Instant::now();
                 if Self::at_end(&consumer) {
