@@ -63,8 +63,85 @@ format = "json"
 fn scrape(admin: &str) -> prometheus_parse::Scrape {
     let (code, body) = http("GET", &format!("http://{admin}/metrics"), None, None);
     assert_eq!(code, 200, "{body}");
+    check_exposition(&body);
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("{e}:\n{body}"))
+}
+
+/// What `prometheus-parse` lets through but Prometheus rejects: a family
+/// without exactly one TYPE line before its samples, samples of a family
+/// not kept together, the same series twice, a malformed label set or a
+/// value that is not a number.
+fn check_exposition(body: &str) {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut finished: std::collections::BTreeSet<String> = Default::default();
+    let mut current = String::new();
+    let mut series = std::collections::BTreeSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "two TYPE lines for {name}"
+            );
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, rest) = line.split_at(line.find(['{', ' ']).expect("name then labels or value"));
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(r) => {
+                let end = r.rfind("} ").expect("closed label set");
+                (&r[..end], &r[end + 2..])
+            }
+            None => ("", rest.trim_start()),
+        };
+        // Labels: name="value" with \\, \" and \n escapes, comma-separated.
+        let mut chars = labels.chars().peekable();
+        while chars.peek().is_some() {
+            let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            assert!(
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "label name {key:?} in {line}"
+            );
+            assert_eq!(chars.next(), Some('"'), "{line}");
+            loop {
+                match chars.next().expect("closed label value") {
+                    '\\' => assert!(matches!(chars.next(), Some('\\' | '"' | 'n')), "{line}"),
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            if chars.peek() == Some(&',') {
+                chars.next();
+            }
+        }
+        assert!(
+            value == "+Inf" || value.parse::<f64>().is_ok(),
+            "value {value:?} in {line}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(
+            types.contains_key(family),
+            "{family} has no TYPE before its samples"
+        );
+        if family != current {
+            assert!(finished.insert(current.clone()), "{current} is split");
+            assert!(!finished.contains(family), "{family} is split");
+            current = family.to_owned();
+        }
+        assert!(
+            series.insert(format!("{name}{{{labels}}}")),
+            "duplicate series {name}{{{labels}}}"
+        );
+    }
 }
 
 fn value(s: &prometheus_parse::Scrape, name: &str, stage: &str) -> f64 {
@@ -242,11 +319,8 @@ fn the_admin_endpoint_needs_a_token_off_loopback() {
     let file = write(
         dir.path(),
         "q.toml",
-        "admin_token = \"${TEST_TOKEN}\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+        "admin_token = \"s3cret\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
     );
-    // SAFETY: tests in this binary do not read TEST_TOKEN concurrently;
-    // set before spawning the child that inherits it.
-    unsafe { std::env::set_var("TEST_TOKEN", "s3cret") };
     let bg = Background::start_with(
         dir.path(),
         &file,
@@ -308,6 +382,8 @@ fn tap(admin: &str, args: &[&str]) -> std::process::Child {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut err, &mut line).unwrap();
     assert!(line.starts_with("tapping"), "{line}");
+    // Keep draining stderr so later messages cannot block or break it.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     child
 }
 
@@ -418,10 +494,14 @@ fn top_shows_the_running_stages_in_a_terminal_and_quits_on_q() {
     );
     let bg = Background::start(dir.path(), &file, &[]);
     let tmux = Tmux::new();
+    // After top exits, the terminal's settings are recorded: raw mode
+    // must be gone.
+    let stty = dir.path().join("stty.txt");
     let top = format!(
-        "{} top --admin {} --interval 0.5",
+        "{} top --admin {} --interval 0.5; stty -a > {}",
         env!("CARGO_BIN_EXE_weir"),
-        bg.admin
+        bg.admin,
+        stty.display()
     );
     let out = tmux.cmd(&[
         "new-session",
@@ -494,5 +574,58 @@ fn top_shows_the_running_stages_in_a_terminal_and_quits_on_q() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let settings = std::fs::read_to_string(&stty).expect("stty ran after top");
+    let flags: Vec<&str> = settings.split([' ', ';', '\n']).collect();
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(flags.contains(&flag), "{flag} not restored:\n{settings}");
+    }
+    bg.stop();
+}
+
+/// Sends a raw HTTP/1.1 request and returns the status line.
+fn raw_status(addr: &str, request: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn pages_elsewhere_cannot_use_the_loopback_endpoint() {
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "p.toml",
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+    );
+    let bg = Background::start_piped(dir.path(), &file, &[]);
+    let get = |host: &str| {
+        raw_status(
+            &bg.admin,
+            &format!("GET /status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert!(get(&bg.admin).contains(" 200 "));
+    assert!(get("localhost:7470").contains(" 200 "));
+    // DNS rebinding: a name that resolves to 127.0.0.1.
+    assert!(
+        get("evil.example:7470").contains(" 403 "),
+        "{}",
+        get("evil.example:7470")
+    );
+    // A cross-origin POST (a form on another site).
+    let post = |origin: &str| {
+        raw_status(
+            &bg.admin,
+            &format!(
+                "POST /reload HTTP/1.1\r\nHost: {}\r\nOrigin: {origin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                bg.admin
+            ),
+        )
+    };
+    assert!(post("http://evil.example").contains(" 403 "));
+    assert!(post(&format!("http://{}", bg.admin)).contains(" 200 "));
     bg.stop();
 }

@@ -66,6 +66,8 @@ pub struct AdminState {
     pub reloads: mpsc::UnboundedSender<ReloadRequest>,
     /// Required bearer token, if any.
     pub token: Option<String>,
+    /// Cancelled when the endpoint stops: ends open event streams.
+    pub shutdown: CancellationToken,
 }
 
 /// A bound admin endpoint, not yet serving.
@@ -96,6 +98,7 @@ impl Admin {
             .route("/dashboard/{name}", get(dashboard_page))
             .route("/dashboard/{name}/events", get(dashboard_events))
             .layer(middleware::from_fn_with_state(state.clone(), authorize))
+            .layer(middleware::from_fn_with_state(state.clone(), same_origin))
             .with_state(state);
         Ok(Admin { listener, router })
     }
@@ -105,7 +108,8 @@ impl Admin {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` is cancelled.
+    /// Serves until `shutdown` (also in [`AdminState`]) is cancelled;
+    /// open event streams end then too.
     pub async fn serve(self, shutdown: CancellationToken) {
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -114,6 +118,57 @@ impl Admin {
             tracing::error!(error = %e, "admin endpoint stopped");
         }
     }
+}
+
+/// Without a token the endpoint is only on loopback, where browsers are
+/// the threat: a page elsewhere must not reach it through DNS rebinding (a
+/// name that resolves to 127.0.0.1: refused by the Host check) nor post to
+/// it across origins (refused by the Origin check).
+async fn same_origin(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    if state.token.is_some() {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_local_host(host) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "the admin endpoint answers only to localhost or IP addresses, not Host: {host}\n"
+            ),
+        )
+            .into_response();
+    }
+    if request.method() != axum::http::Method::GET {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if let Some(origin) = origin
+            && origin != format!("http://{host}")
+        {
+            return (
+                StatusCode::FORBIDDEN,
+                format!("cross-origin request from {origin} refused\n"),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether a Host header names this machine: `localhost` or an IP address
+/// (with an optional port).
+fn is_local_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [::1]:7470
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
@@ -137,35 +192,12 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
     next.run(request).await
 }
 
-/// The `token` query parameter, percent-decoded.
+/// The `token` query parameter, decoded.
 fn query_token(query: Option<&str>) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let v = kv.strip_prefix("token=")?;
-        Some(percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let url = reqwest::Url::parse(&format!("http://x/?{}", query?)).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 /// Compares without leaking, through timing, how much of a guess was right.
@@ -209,9 +241,11 @@ fn sse_stream(
     first: Vec<std::sync::Arc<str>>,
     rx: broadcast::Receiver<std::sync::Arc<str>>,
     limit: Option<u64>,
+    shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    use futures_util::StreamExt as _;
     let first: std::collections::VecDeque<_> = first.into();
-    futures_util::stream::unfold(
+    let events = futures_util::stream::unfold(
         (first, rx, limit.unwrap_or(u64::MAX)),
         |(mut first, mut rx, left)| async move {
             if left == 0 {
@@ -229,7 +263,8 @@ fn sse_stream(
                 Err(broadcast::error::RecvError::Closed) => None,
             }
         },
-    )
+    );
+    events.take_until(shutdown.cancelled_owned())
 }
 
 fn not_found(what: &str, name: &str, known: &[String]) -> Response {
@@ -245,16 +280,30 @@ async fn tap(
     Path(stage): Path<String>,
     Query(q): Query<TapQuery>,
 ) -> Response {
-    if !state.board.has_stage(&stage) {
+    let tap = state
+        .board
+        .has_stage(&stage)
+        .then(|| state.board.hub().find_tap(&stage))
+        .flatten();
+    let Some(tap) = tap else {
         return not_found("stage", &stage, &state.board.stage_names());
-    }
-    let rx = state.board.hub().tap(&stage).subscribe();
-    Sse::new(sse_stream(Vec::new(), rx, q.limit))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
-        .into_response()
+    };
+    Sse::new(sse_stream(
+        Vec::new(),
+        tap.subscribe(),
+        q.limit,
+        state.shutdown.clone(),
+    ))
+    .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
+    .into_response()
 }
 
-async fn dashboards(State(state): State<AdminState>) -> Response {
+async fn dashboards(State(state): State<AdminState>, request: Request) -> Response {
+    // Links keep the page's query, so a token given as ?token= carries on.
+    let query = request
+        .uri()
+        .query()
+        .map_or(String::new(), |q| format!("?{}", html_escape(q)));
     let list = state.board.hub().dashboards();
     let mut html = String::from(
         "<!doctype html><meta charset=utf-8><title>weir dashboards</title><h1>Dashboards</h1><ul>",
@@ -262,7 +311,7 @@ async fn dashboards(State(state): State<AdminState>) -> Response {
     for (name, title) in &list {
         let name = html_escape(name);
         html.push_str(&format!(
-            "<li><a href=\"/dashboard/{name}\">{}</a> ({name})</li>",
+            "<li><a href=\"/dashboard/{name}{query}\">{}</a> ({name})</li>",
             html_escape(title)
         ));
     }
@@ -276,8 +325,12 @@ async fn dashboards(State(state): State<AdminState>) -> Response {
 /// The dashboard page: one HTML file with its script and styles inline.
 const DASHBOARD_PAGE: &str = include_str!("../assets/dashboard.html");
 
-async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    let Some(d) = state.board.hub().find_dashboard(&name) else {
+/// The dashboard of sink `name`, or a 404 listing the dashboards.
+fn find_dashboard(
+    state: &AdminState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::hub::Dashboard>, Response> {
+    state.board.hub().find_dashboard(name).ok_or_else(|| {
         let known: Vec<String> = state
             .board
             .hub()
@@ -285,7 +338,14 @@ async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String
             .into_iter()
             .map(|d| d.0)
             .collect();
-        return not_found("dashboard", &name, &known);
+        not_found("dashboard", name, &known)
+    })
+}
+
+async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let d = match find_dashboard(&state, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let config = serde_json::json!({
         "name": name,
@@ -302,18 +362,12 @@ async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String
 }
 
 async fn dashboard_events(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    let Some(d) = state.board.hub().find_dashboard(&name) else {
-        let known: Vec<String> = state
-            .board
-            .hub()
-            .dashboards()
-            .into_iter()
-            .map(|d| d.0)
-            .collect();
-        return not_found("dashboard", &name, &known);
+    let d = match find_dashboard(&state, &name) {
+        Ok(d) => d,
+        Err(r) => return r,
     };
     let (recent, rx) = d.subscribe();
-    Sse::new(sse_stream(recent, rx, None))
+    Sse::new(sse_stream(recent, rx, None, state.shutdown.clone()))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
         .into_response()
 }
@@ -376,6 +430,21 @@ mod tests {
         assert_eq!(query_token(Some("a=1&token=s%2Fx+y")), Some("s/x y".into()));
         assert_eq!(query_token(Some("limit=3")), None);
         assert_eq!(query_token(None), None);
-        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn only_local_host_names_are_answered_without_a_token() {
+        for ok in [
+            "127.0.0.1:7470",
+            "localhost:7470",
+            "[::1]:7470",
+            "LOCALHOST",
+            "10.0.0.5:80",
+        ] {
+            assert!(is_local_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:7470", "", "127.0.0.1.nip.io:7470"] {
+            assert!(!is_local_host(bad), "{bad}");
+        }
     }
 }

@@ -51,6 +51,11 @@ impl TapEvent {
         let cut = &e.value[..e.value.len().min(TAP_VALUE_BYTES)];
         let (value, base64) = match std::str::from_utf8(cut) {
             Ok(s) => (s.to_owned(), false),
+            // Text cut inside a character stays text.
+            Err(err) if err.error_len().is_none() => (
+                String::from_utf8_lossy(&cut[..err.valid_up_to()]).into_owned(),
+                false,
+            ),
             Err(_) => (base64::engine::general_purpose::STANDARD.encode(cut), true),
         };
         TapEvent {
@@ -137,13 +142,13 @@ impl Dashboard {
     /// Adds a point (JSON) for current and future viewers.
     pub fn push(&self, point: String) {
         let point: Arc<str> = point.into();
-        {
-            let mut h = self.history.lock().expect("dashboard lock");
-            if h.len() == self.keep {
-                h.pop_front();
-            }
-            h.push_back(point.clone());
+        // Sent under the lock, so a viewer subscribing now gets the point
+        // either in the history or live, never both.
+        let mut h = self.history.lock().expect("dashboard lock");
+        while h.len() >= self.keep {
+            h.pop_front();
         }
+        h.push_back(point.clone());
         let _ = self.tx.send(point);
     }
 
@@ -179,6 +184,16 @@ impl Hub {
             .entry(stage.to_owned())
             .or_default()
             .clone()
+    }
+
+    /// The tap point of `stage` if it has one (does not create it).
+    pub fn find_tap(&self, stage: &str) -> Option<Arc<TapPoint>> {
+        self.inner
+            .taps
+            .lock()
+            .expect("taps lock")
+            .get(stage)
+            .cloned()
     }
 
     /// Marks the hub as served by an admin endpoint (dashboards need one).
@@ -218,6 +233,17 @@ impl Hub {
         });
         all.insert(name.to_owned(), d.clone());
         d
+    }
+
+    /// Drops the tap and dashboard of a stage removed from the pipeline:
+    /// their viewers' streams end once the stage's last instance is gone.
+    pub fn forget(&self, stage: &str) {
+        self.inner.taps.lock().expect("taps lock").remove(stage);
+        self.inner
+            .dashboards
+            .lock()
+            .expect("dashboards lock")
+            .shift_remove(stage);
     }
 
     /// The dashboard of sink `name`.
@@ -269,6 +295,23 @@ mod tests {
         let t = TapEvent::of(&e);
         assert!(t.base64);
         assert_eq!(t.truncated_from, Some(TAP_VALUE_BYTES + 10));
+        // Long text cut inside a character stays text.
+        let e = Event::new("é".repeat(TAP_VALUE_BYTES), 5);
+        let t = TapEvent::of(&e);
+        assert!(!t.base64);
+        assert_eq!(t.value.len(), TAP_VALUE_BYTES);
+    }
+
+    #[test]
+    fn a_smaller_history_after_a_reload_is_trimmed() {
+        let hub = Hub::default();
+        let d = hub.dashboard("c", "C".into(), serde_json::json!({}), 5);
+        for i in 0..5 {
+            d.push(i.to_string());
+        }
+        let d = hub.dashboard("c", "C".into(), serde_json::json!({}), 2);
+        d.push("5".into());
+        assert_eq!(d.subscribe().0.len(), 2);
     }
 
     #[test]
@@ -282,5 +325,13 @@ mod tests {
         assert_eq!(recent.iter().map(|s| &**s).collect::<Vec<_>>(), ["2", "3"]);
         d.push("4".into());
         assert_eq!(&*live.try_recv().unwrap(), "4");
+        hub.forget("c");
+        assert!(hub.find_dashboard("c").is_none());
+        drop(d);
+        assert_eq!(
+            live.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed),
+            "viewers see the end"
+        );
     }
 }

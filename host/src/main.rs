@@ -197,29 +197,13 @@ impl Endpoint {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> Result<(u16, String)> {
+        self.client()?.request(method, path)
+    }
+
+    /// A client for repeated requests.
+    fn client(&self) -> Result<cli::AdminClient> {
         let (addr, token) = self.resolve()?;
-        let url = format!("http://{addr}{path}");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            let client = reqwest::Client::new();
-            let mut req = client.request(method, &url);
-            if let Some(t) = &token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.with_context(|| {
-                format!(
-                    "cannot reach the admin endpoint at {addr} (is `weir run` running with `admin = \"{addr}\"` or `--admin {addr}`?)"
-                )
-            })?;
-            let code = resp.status().as_u16();
-            let body = resp.text().await?;
-            if code == 401 {
-                anyhow::bail!("the admin endpoint at {addr} refused the request: {}", body.trim());
-            }
-            Ok((code, body))
-        })
+        cli::AdminClient::new(addr, token)
     }
 }
 
@@ -266,9 +250,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 interval.is_finite() && interval >= 0.1,
                 "--interval must be at least 0.1 seconds"
             );
+            let client = endpoint.client()?;
             cli::top::run(
                 || {
-                    let (code, body) = endpoint.request(reqwest::Method::GET, "/status")?;
+                    let (code, body) = client.request(reqwest::Method::GET, "/status")?;
                     serde_json::from_str(&body).with_context(|| {
                         format!("unexpected answer from the admin endpoint ({code}): {body}")
                     })
@@ -284,10 +269,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             limit,
             json,
         } => {
-            let (addr, token) = endpoint.resolve()?;
             cli::tap::run(
-                &addr,
-                token.as_deref(),
+                &endpoint.client()?,
                 &stage,
                 cli::tap::Options { limit, json },
             )?;
@@ -350,6 +333,7 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
         let shutdown = CancellationToken::new();
         let started = std::time::Instant::now();
         let (reloads, requests) = tokio::sync::mpsc::unbounded_channel();
+        let admin_stop = CancellationToken::new();
         // The admin endpoint binds before anything starts, so a bad address
         // fails the start instead of a running pipeline.
         let admin = match admin.or(pipeline.options.admin) {
@@ -359,6 +343,7 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
                     registry: registry.clone(),
                     reloads: reloads.clone(),
                     token: pipeline.options.admin_token.clone(),
+                    shutdown: admin_stop.clone(),
                 };
                 Some(weir::admin::Admin::bind(addr, state).await?)
             }
@@ -369,10 +354,10 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
         let running = tokio::task::block_in_place(|| {
             weir::topology::Topology::start(pipeline, &registry, &board, shutdown.clone())
         })?;
-        let admin_stop = CancellationToken::new();
+        let mut served = None;
         if let Some(admin) = admin {
             tracing::info!(address = %admin.local_addr()?, "admin endpoint listening");
-            tokio::spawn(admin.serve(admin_stop.clone()));
+            served = Some(tokio::spawn(admin.serve(admin_stop.clone())));
         }
         if let Some(p) = &watched {
             match weir::watch::spawn(p, reloads.clone()) {
@@ -387,7 +372,11 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
         );
         tokio::spawn(watch_signals(shutdown, reloads));
         let result = running.run(requests).await;
+        // Let open taps and dashboard streams end cleanly.
         admin_stop.cancel();
+        if let Some(served) = served {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), served).await;
+        }
         summarise(&registry, started.elapsed());
         result?;
         Ok(ExitCode::SUCCESS)

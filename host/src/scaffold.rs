@@ -98,6 +98,11 @@ pub fn create(name: &str, dest: &Path, sdk: &Path) -> Result<Vec<PathBuf>, Scaff
     );
     let fill = |t: &str| {
         t.replace("{{name}}", name)
+            // In Cargo.toml: a TOML string, quoted and escaped.
+            .replace(
+                "\"{{sdk}}\"",
+                &toml::Value::String(sdk.display().to_string()).to_string(),
+            )
             .replace("{{sdk}}", &sdk.display().to_string())
             .replace("{{wasm}}", &wasm)
     };

@@ -29,10 +29,7 @@ fn tansu_binary() -> PathBuf {
 pub fn broker() -> &'static str {
     static BROKER: OnceLock<String> = OnceLock::new();
     BROKER.get_or_init(|| {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = super::free_port();
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
         let log = super::target_dir().join(format!("tansu-{port}.log"));

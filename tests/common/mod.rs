@@ -165,6 +165,12 @@ pub fn plugin_next() -> PathBuf {
         .clone()
 }
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 /// An HTTP request from the test (a fresh client each time); returns the
 /// status and body.
 pub fn http(

@@ -14,33 +14,25 @@ pub struct Options {
     pub json: bool,
 }
 
-/// Streams `/tap/STAGE` from `addr` and prints events until `limit`, the
-/// pipeline ends, or Ctrl-C.
-pub fn run(addr: &str, token: Option<&str>, stage: &str, opts: Options) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut url = reqwest::Url::parse(&format!("http://{addr}/tap/"))
-            .with_context(|| format!("bad admin address {addr}"))?
-            .join(stage)?;
+/// Streams `/tap/STAGE` and prints events until `limit`, the pipeline
+/// ends, or Ctrl-C.
+pub fn run(client: &super::AdminClient, stage: &str, opts: Options) -> Result<()> {
+    client.block_on(async {
+        let mut path = format!("/tap/{}", encode_path(stage));
         if let Some(n) = opts.limit {
-            url.query_pairs_mut().append_pair("limit", &n.to_string());
+            path.push_str(&format!("?limit={n}"));
         }
-        let mut req = reqwest::Client::new().get(url);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.with_context(|| {
-            format!("cannot reach the admin endpoint at {addr} (is `weir run` running with an admin address?)")
-        })?;
+        let mut resp = client.send(reqwest::Method::GET, &path, None).await?;
         let code = resp.status();
         if !code.is_success() {
             bail!("{}: {}", code, resp.text().await.unwrap_or_default().trim());
         }
-        eprintln!("tapping `{stage}` (sampled, at most {} events/s){}", weir::hub::TAP_EVENTS_PER_SECOND,
-            opts.limit.map_or(String::new(), |n| format!("; stopping after {n}")));
-        let mut resp = resp;
+        eprintln!(
+            "tapping `{stage}` (sampled, at most {} events/s){}",
+            weir::hub::TAP_EVENTS_PER_SECOND,
+            opts.limit
+                .map_or(String::new(), |n| format!("; stopping after {n}"))
+        );
         let mut pending = Vec::new();
         let mut printed = 0u64;
         let stdout = std::io::stdout();
@@ -50,7 +42,9 @@ pub fn run(addr: &str, token: Option<&str>, stage: &str, opts: Options) -> Resul
             while let Some(end) = find_blank_line(&pending) {
                 let block: Vec<u8> = pending.drain(..end.1).collect();
                 let block = String::from_utf8_lossy(&block[..end.0]);
-                let Some(line) = parse_event(&block) else { continue };
+                let Some(line) = parse_event(&block) else {
+                    continue;
+                };
                 match line {
                     Sse::Data(data) => {
                         let mut out = stdout.lock();
@@ -64,7 +58,9 @@ pub fn run(addr: &str, token: Option<&str>, stage: &str, opts: Options) -> Resul
                         out.flush()?;
                         printed += 1;
                     }
-                    Sse::Lagged(n) => eprintln!("weir tap: missed {n} events (the terminal was too slow)"),
+                    Sse::Lagged(n) => {
+                        eprintln!("weir tap: missed {n} events (the terminal was too slow)")
+                    }
                 }
                 if opts.limit.is_some_and(|n| printed >= n) {
                     return Ok(());
@@ -74,6 +70,18 @@ pub fn run(addr: &str, token: Option<&str>, stage: &str, opts: Options) -> Resul
         eprintln!("weir tap: the stream ended after {printed} events (the pipeline stopped)");
         Ok(())
     })
+}
+
+/// Percent-encodes a stage name for a URL path.
+fn encode_path(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 enum Sse {

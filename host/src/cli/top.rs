@@ -16,12 +16,14 @@ struct Screen;
 impl Screen {
     fn enter() -> Result<Screen> {
         terminal::enable_raw_mode().context("cannot switch the terminal to raw mode")?;
+        // The guard exists before anything else can fail.
+        let screen = Screen;
         execute!(
             std::io::stdout(),
             terminal::EnterAlternateScreen,
             cursor::Hide
         )?;
-        Ok(Screen)
+        Ok(screen)
     }
 }
 

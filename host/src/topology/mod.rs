@@ -353,6 +353,7 @@ impl Topology {
             }
             if !self.slots.contains_key(&stage) {
                 self.registry.remove(&stage);
+                self.board.hub().forget(&stage);
             }
             return;
         }
