@@ -325,27 +325,21 @@ async fn dashboards(State(state): State<AdminState>, request: Request) -> Respon
 /// The dashboard page: one HTML file with its script and styles inline.
 const DASHBOARD_PAGE: &str = include_str!("../assets/dashboard.html");
 
-/// The dashboard of sink `name`, or a 404 listing the dashboards.
-fn find_dashboard(
-    state: &AdminState,
-    name: &str,
-) -> Result<std::sync::Arc<crate::hub::Dashboard>, Response> {
-    state.board.hub().find_dashboard(name).ok_or_else(|| {
-        let known: Vec<String> = state
-            .board
-            .hub()
-            .dashboards()
-            .into_iter()
-            .map(|d| d.0)
-            .collect();
-        not_found("dashboard", name, &known)
-    })
+/// The 404 for an unknown dashboard, listing the known ones.
+fn no_dashboard(state: &AdminState, name: &str) -> Response {
+    let known: Vec<String> = state
+        .board
+        .hub()
+        .dashboards()
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
+    not_found("dashboard", name, &known)
 }
 
 async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    let d = match find_dashboard(&state, &name) {
-        Ok(d) => d,
-        Err(r) => return r,
+    let Some(d) = state.board.hub().find_dashboard(&name) else {
+        return no_dashboard(&state, &name);
     };
     let config = serde_json::json!({
         "name": name,
@@ -362,9 +356,8 @@ async fn dashboard_page(State(state): State<AdminState>, Path(name): Path<String
 }
 
 async fn dashboard_events(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    let d = match find_dashboard(&state, &name) {
-        Ok(d) => d,
-        Err(r) => return r,
+    let Some(d) = state.board.hub().find_dashboard(&name) else {
+        return no_dashboard(&state, &name);
     };
     let (recent, rx) = d.subscribe();
     Sse::new(sse_stream(recent, rx, None, state.shutdown.clone()))
