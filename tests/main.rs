@@ -5,9 +5,9 @@ mod common;
 
 mod dashboard;
 mod images;
+mod inputs_more;
 mod kafka;
 mod kafka_more;
-mod inputs_more;
 mod limits;
 mod operator;
 mod plugin_build;
