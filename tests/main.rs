@@ -16,6 +16,7 @@ mod reload;
 mod reload_more;
 mod run_local;
 mod sensors;
+mod sensors_more;
 mod stats_more;
 mod validate;
 mod window_stats;

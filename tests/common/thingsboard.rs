@@ -24,6 +24,8 @@ pub enum Fault {
     DropBefore,
     /// Record the readings, then close without answering.
     DropAfter,
+    /// Answer 400 (a body ThingsBoard cannot parse) without recording.
+    BadRequest,
 }
 
 /// What the server saw.
@@ -81,6 +83,7 @@ fn respond(stream: &mut TcpStream, status: u16, seen: &Mutex<Seen>) -> std::io::
     seen.lock().unwrap().statuses.push(status);
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         401 => "Unauthorized",
         413 => "Payload Too Large",
         _ => "Internal Server Error",
@@ -141,6 +144,8 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>, config: &Config) {
             413
         } else if fault == Fault::RateLimited {
             500
+        } else if fault == Fault::BadRequest {
+            400
         } else {
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Ok(v) => {
