@@ -126,10 +126,16 @@ impl ImagesConfig {
             if name.starts_with('.') || !self.pattern.matches(&name) {
                 continue;
             }
-            if let Ok(meta) = entry.metadata()
-                && meta.is_file()
-            {
-                files.insert(name, meta.len());
+            // Symbolic links are followed; one that cannot be followed is
+            // listed anyway, so that reading it logs why it is skipped.
+            match std::fs::metadata(entry.path()) {
+                Ok(meta) if meta.is_file() => {
+                    files.insert(name, meta.len());
+                }
+                Ok(_) => {} // directories and other non-files
+                Err(_) => {
+                    files.insert(name, 0);
+                }
             }
         }
         Ok(files)

@@ -491,6 +491,13 @@ impl Worker {
             .entry((topic.clone(), partition))
             .or_insert(offset);
         *last = (*last).max(offset);
+        // What a checkpoint records: everything up to here is sent
+        // downstream before the checkpoint's barrier.
+        let next = self
+            .next_offsets
+            .entry((topic.clone(), partition))
+            .or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
         let value = Bytes::copy_from_slice(m.payload().unwrap_or_default());
         let mut event = Event::new(value, m.timestamp().to_millis().unwrap_or_else(now_ms));
         event.key = m.key().map(Bytes::copy_from_slice);

@@ -4,7 +4,10 @@
 //! - `trap`: panics (a wasm trap);
 //! - `loop`: spins forever (hits the call deadline);
 //! - `alloc`: allocates without bound (hits the memory cap);
-//! - `reject`: refuses the record with reason `asked to reject`.
+//! - `reject`: refuses the record with reason `asked to reject`;
+//! - `open:PATH`, `connect:ADDR`: try to read a file or open a TCP
+//!   connection, emitting `opened`/`connected`, or rejecting with the error
+//!   (the sandbox grants neither, so they must fail).
 //!
 //! `flush` emits `total=N`, the number of events echoed, which survives
 //! snapshots, so a test can check that recovery after a trap lost no state.
@@ -60,6 +63,21 @@ impl Transform for Chaos {
                     }
                 }
                 b"reject" => out.reject(e.index, "asked to reject"),
+                // Sandbox probes: the host grants no files and no sockets.
+                v if v.starts_with(b"open:") => {
+                    let path = String::from_utf8_lossy(&v[b"open:".len()..]).into_owned();
+                    match std::fs::read(&path) {
+                        Ok(_) => out.emit(e.timestamp_ms, b"opened"),
+                        Err(err) => out.reject(e.index, format!("open failed: {err}")),
+                    }
+                }
+                v if v.starts_with(b"connect:") => {
+                    let addr = String::from_utf8_lossy(&v[b"connect:".len()..]).into_owned();
+                    match std::net::TcpStream::connect(addr.as_str()) {
+                        Ok(_) => out.emit(e.timestamp_ms, b"connected"),
+                        Err(err) => out.reject(e.index, format!("connect failed: {err}")),
+                    }
+                }
                 v => {
                     self.total += 1;
                     match &self.config.tag {
