@@ -861,15 +861,26 @@ impl Topology {
                 .and_then(|s| s.inbox.as_ref())
                 .and_then(mpsc::WeakSender::upgrade)
         };
-        for stage in pipeline.stages.values() {
-            let before = old.stages.get(&stage.name).map(|s| &s.dead_letter);
-            if before != Some(&stage.dead_letter) {
+        // Take every new dead-letter sender before releasing any old one:
+        // when two stages trade dead-letter sinks, the first retarget would
+        // otherwise drop a sink's last sender and end it before the second
+        // stage is pointed at it.
+        let retargets: Vec<(String, Option<mpsc::Sender<Batch>>)> = pipeline
+            .stages
+            .values()
+            .filter(|stage| {
+                old.stages.get(&stage.name).map(|s| &s.dead_letter) != Some(&stage.dead_letter)
+            })
+            .map(|stage| {
                 let target = stage
                     .dead_letter
                     .as_deref()
                     .and_then(|d| sender_of(&self.slots, d));
-                self.slots[&stage.name].dead_letters.retarget(target);
-            }
+                (stage.name.clone(), target)
+            })
+            .collect();
+        for (name, target) in retargets {
+            self.slots[&name].dead_letters.retarget(target);
         }
         let mut detach = Vec::new();
         for stage in pipeline.stages.values() {
