@@ -129,3 +129,57 @@ fn reading_a_dht_faster_than_it_allows_is_refused() {
         assert!(stderr.contains(min), "{model}: {stderr}");
     }
 }
+
+#[test]
+fn a_regression_model_appends_one_value_per_event() {
+    let dir = tempdir();
+    let rows: Vec<(f64, f64)> = (0..300)
+        .map(|i| (-5.0 + (i % 40) as f64 * 0.75, 20.0 + (i % 16) as f64 * 5.0))
+        .collect();
+    let input: String = rows
+        .iter()
+        .map(|(t, h)| format!("{{\"temperature\":{t},\"humidity\":{h}}}\n"))
+        .collect();
+    write(dir.path(), "in.jsonl", &input);
+    let file = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[sources.in]
+type = "replay"
+path = "in.jsonl"
+format = "jsonl"
+
+[transforms.dew]
+type = "onnx"
+inputs = ["in"]
+model = "{model}"
+features = ["temperature", "humidity"]
+outputs = {{ dew_point = "dew_point" }}
+batch = 32
+
+[sinks.out]
+type = "file"
+inputs = ["dew"]
+path = "out.jsonl"
+"#,
+            model = repo().join("models/dew-point-linear.onnx").display()
+        ),
+    );
+    let out = run_with_timeout(weir().arg("run").arg(&file), Duration::from_secs(120));
+    assert!(out.status.success(), "{}", texts(&out).1);
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), rows.len());
+    for (g, (t, h)) in got.iter().zip(&rows) {
+        // The model is dew = T - (100 - RH) / 5, in f32.
+        let want = t - (100.0 - h) / 5.0;
+        let value = g["dew_point"].as_f64().unwrap_or_else(|| panic!("{g}"));
+        assert!((value - want).abs() < 1e-4, "{t}, {h}: {value} vs {want}");
+        assert_eq!(g["temperature"].as_f64().unwrap(), *t);
+    }
+}
