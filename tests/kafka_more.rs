@@ -2,7 +2,8 @@
 //! shared tansu broker: several topics in one source, `start = "latest"`
 //! against `"earliest"`, record key/timestamp/headers carried into events
 //! and back out, the sink's idempotent `acks=all` default, and a consumer
-//! group rebalance that is asserted (not just printed) and loses nothing.
+//! group rebalance that is asserted (not just printed) and loses nothing,
+//! and records librdkafka gives up on reaching the dead-letter output.
 //!
 //! Every topic and group here starts with `km-`, so these tests share the
 //! broker with the others in the binary without interfering.
@@ -756,4 +757,82 @@ fn a_rebalance_is_observed_by_both_members_and_loses_nothing() {
     let ends = true_end_offsets(b, "km-rb-in", 3);
     assert_eq!(ends.iter().sum::<i64>(), expected.len() as i64);
     assert_eq!(committed(b, "km-rb-group", "km-rb-in", 3), ends);
+}
+
+/// A delivery that librdkafka gives up on (every broker down past
+/// `message.timeout.ms`) goes to the dead-letter output with the reason;
+/// the pipeline finishes instead of hanging.
+#[test]
+fn records_that_cannot_be_delivered_in_time_are_dead_lettered() {
+    let mock = rdkafka::mocking::MockCluster::new(3).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    mock.create_topic("km-unreachable", 1, 1).unwrap();
+    let dir = tempdir();
+    let lines: String = (0..50).map(|i| format!("d{i}\n")).collect();
+    write(dir.path(), "in.txt", &lines);
+    let file = write(
+        dir.path(),
+        "p.toml",
+        &format!(
+            r#"
+[sources.in]
+type = "replay"
+path = "in.txt"
+format = "lines"
+rate = 25
+
+[sinks.to_kafka]
+type = "kafka"
+inputs = ["in"]
+brokers = "{bootstrap}"
+topic = "km-unreachable"
+options = {{ "message.timeout.ms" = "1500" }}
+dead_letter = "undelivered"
+
+[sinks.undelivered]
+type = "file"
+path = "undelivered.jsonl"
+format = "json"
+"#
+        ),
+    );
+    // The sink checks the brokers at start; they go down once it runs.
+    let log = dir.path().join("weir.log");
+    let child = weir()
+        .arg("run")
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("pipeline running")
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for id in 1..=3 {
+        mock.broker_down(id).unwrap();
+    }
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(out.status.success(), "{text}");
+    let dead: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("undelivered.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    // At 25 rows/s nearly every record is produced after the outage began.
+    assert!(dead.len() >= 40, "{} dead-lettered:\n{text}", dead.len());
+    let values: HashSet<&str> = dead.iter().map(|d| d["value"].as_str().unwrap()).collect();
+    assert_eq!(values.len(), dead.len(), "each dead-lettered once");
+    assert!(values.contains("d49"), "the last record is among them");
+    for d in &dead {
+        let reason = d["headers"]["weir.reason"].as_str().unwrap();
+        assert!(reason.to_lowercase().contains("timed out"), "{reason}");
+        assert_eq!(d["headers"]["weir.stage"], "to_kafka");
+    }
 }
