@@ -36,8 +36,9 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 
+use crate::checkpoint::Action;
 use crate::config::units::Duration;
-use crate::event::{Ack, AckTarget, Acks, Batch, Event, Origin};
+use crate::event::{Ack, AckTarget, Acks, Batch, Event, Marker, Origin};
 use crate::kafka::{
     Brokers, Options, check_reachable, client_config, ensure_topic, partition_count,
 };
@@ -213,6 +214,9 @@ struct SourceCtx {
     acks: Mutex<Receiver<(u64, bool)>>,
     rebalance_timeout: StdDuration,
     metrics: Arc<StageMetrics>,
+    /// Set when the source stops after a final checkpoint: what is still
+    /// in flight is in the checkpoint, so a revoke need not wait for it.
+    abandon_in_flight: std::sync::atomic::AtomicBool,
 }
 
 impl SourceCtx {
@@ -286,7 +290,14 @@ impl ConsumerContext for SourceCtx {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
-                let deadline = Instant::now() + self.rebalance_timeout;
+                let deadline = if self
+                    .abandon_in_flight
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    Instant::now()
+                } else {
+                    Instant::now() + self.rebalance_timeout
+                };
                 while self
                     .tracker
                     .lock()
@@ -408,6 +419,7 @@ impl KafkaSourceConfig {
                 .rebalance_timeout
                 .map_or(StdDuration::from_secs(10), Duration::get),
             metrics: ctx.metrics.clone(),
+            abandon_in_flight: std::sync::atomic::AtomicBool::new(false),
         };
         let consumer: BaseConsumer<SourceCtx> = config
             .create_with_context(context)
@@ -443,6 +455,7 @@ impl KafkaSourceConfig {
             tracker,
             topic_names: HashMap::new(),
             next_offsets: std::collections::BTreeMap::new(),
+            checkpointed: false,
         };
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
@@ -463,6 +476,8 @@ struct Worker {
     topic_names: HashMap<String, Arc<str>>,
     /// Next offset to read per partition (last taken + 1).
     next_offsets: std::collections::BTreeMap<(Arc<str>, i32), i64>,
+    /// Stopped after the final checkpoint (which holds the positions).
+    checkpointed: bool,
 }
 
 /// Records read but not yet sent downstream.
@@ -624,7 +639,9 @@ impl Worker {
                 if self.flush(&ctx, &handle, &mut pending).is_err() {
                     break;
                 }
+                let last = matches!(action, Action::Checkpoint { last: true, .. });
                 if ctx.act(&handle, action, || self.position()) {
+                    self.checkpointed = last;
                     break;
                 }
             }
@@ -672,7 +689,7 @@ impl Worker {
                 }
             }
         }
-        self.finish(consumer, ctx)
+        self.finish(consumer, ctx, &handle)
     }
 
     /// The next offset to read of every partition read so far, for a
@@ -688,20 +705,42 @@ impl Worker {
 
     /// Shutdown: stop reading, let downstream drain, store and commit what
     /// was delivered.
-    fn finish(self, consumer: BaseConsumer<SourceCtx>, ctx: SourceContext) -> Result<(), BoxError> {
+    fn finish(
+        self,
+        consumer: BaseConsumer<SourceCtx>,
+        ctx: SourceContext,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<(), BoxError> {
+        if let Ok(assignment) = consumer.assignment() {
+            let _ = consumer.pause(&assignment);
+        }
+        if self.checkpointed {
+            // The final checkpoint holds the offsets and the state of
+            // everything read; records still held downstream (open windows)
+            // are in it. Nothing to wait for.
+            consumer
+                .context()
+                .abandon_in_flight
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        } else if ctx.stopping.is_cancelled() {
+            // The pipeline is stopping: tell downstream this input has
+            // ended, so transforms flush their open windows now and the
+            // acknowledgements of what they held arrive while we wait.
+            let _ = ctx.out.blocking_marker(handle, Marker::End);
+        }
         let SourceContext {
             name,
             out,
             dead_letters,
             ..
         } = ctx;
-        // Closing our output lets downstream stages flush and finish.
         drop(out);
         drop(dead_letters);
-        if let Ok(assignment) = consumer.assignment() {
-            let _ = consumer.pause(&assignment);
-        }
-        let deadline = Instant::now() + self.drain_timeout;
+        let deadline = if self.checkpointed {
+            Instant::now()
+        } else {
+            Instant::now() + self.drain_timeout
+        };
         while self.tracker.lock().expect("tracker lock").outstanding() > 0
             && Instant::now() < deadline
         {

@@ -261,6 +261,10 @@ pub struct SourceContext {
     pub metrics: Arc<StageMetrics>,
     /// Events per batch.
     pub batch_size: usize,
+    /// Cancelled when the whole pipeline is stopping (a signal), as
+    /// opposed to this source alone being replaced by a reload: only then
+    /// may it tell downstream that its input has ended.
+    pub stopping: CancellationToken,
     /// Cancelled once every stage of this pipeline that writes what this
     /// source reads has finished (a Kafka sink producing to the topic a
     /// Kafka source consumes); `None` when there is no such stage.

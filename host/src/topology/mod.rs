@@ -511,6 +511,7 @@ impl Topology {
                     control,
                     metrics,
                     batch_size: self.pipeline.batch_size(),
+                    stopping: self.shutdown.clone(),
                     writers_done: self.writers.token_for(&name),
                 })?
             }
