@@ -585,7 +585,6 @@ fn sigterm_time(topic: &str, top: &str) -> (Duration, String) {
 /// within 10 s: the plugin flushes its windows once its input closes,
 /// which releases every record.
 #[test]
-#[ignore = "host bug (at commit 205c844): Worker::finish in sources/kafka.rs drops its Output clone, but the downstream channel closes only when the task ends (topology/mod.rs, output.close()), so window-stats keeps its windows and their acks while finish() waits drain_timeout (30 s) and the revoke waits rebalance_timeout (10 s)"]
 fn kafka_sigterm_stops_promptly() {
     let (took, log) = sigterm_time("stats-stop-plain", "");
     assert!(
@@ -597,7 +596,6 @@ fn kafka_sigterm_stops_promptly() {
 /// The same with checkpoints: the final checkpoint covers the rows of the
 /// open windows, so there is nothing left to wait for.
 #[test]
-#[ignore = "host bug (at commit 205c844): with state_dir, window-stats keeps its windows in the final checkpoint and never releases their acks, yet Worker::finish in sources/kafka.rs waits drain_timeout (30 s) and the revoke waits rebalance_timeout (10 s) for them"]
 fn kafka_sigterm_with_checkpoints_stops_promptly() {
     let (took, log) = sigterm_time("stats-stop-checkpointed", CHECKPOINTS);
     assert!(log.contains("final checkpoint written"), "{log}");
