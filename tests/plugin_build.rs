@@ -20,32 +20,6 @@ fn echo_pipeline(dir: &std::path::Path, plugin: &std::path::Path) -> std::path::
 #[test]
 fn plugin_crate_directories_are_built_when_missing_or_stale() {
     let dir = tempdir();
-    let krate = dir.path().join("tiny-echo");
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    write(
-        &krate,
-        "Cargo.toml",
-        &format!(
-            r#"[package]
-name = "tiny-echo"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-weir-plugin = {{ path = "{}" }}
-
-[workspace]
-
-[profile.plugin]
-inherits = "release"
-panic = "abort"
-"#,
-            repo().join("plugins/sdk").display()
-        ),
-    );
     let src = r#"
 use weir_plugin::{Batch, Output, Transform};
 struct Echo;
@@ -57,7 +31,7 @@ impl Transform for Echo {
 }
 weir_plugin::export!(Echo);
 "#;
-    write(&krate.join("src"), "lib.rs", src);
+    let krate = plugin_crate(dir.path(), "tiny-echo", src);
     let file = echo_pipeline(dir.path(), &krate);
     // Share compiled dependencies between test runs.
     let target = target_dir().join("test-plugin-builds");

@@ -638,35 +638,7 @@ weir_plugin::export!(Counter);
 /// Writes the `reload-counter` crate into `dir`, depending on this
 /// repository's SDK with its locked dependency versions.
 fn counter_crate(dir: &Path) -> PathBuf {
-    let krate = dir.join("reload-counter");
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    write(
-        &krate,
-        "Cargo.toml",
-        &format!(
-            r#"[package]
-name = "reload-counter"
-version = "0.1.0"
-edition = "2024"
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-weir-plugin = {{ path = "{}" }}
-
-[workspace]
-
-[profile.plugin]
-inherits = "release"
-panic = "abort"
-"#,
-            repo().join("plugins/sdk").display()
-        ),
-    );
-    std::fs::copy(repo().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
-    write(&krate.join("src"), "lib.rs", &counter_source("v1"));
-    krate
+    plugin_crate(dir, "reload-counter", &counter_source("v1"))
 }
 
 /// `weir run FILE` (watching files, admin on a free port) with `envs` set,

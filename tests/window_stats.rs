@@ -96,33 +96,6 @@ struct Row {
     ratio: f64,
 }
 
-fn epoch_ms(date: &str) -> i64 {
-    // "YYYY-MM-DD HH:MM:SS", UTC; days counted by walking the calendar.
-    let n = |a: usize, b: usize| date[a..b].parse::<i64>().unwrap();
-    let (y, mo, d, h, mi, s) = (n(0, 4), n(5, 7), n(8, 10), n(11, 13), n(14, 16), n(17, 19));
-    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let mut days = 0;
-    for year in 1970..y {
-        days += if leap(year) { 366 } else { 365 };
-    }
-    let lengths = [
-        31,
-        if leap(y) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    days += lengths[..(mo - 1) as usize].iter().sum::<i64>() + d - 1;
-    ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000
-}
-
 fn read_rows(path: &std::path::Path) -> Vec<Row> {
     std::fs::read_to_string(path)
         .unwrap()

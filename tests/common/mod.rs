@@ -165,6 +165,69 @@ pub fn plugin_next() -> PathBuf {
         .clone()
 }
 
+/// `YYYY-MM-DD HH:MM:SS` read as UTC, to Unix ms (days counted by walking
+/// the calendar, independently of the plugins' date parsing).
+pub fn epoch_ms(date: &str) -> i64 {
+    let n = |a: usize, b: usize| date[a..b].parse::<i64>().unwrap();
+    let (y, mo, d, h, mi, s) = (n(0, 4), n(5, 7), n(8, 10), n(11, 13), n(14, 16), n(17, 19));
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mut days = 0;
+    for year in 1970..y {
+        days += if leap(year) { 366 } else { 365 };
+    }
+    let lengths = [
+        31,
+        if leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    days += lengths[..(mo - 1) as usize].iter().sum::<i64>() + d - 1;
+    ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000
+}
+
+/// Writes a standalone plugin crate `name` with `lib_rs` into `dir`,
+/// depending on this repository's SDK with its locked dependency versions;
+/// returns the crate's directory.
+pub fn plugin_crate(dir: &Path, name: &str, lib_rs: &str) -> PathBuf {
+    let krate = dir.join(name);
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    write(
+        &krate,
+        "Cargo.toml",
+        &format!(
+            r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+weir-plugin = {{ path = "{}" }}
+
+[workspace]
+
+[profile.plugin]
+inherits = "release"
+panic = "abort"
+"#,
+            repo().join("plugins/sdk").display()
+        ),
+    );
+    std::fs::copy(repo().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    write(&krate.join("src"), "lib.rs", lib_rs);
+    krate
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{LineFormat, write_line};
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, Item, SinkContext};
+use crate::topology::{BoxError, SinkContext};
 
 /// Settings of the `console` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -37,15 +37,7 @@ async fn run(ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
 
 fn write_all(mut ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
     let mut buf = Vec::new();
-    while let Some(item) = ctx.input.blocking_recv() {
-        let batch = match item {
-            Item::Batch(b) => b,
-            Item::Barrier { id, .. } => {
-                ctx.reporter.sink_ready(id);
-                continue;
-            }
-            Item::End => continue,
-        };
+    while let Some(batch) = ctx.blocking_next_batch() {
         let started = std::time::Instant::now();
         buf.clear();
         for e in &batch.events {

@@ -21,7 +21,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::event::Event;
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, Item, SinkContext};
+use crate::topology::{BoxError, SinkContext};
 
 /// Which chart a dashboard draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -201,15 +201,7 @@ async fn run(
     config: DashboardConfig,
     board: std::sync::Arc<crate::hub::Dashboard>,
 ) -> Result<(), BoxError> {
-    while let Some(item) = ctx.input.recv().await {
-        let batch = match item {
-            Item::Batch(b) => b,
-            Item::Barrier { id, .. } => {
-                ctx.reporter.sink_ready(id);
-                continue;
-            }
-            Item::End => continue,
-        };
+    while let Some(batch) = ctx.next_batch().await {
         let started = std::time::Instant::now();
         StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
         let mut bad = Vec::new();

@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use crate::event::Event;
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, Item, SinkContext};
+use crate::topology::{BoxError, SinkContext};
 
 /// Settings of the `directory` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -120,15 +120,7 @@ impl DirectoryConfig {
     }
 
     fn run(self, mut ctx: SinkContext) -> Result<(), BoxError> {
-        while let Some(item) = ctx.input.blocking_recv() {
-            let batch = match item {
-                Item::Batch(b) => b,
-                Item::Barrier { id, .. } => {
-                    ctx.reporter.sink_ready(id);
-                    continue;
-                }
-                Item::End => continue,
-            };
+        while let Some(batch) = ctx.blocking_next_batch() {
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
             let started = std::time::Instant::now();
             for event in &batch.events {

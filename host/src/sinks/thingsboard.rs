@@ -32,7 +32,7 @@ use serde::Deserialize;
 use crate::config::units::Duration;
 use crate::event::Event;
 use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, Item, SinkContext};
+use crate::topology::{BoxError, SinkContext};
 
 /// Settings of the `thingsboard` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -124,15 +124,7 @@ struct Sink {
 
 impl Sink {
     async fn run(self, mut ctx: SinkContext) -> Result<(), BoxError> {
-        while let Some(item) = ctx.input.recv().await {
-            let batch = match item {
-                Item::Batch(b) => b,
-                Item::Barrier { id, .. } => {
-                    ctx.reporter.sink_ready(id);
-                    continue;
-                }
-                Item::End => continue,
-            };
+        while let Some(batch) = ctx.next_batch().await {
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
             let started = Instant::now();
             let mut dead: Vec<(usize, String)> = Vec::new();

@@ -345,3 +345,29 @@ pub struct SinkContext {
     /// Taps and dashboards (the `dashboard` sink publishes here).
     pub hub: Hub,
 }
+
+impl SinkContext {
+    /// The next batch of data, `None` once the input is closed. Checkpoint
+    /// barriers are acknowledged on the way: a sink calling this has
+    /// written everything it received before.
+    pub async fn next_batch(&mut self) -> Option<Batch> {
+        loop {
+            match self.input.recv().await? {
+                super::Item::Batch(b) => return Some(b),
+                super::Item::Barrier { id, .. } => self.reporter.sink_ready(id),
+                super::Item::End => {}
+            }
+        }
+    }
+
+    /// [`SinkContext::next_batch`] from a blocking thread.
+    pub fn blocking_next_batch(&mut self) -> Option<Batch> {
+        loop {
+            match self.input.blocking_recv()? {
+                super::Item::Batch(b) => return Some(b),
+                super::Item::Barrier { id, .. } => self.reporter.sink_ready(id),
+                super::Item::End => {}
+            }
+        }
+    }
+}
