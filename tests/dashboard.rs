@@ -232,3 +232,65 @@ fn a_dashboard_needs_the_admin_endpoint() {
         "{stderr}"
     );
 }
+
+#[test]
+fn numeric_fields_are_drawn_as_lines_over_time() {
+    let dir = tempdir();
+    let file = write(
+        dir.path(),
+        "p.toml",
+        "[sources.in]\ntype = \"stdin\"\n\n[sinks.room]\ntype = \"dashboard\"\ninputs = [\"in\"]\ntitle = \"Room\"\nfields = [\"temperature\", \"humidity\"]\n",
+    );
+    let mut bg = Background::start_piped(dir.path(), &file, &[]);
+    let mut stdin = bg.child.stdin.take().unwrap();
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/dashboard/room", bg.admin));
+    let read = r#"
+const lines = Array.from(document.querySelectorAll("polyline.line"))
+  .map(l => [l.dataset.key, l.getAttribute("points").trim().split(/\s+/).length]);
+return { lines, legend: document.getElementById("legend").textContent };
+"#;
+    let mut seen = Vec::new();
+    for i in 0..5 {
+        use std::io::Write as _;
+        writeln!(
+            stdin,
+            "{{\"device\":\"pi\",\"temperature\":{},\"humidity\":{}}}",
+            20 + i,
+            40 + 2 * i
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        // Wait until the page has drawn this point.
+        let start = Instant::now();
+        loop {
+            let v = browser.script(read);
+            let lines = v["lines"].as_array().unwrap().clone();
+            if lines.len() == 2 && lines.iter().all(|l| l[1].as_u64() == Some(i + 1)) {
+                seen.push(v);
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "point {i} not drawn: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let last = seen.last().unwrap();
+    let keys: Vec<&str> = last["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["temperature", "humidity"], "in the order of `fields`");
+    let legend = last["legend"].as_str().unwrap();
+    assert!(
+        legend.contains("temperature: 24") && legend.contains("humidity: 48"),
+        "{legend}"
+    );
+    browser.screenshot(&target_dir().join("test-artifacts/dashboard-lines.png"));
+    drop(stdin);
+    bg.finish(Duration::from_secs(30));
+}
