@@ -631,8 +631,40 @@ path = "out.jsonl"
     assert_eq!(lines(&out).len(), produced, "every reading predicted once");
 }
 
+/// The id and the stage names of the last checkpoint in `dir/state`.
+fn last_checkpoint(dir: &std::path::Path) -> (u64, Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(dir.join("state/checkpoint.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let names = |k: &str| {
+        v[k].as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    (
+        v["id"].as_u64().unwrap_or(0),
+        names("sources"),
+        names("stages"),
+    )
+}
+
+/// Waits until a checkpoint newer than `after` is written; returns it.
+fn next_checkpoint(dir: &std::path::Path, after: u64) -> (u64, Vec<String>, Vec<String>) {
+    let start = Instant::now();
+    loop {
+        let c = last_checkpoint(dir);
+        if c.0 > after {
+            return c;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no checkpoint after {after}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn a_checkpointing_pipeline_takes_plugin_changes_but_refuses_a_new_graph() {
+fn a_checkpointing_pipeline_changes_its_graph_and_plugins_while_checkpoints_go_on() {
     let dir = tempdir();
     let gc = dir.path().join("gc.wasm");
     std::fs::copy(plugin("gender-count"), &gc).unwrap();
@@ -666,25 +698,43 @@ path = "counts.jsonl"
     let counts = dir.path().join("counts.jsonl");
     let weir = Background::start(dir.path(), &file, &[]);
     wait_growth(&counts, 0, 2);
+    let (first, _, _) = next_checkpoint(dir.path(), 0);
+    let before = weir.instances();
 
-    replace_text(
-        &file,
-        &format!(
-            "{text}\n[sinks.more]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"more.jsonl\"\n"
-        ),
-    );
+    // A new source feeding the running transform, and a new sink.
+    let grown = text.replace("inputs = [\"log\"]", "inputs = [\"log\", \"log2\"]")
+        + &format!(
+            "\n[sources.log2]\ntype = \"replay\"\npath = \"{}\"\nformat = \"csv\"\nselect = \"gender\"\nrate = 5000\nloop = true\n\n[sinks.more]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"more.jsonl\"\n",
+            repo().join("data/user_log.csv").display()
+        );
+    replace_text(&file, &grown);
     let r = weir.wait_for_reload(1, Duration::from_secs(30));
-    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["added"], serde_json::json!(["more", "log2"]), "{r}");
+    assert_eq!(r["rewired"], serde_json::json!(["count"]), "{r}");
+    let after = weir.instances();
+    for s in ["log", "count", "counts"] {
+        assert_eq!(before[s], after[s], "{s} kept its instance");
+    }
+    wait_growth(&dir.path().join("more.jsonl"), 0, 2);
+    // Checkpoints go on and now cover the new source.
+    let (id, sources, stages) = next_checkpoint(dir.path(), first + 2);
+    assert_eq!(sources, ["log", "log2"], "checkpoint {id}");
+    assert_eq!(stages, ["count"]);
+
+    // Removing them again is as quick, and they leave the checkpoint.
+    replace_text(&file, &text);
+    let r = weir.wait_for_reload(2, Duration::from_secs(30));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["removed"], serde_json::json!(["log2", "more"]), "{r}");
+    let (id, sources, _) = next_checkpoint(dir.path(), id + 1);
+    let (_, sources_later, _) = next_checkpoint(dir.path(), id);
     assert!(
-        r["rejected"]
-            .as_str()
-            .unwrap()
-            .contains("checkpoints to `state_dir`"),
-        "{r}"
+        sources == ["log"] || sources_later == ["log"],
+        "{sources:?} {sources_later:?}"
     );
 
-    replace_text(&file, &text);
-    weir.wait_for_reload(2, Duration::from_secs(30));
+    // A plugin swap carries the state.
     let seen = lines(&counts).len();
     replace_file(&plugin_next(), &gc);
     let r = weir.wait_for_reload(3, Duration::from_secs(30));
@@ -692,8 +742,7 @@ path = "counts.jsonl"
     assert_eq!(r["swapped"], serde_json::json!(["count"]), "{r}");
     let l = wait_growth(&counts, seen, 3);
     assert!(l.last().unwrap().contains(r#""build":"next""#));
-    // Checkpoints go on after the swap, and a restart restores the state
-    // the new build saved.
+    // A restart restores the state the new build saved.
     let log = weir.stop();
     assert!(log.contains("final checkpoint written"), "{log}");
     let again = Background::start(dir.path(), &file, &[]);

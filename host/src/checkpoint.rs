@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Marker;
@@ -262,6 +262,9 @@ impl Action {
 pub struct SourceControl {
     commands: Option<mpsc::UnboundedReceiver<Action>>,
     shutdown: CancellationToken,
+    /// With checkpoints: cancelled when a reload stops this instance (the
+    /// pipeline's own shutdown comes as a final checkpoint instead).
+    replaced: Option<CancellationToken>,
     /// Reports to the coordinator.
     pub reporter: Reporter,
     /// Where to resume: from the last checkpoint, or where the instance
@@ -278,14 +281,29 @@ impl SourceControl {
         SourceControl {
             commands: None,
             shutdown,
+            replaced: None,
             reporter: Reporter::off(stage),
             resume: None,
             stopped_at: None,
         }
     }
 
+    /// Whether this control takes checkpoint requests.
+    pub(crate) fn checkpoints(&self) -> bool {
+        self.commands.is_some()
+    }
+
+    /// With checkpoints: `token` stops this instance (a reload replacing or
+    /// removing it).
+    pub(crate) fn stop_on(&mut self, token: CancellationToken) {
+        self.replaced = Some(token);
+    }
+
     /// The next action, if any, without waiting.
     pub fn poll(&mut self) -> Option<Action> {
+        if self.replaced.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Some(Action::Stop);
+        }
         match &mut self.commands {
             Some(rx) => rx.try_recv().ok(),
             None => self.shutdown.is_cancelled().then_some(Action::Stop),
@@ -294,8 +312,12 @@ impl SourceControl {
 
     /// Waits for the next action.
     pub async fn next(&mut self) -> Action {
+        let replaced = self.replaced.clone().unwrap_or_default();
         match &mut self.commands {
-            Some(rx) => rx.recv().await.unwrap_or(Action::Stop),
+            Some(rx) => tokio::select! {
+                _ = replaced.cancelled() => Action::Stop,
+                a = rx.recv() => a.unwrap_or(Action::Stop),
+            },
             None => {
                 self.shutdown.cancelled().await;
                 Action::Stop
@@ -402,12 +424,41 @@ pub struct Coordinator {
     saved: Saved,
 }
 
+/// What a reload asks of the coordinator.
+#[derive(Debug)]
+pub enum Control {
+    /// Stop requesting checkpoints; answer once none is in flight (every
+    /// barrier has left the pipeline), so the graph can change.
+    Pause(oneshot::Sender<()>),
+    /// Take checkpoint requests for `stage` on `commands` (a source that
+    /// is new or replaced).
+    Source {
+        /// The source stage.
+        stage: String,
+        /// Where its requests go.
+        commands: mpsc::UnboundedSender<Action>,
+    },
+    /// Request checkpoints again, from the stages in `members` (the
+    /// pipeline after the reload). Stages no longer in it are forgotten,
+    /// saved state included; new ones, and those in `started` (restarted
+    /// by the reload), are waited for from now on.
+    Resume {
+        /// Every member of the reloaded pipeline.
+        members: Members,
+        /// Stages the reload started or restarted.
+        started: Vec<String>,
+    },
+}
+
 /// The parts topology wires into stages.
 pub struct Wiring {
     /// Runs the coordinator until every stage has ended.
     pub coordinator: Coordinator,
     /// Stages report here.
     pub reports: mpsc::UnboundedSender<Report>,
+    /// Reloads talk to the coordinator here.
+    pub control: mpsc::UnboundedSender<Control>,
+    control_rx: mpsc::UnboundedReceiver<Control>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
     commands: BTreeMap<String, mpsc::UnboundedReceiver<Action>>,
 }
@@ -416,6 +467,7 @@ impl Wiring {
     /// Sets up checkpoints in `dir`, resuming from `saved`.
     pub fn new(dir: PathBuf, interval: Duration, members: Members, saved: Option<Saved>) -> Self {
         let (reports, reports_rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
         let mut senders = BTreeMap::new();
         let mut commands = BTreeMap::new();
         for s in &members.sources {
@@ -432,8 +484,32 @@ impl Wiring {
                 saved: saved.unwrap_or_default(),
             },
             reports,
+            control,
+            control_rx,
             reports_rx,
             commands,
+        }
+    }
+
+    /// A checkpointing control for a source started by a reload: requests
+    /// come on a new channel, registered with the coordinator by `control`.
+    pub fn joined_source(
+        stage: &str,
+        reporter: Reporter,
+        control: &mpsc::UnboundedSender<Control>,
+    ) -> SourceControl {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = control.send(Control::Source {
+            stage: stage.to_owned(),
+            commands: tx,
+        });
+        SourceControl {
+            commands: Some(rx),
+            shutdown: CancellationToken::new(),
+            replaced: None,
+            reporter,
+            resume: None,
+            stopped_at: None,
         }
     }
 
@@ -442,6 +518,7 @@ impl Wiring {
         SourceControl {
             commands: self.commands.remove(stage),
             shutdown,
+            replaced: None,
             reporter: self.reporter(stage),
             resume: self.coordinator.saved.sources.get(stage).cloned(),
             stopped_at: None,
@@ -467,10 +544,11 @@ impl Wiring {
             coordinator,
             reports,
             reports_rx,
+            control_rx,
             ..
         } = self;
         drop(reports);
-        tokio::spawn(coordinator.run(shutdown, reports_rx))
+        tokio::spawn(coordinator.run(shutdown, reports_rx, control_rx))
     }
 }
 
@@ -479,6 +557,7 @@ impl Coordinator {
         mut self,
         shutdown: CancellationToken,
         mut reports: mpsc::UnboundedReceiver<Report>,
+        mut control: mpsc::UnboundedReceiver<Control>,
     ) {
         let mut next_id = self.saved.id + 1;
         let mut pending: BTreeMap<u64, Partial> = BTreeMap::new();
@@ -489,9 +568,29 @@ impl Coordinator {
         ticker.tick().await;
         let mut stopping = false;
         let mut failed = false;
+        let mut paused: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut is_paused = false;
         loop {
+            if is_paused && pending.is_empty() {
+                for p in paused.drain(..) {
+                    let _ = p.send(());
+                }
+            }
             tokio::select! {
-                _ = ticker.tick(), if !stopping => {
+                Some(c) = control.recv() => match c {
+                    Control::Pause(reply) => {
+                        is_paused = true;
+                        paused.push(reply);
+                    }
+                    Control::Source { stage, commands } => {
+                        self.sources.insert(stage, commands);
+                    }
+                    Control::Resume { members, started } => {
+                        is_paused = false;
+                        self.change_members(members, &started, &mut live, &mut done_positions, &mut done_stages);
+                    }
+                },
+                _ = ticker.tick(), if !stopping && !is_paused => {
                     if self.request(next_id, false, &live) {
                         pending.insert(next_id, Partial::default());
                         next_id += 1;
@@ -553,6 +652,61 @@ impl Coordinator {
         }
     }
 
+    /// Takes the members of a reloaded pipeline: stages that left are
+    /// forgotten (with their saved state, so a later stage of the same
+    /// name starts fresh), new ones are waited for.
+    fn change_members(
+        &mut self,
+        members: Members,
+        started: &[String],
+        live: &mut Members,
+        done_positions: &mut BTreeMap<String, serde_json::Value>,
+        done_stages: &mut BTreeMap<String, SavedStage>,
+    ) {
+        fn update(
+            old: &BTreeSet<String>,
+            new: &BTreeSet<String>,
+            live: &mut BTreeSet<String>,
+        ) -> Vec<String> {
+            let gone: Vec<String> = old.difference(new).cloned().collect();
+            for g in &gone {
+                live.remove(g);
+            }
+            for n in new.difference(old) {
+                live.insert(n.clone());
+            }
+            gone
+        }
+        let mut gone = update(&self.members.sources, &members.sources, &mut live.sources);
+        gone.extend(update(
+            &self.members.transforms,
+            &members.transforms,
+            &mut live.transforms,
+        ));
+        gone.extend(update(&self.members.sinks, &members.sinks, &mut live.sinks));
+        for g in &gone {
+            self.sources.remove(g);
+            self.saved.sources.remove(g);
+            self.saved.stages.remove(g);
+            done_positions.remove(g);
+            done_stages.remove(g);
+        }
+        for s in started {
+            done_positions.remove(s);
+            done_stages.remove(s);
+            for (all, live) in [
+                (&members.sources, &mut live.sources),
+                (&members.transforms, &mut live.transforms),
+                (&members.sinks, &mut live.sinks),
+            ] {
+                if all.contains(s) {
+                    live.insert(s.clone());
+                }
+            }
+        }
+        self.members = members;
+    }
+
     /// Asks every live source for checkpoint `id`; false when there is none.
     fn request(&self, id: u64, last: bool, live: &Members) -> bool {
         let mut asked = false;
@@ -606,6 +760,10 @@ impl Coordinator {
         all_sources.extend(sources);
         let mut all_stages = self.saved.stages.clone();
         all_stages.extend(stages);
+        // Only stages of the pipeline as it is now (a reload may have
+        // removed some).
+        all_sources.retain(|k, _| self.members.sources.contains(k));
+        all_stages.retain(|k, _| self.members.transforms.contains(k));
         let saved = Saved {
             id,
             written_ms: crate::util::now_ms(),

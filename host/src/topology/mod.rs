@@ -32,7 +32,7 @@ pub use context::{
 pub use input::{Inbox, Input, Item};
 pub use stateless::{Processed, run_stateless};
 
-use crate::checkpoint::{Members, Report, Reporter, SavedStage, SourceControl, Wiring};
+use crate::checkpoint::{Control, Members, Report, Reporter, SavedStage, SourceControl, Wiring};
 use crate::config::{Component, Kind, Pipeline, Stage};
 use crate::event::Batch;
 use crate::metrics::Registry;
@@ -164,6 +164,8 @@ pub struct Topology {
     writers: Writers,
     wiring: Option<Wiring>,
     reports: Option<mpsc::UnboundedSender<Report>>,
+    /// Reloads pause and resume checkpoints here.
+    checkpoints: Option<mpsc::UnboundedSender<Control>>,
     coordinator: Option<tokio::task::JoinHandle<()>>,
     failures: Vec<StageError>,
     reloads: u64,
@@ -196,12 +198,14 @@ impl Topology {
             writers,
             wiring: None,
             reports: None,
+            checkpoints: None,
             coordinator: None,
             failures: Vec::new(),
             reloads: 0,
         };
         topo.wiring = topo.checkpoint_wiring()?;
         topo.reports = topo.wiring.as_ref().map(|w| w.reports.clone());
+        topo.checkpoints = topo.wiring.as_ref().map(|w| w.control.clone());
 
         // Channels first, so outputs can be wired to them.
         let mut senders: HashMap<String, mpsc::Sender<Batch>> = HashMap::new();
@@ -415,13 +419,7 @@ impl Topology {
             );
         }
         let p = &self.pipeline;
-        let members = Members {
-            sources: stages_of(p, |s| s.component.kind() == Kind::Source),
-            transforms: stages_of(p, |s| s.component.kind() == Kind::Transform),
-            sinks: stages_of(p, |s| {
-                s.component.kind() == Kind::Sink && !s.inputs.is_empty()
-            }),
-        };
+        let members = members(p);
         let interval = p
             .options
             .checkpoint_interval
@@ -484,7 +482,10 @@ impl Topology {
         let slot = &self.slots[&name];
         let (output, dead_letters) = (slot.output.clone(), slot.dead_letters.clone());
         let kind = stage.component.kind();
-        let stop = if kind == Kind::Source {
+        let checkpointing = control.as_ref().is_some_and(SourceControl::checkpoints);
+        // A checkpointing source stops for the pipeline's shutdown through
+        // a final checkpoint; its own token only serves reloads.
+        let stop = if kind == Kind::Source && !checkpointing {
             self.shutdown.child_token()
         } else {
             CancellationToken::new()
@@ -504,6 +505,9 @@ impl Topology {
                 let mut control =
                     control.unwrap_or_else(|| SourceControl::plain(&name, stop.clone()));
                 control.stopped_at = Some(stopped_at.clone());
+                if checkpointing {
+                    control.stop_on(stop.clone());
+                }
                 c.build(SourceContext {
                     name: name.clone(),
                     out: output,
@@ -663,9 +667,67 @@ impl Topology {
             .map_err(|e| e.to_string())?;
         let new_prints = tokio::task::block_in_place(|| fingerprints(&new))?;
         let plan = plan::diff(&self.pipeline, &new, &self.prints, &new_prints)?;
-        if self.reports.is_some() && plan.is_structural(&new) {
-            return Err("this pipeline checkpoints to `state_dir`, and a checkpoint must match the graph it was taken from: adding, removing or rewiring stages, or changing a source, needs a restart (plugin, model and sink or transform settings can be reloaded)".into());
+        // A checkpoint must match the graph it was taken from: the graph
+        // changes only while no checkpoint is in flight.
+        let pause = self.checkpoints.is_some() && plan.is_structural(&new);
+        if pause {
+            self.pause_checkpoints().await?;
         }
+        let result = self.apply_plan(plan, new, new_prints, report).await;
+        if pause && let Some(c) = &self.checkpoints {
+            let started = report
+                .added
+                .iter()
+                .chain(&report.restarted)
+                .cloned()
+                .collect();
+            let _ = c.send(Control::Resume {
+                members: members(&self.pipeline),
+                started,
+            });
+        }
+        result
+    }
+
+    /// Waits until no checkpoint is in flight and holds further ones.
+    async fn pause_checkpoints(&self) -> Result<(), String> {
+        let Some(c) = &self.checkpoints else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        if c.send(Control::Pause(tx)).is_err() {
+            return Err("checkpoints have stopped (the pipeline is ending)".into());
+        }
+        match tokio::time::timeout(STAGE_WAIT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                // Let checkpoints go on as before.
+                let _ = c.send(Control::Resume {
+                    members: members(&self.pipeline),
+                    started: Vec::new(),
+                });
+                Err(format!(
+                    "a checkpoint in flight did not complete within {STAGE_WAIT:?}; the graph was left unchanged, try again"
+                ))
+            }
+        }
+    }
+
+    /// A checkpointing control for a source a reload starts, or `None`
+    /// when the pipeline does not checkpoint.
+    fn joined_source(&self, name: &str) -> Option<SourceControl> {
+        let c = self.checkpoints.as_ref()?;
+        Some(Wiring::joined_source(name, self.reporter(name), c))
+    }
+
+    /// Carries out a checked plan (see [`Topology::reload`]).
+    async fn apply_plan(
+        &mut self,
+        plan: plan::Plan,
+        new: Pipeline,
+        new_prints: Fingerprints,
+        report: &mut ReloadReport,
+    ) -> Result<(), String> {
         report.kept = plan.keep.clone();
         report.rewired = plan.rewire.clone();
         let old = std::mem::replace(&mut self.pipeline, new.clone());
@@ -799,7 +861,10 @@ impl Topology {
             // Keeps the channel open until `rewire` has attached its edges.
             slot.pending_tx = tx;
             self.slots.insert(name.clone(), slot);
-            match tokio::task::block_in_place(|| self.launch(stage, input, None, None)) {
+            let control = (kind == Kind::Source)
+                .then(|| self.joined_source(&stage.name))
+                .flatten();
+            match tokio::task::block_in_place(|| self.launch(stage, input, control, None)) {
                 Ok(l) => launches.push(l),
                 Err(e) => errors.push(format!("stage `{name}`: {e}")),
             }
@@ -931,8 +996,11 @@ impl Topology {
             return Err("the running source did not stop in time".into());
         }
         let position = slot.stopped_at.lock().expect("position lock").take();
-        let control = |pos: Option<serde_json::Value>, stage: &Stage| {
-            let mut c = SourceControl::plain(name, CancellationToken::new());
+        // With checkpoints, the new instance takes checkpoint requests on a
+        // channel of its own.
+        let control = |base: Option<SourceControl>, pos: Option<serde_json::Value>, stage: &Stage| {
+            let mut c =
+                base.unwrap_or_else(|| SourceControl::plain(name, CancellationToken::new()));
             if let Component::Source(s) = &stage.component
                 && s.resumes_where_stopped()
             {
@@ -942,11 +1010,12 @@ impl Topology {
         };
         // `launch` replaces the plain control's stop token with the
         // instance's own.
+        let base = self.joined_source(name);
         let first = tokio::task::block_in_place(|| {
             self.launch(
                 &stage,
                 InputFrom::Nothing,
-                Some(control(position.clone(), &stage)),
+                Some(control(base, position.clone(), &stage)),
                 None,
             )
         });
@@ -957,11 +1026,12 @@ impl Topology {
             }
             Err(e) => {
                 let before = old.stages[name].clone();
+                let base = self.joined_source(name);
                 let back = tokio::task::block_in_place(|| {
                     self.launch(
                         &before,
                         InputFrom::Nothing,
-                        Some(control(position, &before)),
+                        Some(control(base, position, &before)),
                         None,
                     )
                 });
@@ -1093,6 +1163,18 @@ impl Writers {
                 token.cancel();
             }
         }
+    }
+}
+
+/// The stages a checkpoint waits for: sources, transforms, and sinks with
+/// data inputs.
+fn members(p: &Pipeline) -> Members {
+    Members {
+        sources: stages_of(p, |s| s.component.kind() == Kind::Source),
+        transforms: stages_of(p, |s| s.component.kind() == Kind::Transform),
+        sinks: stages_of(p, |s| {
+            s.component.kind() == Kind::Sink && !s.inputs.is_empty()
+        }),
     }
 }
 
