@@ -734,10 +734,19 @@ path = "counts.jsonl"
         "{sources:?} {sources_later:?}"
     );
 
+    // A changed source restarts where it stopped, and takes checkpoint
+    // requests again.
+    replace_text(&file, &text.replace("rate = 20000", "rate = 15000"));
+    let r = weir.wait_for_reload(3, Duration::from_secs(30));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["restarted"], serde_json::json!(["log"]), "{r}");
+    let (id, _, _) = next_checkpoint(dir.path(), id + 1);
+    next_checkpoint(dir.path(), id + 1);
+
     // A plugin swap carries the state.
     let seen = lines(&counts).len();
     replace_file(&plugin_next(), &gc);
-    let r = weir.wait_for_reload(3, Duration::from_secs(30));
+    let r = weir.wait_for_reload(4, Duration::from_secs(30));
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["swapped"], serde_json::json!(["count"]), "{r}");
     let l = wait_growth(&counts, seen, 3);
