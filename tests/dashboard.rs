@@ -284,7 +284,11 @@ return { lines, legend: document.getElementById("legend").textContent };
         .iter()
         .map(|l| l[0].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["temperature", "humidity"], "in the order of `fields`");
+    assert_eq!(
+        keys,
+        ["temperature", "humidity"],
+        "in the order of `fields`"
+    );
     let legend = last["legend"].as_str().unwrap();
     assert!(
         legend.contains("temperature: 24") && legend.contains("humidity: 48"),

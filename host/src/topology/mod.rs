@@ -998,16 +998,17 @@ impl Topology {
         let position = slot.stopped_at.lock().expect("position lock").take();
         // With checkpoints, the new instance takes checkpoint requests on a
         // channel of its own.
-        let control = |base: Option<SourceControl>, pos: Option<serde_json::Value>, stage: &Stage| {
-            let mut c =
-                base.unwrap_or_else(|| SourceControl::plain(name, CancellationToken::new()));
-            if let Component::Source(s) = &stage.component
-                && s.resumes_where_stopped()
-            {
-                c.resume = pos;
-            }
-            c
-        };
+        let control =
+            |base: Option<SourceControl>, pos: Option<serde_json::Value>, stage: &Stage| {
+                let mut c =
+                    base.unwrap_or_else(|| SourceControl::plain(name, CancellationToken::new()));
+                if let Component::Source(s) = &stage.component
+                    && s.resumes_where_stopped()
+                {
+                    c.resume = pos;
+                }
+                c
+            };
         // `launch` replaces the plain control's stop token with the
         // instance's own.
         let base = self.joined_source(name);
