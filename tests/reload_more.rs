@@ -959,3 +959,33 @@ path = "out.txt"
     assert!(in_more.contains(&format!("e{}", N - 1)));
     assert!(in_more.contains(&format!("total={N}")));
 }
+
+/// A source restarted by a reload (its settings changed) still stops on
+/// SIGTERM, and goes on from where the old instance stopped.
+#[test]
+fn a_restarted_source_resumes_and_still_stops_on_sigterm() {
+    let dir = tempdir();
+    let input: String = (0..1_000_000).map(|i| format!("e{i}\n")).collect();
+    write(dir.path(), "in.txt", &input);
+    let text = "[sources.in]\ntype = \"replay\"\npath = \"in.txt\"\nformat = \"lines\"\nrate = 20000\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"out.txt\"\n";
+    let file = write(dir.path(), "p.toml", text);
+    let out = dir.path().join("out.txt");
+    let weir = Background::start(dir.path(), &file, &[]);
+    wait_until(&weir, "output", Duration::from_secs(30), || {
+        lines(&out).len() > 2_000
+    });
+    replace_text(&file, &text.replace("rate = 20000", "rate = 10000"));
+    let r = weir.wait_for_reload(1, Duration::from_secs(30));
+    assert_eq!(r["restarted"], json!(["in"]), "{r}");
+    let before = lines(&out).len();
+    wait_until(&weir, "more output", Duration::from_secs(30), || {
+        lines(&out).len() > before + 2_000
+    });
+    weir.stop();
+    // Every line once, in order, with no gap at the restart.
+    let got = lines(&out);
+    assert!(got.len() < 1_000_000, "stopped by the signal");
+    for (i, l) in got.iter().enumerate() {
+        assert_eq!(l, &format!("e{i}"));
+    }
+}

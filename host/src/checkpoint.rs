@@ -262,8 +262,9 @@ impl Action {
 pub struct SourceControl {
     commands: Option<mpsc::UnboundedReceiver<Action>>,
     shutdown: CancellationToken,
-    /// With checkpoints: cancelled when a reload stops this instance (the
-    /// pipeline's own shutdown comes as a final checkpoint instead).
+    /// Cancelled when this instance must stop: a reload replacing it (with
+    /// checkpoints the pipeline's own shutdown comes as a final checkpoint
+    /// instead).
     replaced: Option<CancellationToken>,
     /// Reports to the coordinator.
     pub reporter: Reporter,
@@ -293,8 +294,8 @@ impl SourceControl {
         self.commands.is_some()
     }
 
-    /// With checkpoints: `token` stops this instance (a reload replacing or
-    /// removing it).
+    /// `token` stops this instance (a reload replacing or removing it; for
+    /// sources without checkpoints also the pipeline's shutdown).
     pub(crate) fn stop_on(&mut self, token: CancellationToken) {
         self.replaced = Some(token);
     }
@@ -319,7 +320,10 @@ impl SourceControl {
                 a = rx.recv() => a.unwrap_or(Action::Stop),
             },
             None => {
-                self.shutdown.cancelled().await;
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => {}
+                    _ = replaced.cancelled() => {}
+                }
                 Action::Stop
             }
         }

@@ -505,9 +505,7 @@ impl Topology {
                 let mut control =
                     control.unwrap_or_else(|| SourceControl::plain(&name, stop.clone()));
                 control.stopped_at = Some(stopped_at.clone());
-                if checkpointing {
-                    control.stop_on(stop.clone());
-                }
+                control.stop_on(stop.clone());
                 c.build(SourceContext {
                     name: name.clone(),
                     out: output,
@@ -1009,8 +1007,7 @@ impl Topology {
                 }
                 c
             };
-        // `launch` replaces the plain control's stop token with the
-        // instance's own.
+        // `launch` adds the instance's stop token to the control.
         let base = self.joined_source(name);
         let first = tokio::task::block_in_place(|| {
             self.launch(
