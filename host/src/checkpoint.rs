@@ -574,6 +574,10 @@ impl Coordinator {
         let mut failed = false;
         let mut paused: Vec<oneshot::Sender<()>> = Vec::new();
         let mut is_paused = false;
+        // The final checkpoint's id, once shutdown has asked for it: a
+        // source that joins later (a reload racing the shutdown) is asked
+        // for it too.
+        let mut final_id: Option<u64> = None;
         loop {
             if is_paused && pending.is_empty() {
                 for p in paused.drain(..) {
@@ -587,11 +591,28 @@ impl Coordinator {
                         paused.push(reply);
                     }
                     Control::Source { stage, commands } => {
+                        if let Some(id) = final_id {
+                            let _ = commands.send(Action::Checkpoint { id, last: true });
+                        }
                         self.sources.insert(stage, commands);
                     }
                     Control::Resume { members, started } => {
                         is_paused = false;
                         self.change_members(members, &started, &mut live, &mut done_positions, &mut done_stages);
+                        if let Some(id) = final_id {
+                            // Sources that joined are asked too; those asked
+                            // before have stopped or ignore the repeat.
+                            for s in &started {
+                                if live.sources.contains(s)
+                                    && let Some(tx) = self.sources.get(s)
+                                {
+                                    let _ = tx.send(Action::Checkpoint { id, last: true });
+                                }
+                            }
+                        }
+                        if !failed {
+                            self.complete(&mut pending, &live, &done_positions, &done_stages);
+                        }
                     }
                 },
                 _ = ticker.tick(), if !stopping && !is_paused => {
@@ -602,6 +623,7 @@ impl Coordinator {
                 }
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
+                    final_id = Some(next_id);
                     if self.request(next_id, true, &live) {
                         pending.insert(next_id, Partial { last: true, ..Partial::default() });
                         next_id += 1;

@@ -456,6 +456,7 @@ impl KafkaSourceConfig {
             topic_names: HashMap::new(),
             next_offsets: std::collections::BTreeMap::new(),
             checkpointed: false,
+            sent_end: false,
         };
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
@@ -478,6 +479,8 @@ struct Worker {
     next_offsets: std::collections::BTreeMap<(Arc<str>, i32), i64>,
     /// Stopped after the final checkpoint (which holds the positions).
     checkpointed: bool,
+    /// Told downstream its input has ended (at the end of the data).
+    sent_end: bool,
 }
 
 /// Records read but not yet sent downstream.
@@ -685,6 +688,7 @@ impl Worker {
                         "every assigned partition read to its end; stopping"
                     );
                     ctx.finish(&handle, self.position());
+                    self.sent_end = true;
                     break;
                 }
             }
@@ -722,7 +726,7 @@ impl Worker {
                 .context()
                 .abandon_in_flight
                 .store(true, std::sync::atomic::Ordering::Relaxed);
-        } else if ctx.stopping.is_cancelled() {
+        } else if ctx.stopping.is_cancelled() && !self.sent_end {
             // The pipeline is stopping: tell downstream this input has
             // ended, so transforms flush their open windows now and the
             // acknowledgements of what they held arrive while we wait.

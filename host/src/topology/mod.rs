@@ -92,6 +92,9 @@ pub struct ReloadRequest {
 /// How long a reload waits for a stage instance to stop or swap.
 const STAGE_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a graph change waits for a checkpoint in flight to complete.
+const PAUSE_WAIT: Duration = Duration::from_secs(10);
+
 type StageResult = (String, u64, Result<(), BoxError>);
 
 /// What the topology keeps per stage name, across instances.
@@ -670,21 +673,33 @@ impl Topology {
         let pause = self.checkpoints.is_some() && plan.is_structural(&new);
         if pause {
             self.pause_checkpoints().await?;
+            if self.shutdown.is_cancelled() {
+                self.resume_checkpoints(Vec::new());
+                return Err("the pipeline is shutting down".into());
+            }
         }
         let result = self.apply_plan(plan, new, new_prints, report).await;
-        if pause && let Some(c) = &self.checkpoints {
+        if pause {
             let started = report
                 .added
                 .iter()
                 .chain(&report.restarted)
                 .cloned()
                 .collect();
+            self.resume_checkpoints(started);
+        }
+        result
+    }
+
+    /// Lets checkpoints go on, with the members of the pipeline as it is
+    /// now; `started` are stages the reload (re)started.
+    fn resume_checkpoints(&self, started: Vec<String>) {
+        if let Some(c) = &self.checkpoints {
             let _ = c.send(Control::Resume {
                 members: members(&self.pipeline),
                 started,
             });
         }
-        result
     }
 
     /// Waits until no checkpoint is in flight and holds further ones.
@@ -696,16 +711,13 @@ impl Topology {
         if c.send(Control::Pause(tx)).is_err() {
             return Err("checkpoints have stopped (the pipeline is ending)".into());
         }
-        match tokio::time::timeout(STAGE_WAIT, rx).await {
+        match tokio::time::timeout(PAUSE_WAIT, rx).await {
             Ok(Ok(())) => Ok(()),
             _ => {
                 // Let checkpoints go on as before.
-                let _ = c.send(Control::Resume {
-                    members: members(&self.pipeline),
-                    started: Vec::new(),
-                });
+                self.resume_checkpoints(Vec::new());
                 Err(format!(
-                    "a checkpoint in flight did not complete within {STAGE_WAIT:?}; the graph was left unchanged, try again"
+                    "a checkpoint in flight did not complete within {PAUSE_WAIT:?}; the graph was left unchanged, try again"
                 ))
             }
         }
