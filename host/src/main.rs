@@ -356,7 +356,11 @@ fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Resul
         })?;
         let mut served = None;
         if let Some(admin) = admin {
-            tracing::info!(address = %admin.local_addr()?, "admin endpoint listening");
+            let address = admin.local_addr()?;
+            tracing::info!(%address, "admin endpoint listening");
+            for (name, title) in board.hub().dashboards() {
+                tracing::info!(url = %format!("http://{address}/dashboard/{name}"), title, "dashboard");
+            }
             served = Some(tokio::spawn(admin.serve(admin_stop.clone())));
         }
         if let Some(p) = &watched {
