@@ -55,15 +55,15 @@ fn counter(status: &serde_json::Value, name: &str, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {field} for {name} in {status}"))
 }
 
-/// `stdin` → chaos plugin (batch size 1, no `timeout`, no `memory_limit`)
-/// → `out.txt`, failed batches to `dlq.jsonl`.
-fn chaos_from_stdin(dir: &Path) -> PathBuf {
+/// `source` (a `[sources.in]` table) → chaos plugin (batch size 1, no
+/// `timeout`, no `memory_limit`) → `out.txt`, failed batches to
+/// `dlq.jsonl`.
+fn chaos_pipeline(dir: &Path, source: &str) -> PathBuf {
     let text = format!(
         r#"
 batch_size = 1
 
-[sources.in]
-type = "stdin"
+{source}
 
 [transforms.chaos]
 type = "wasm"
@@ -84,6 +84,11 @@ format = "json"
         plugin = plugin("chaos").display()
     );
     write(dir, "p.toml", &text)
+}
+
+/// [`chaos_pipeline`] fed from standard input.
+fn chaos_from_stdin(dir: &Path) -> PathBuf {
+    chaos_pipeline(dir, "[sources.in]\ntype = \"stdin\"\n")
 }
 
 /// Feeds `a`, then `bad` (a chaos mode), then `b` to a running pipeline
@@ -202,34 +207,10 @@ fn a_plugin_cannot_open_host_files_or_sockets() {
         secret.display()
     );
     write(dir.path(), "in.txt", &input);
-    let text = format!(
-        r#"
-batch_size = 1
-
-[sources.in]
-type = "replay"
-path = "in.txt"
-format = "lines"
-
-[transforms.chaos]
-type = "wasm"
-inputs = ["in"]
-plugin = "{plugin}"
-dead_letter = "dlq"
-
-[sinks.out]
-type = "file"
-inputs = ["chaos"]
-path = "out.txt"
-
-[sinks.dlq]
-type = "file"
-path = "dlq.jsonl"
-format = "json"
-"#,
-        plugin = plugin("chaos").display()
+    let file = chaos_pipeline(
+        dir.path(),
+        "[sources.in]\ntype = \"replay\"\npath = \"in.txt\"\nformat = \"lines\"\n",
     );
-    let file = write(dir.path(), "p.toml", &text);
     let out = run_with_timeout(weir().arg("run").arg(&file), Duration::from_secs(60));
     let (_, stderr) = texts(&out);
     assert!(out.status.success(), "{stderr}");
@@ -543,14 +524,8 @@ name = "filename"
         "{warning}"
     );
     assert_eq!(stderr.matches("cannot read file; skipped").count(), 1);
-    let totals = stderr
-        .lines()
-        .find(|l| l.contains("stage totals") && l.contains("stage=\"photos\""))
-        .unwrap();
-    assert!(
-        totals.contains("events_in=2") && totals.contains("errors=1"),
-        "{totals}"
-    );
+    assert_eq!(stage_total(&stderr, "photos", "events_in"), 2);
+    assert_eq!(stage_total(&stderr, "photos", "errors"), 1);
 }
 
 /// A symbolic link matching the pattern is read like any file when its

@@ -323,11 +323,7 @@ format = "json"
         ),
         "{reason}"
     );
-    let totals = stderr
-        .lines()
-        .find(|l| l.contains("stage totals") && l.contains("stage=\"k\""))
-        .unwrap();
-    assert!(totals.contains("events_out=2"), "{totals}");
+    assert_eq!(stage_total(&stderr, "k", "events_out"), 2);
 }
 
 #[test]

@@ -620,14 +620,7 @@ path = "out.jsonl"
     let l = wait_growth(&out, seen, 3000);
     assert_eq!(model_of(l.last().unwrap()), "forest");
     let log = weir.stop();
-    let produced: usize = log
-        .lines()
-        .find(|l| l.contains("stage totals") && l.contains("stage=\"in\""))
-        .and_then(|l| l.split("events_out=").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let produced = stage_total(&log, "in", "events_out") as usize;
     assert_eq!(lines(&out).len(), produced, "every reading predicted once");
 }
 

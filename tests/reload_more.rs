@@ -34,16 +34,6 @@ fn wait_until(weir: &Background, what: &str, timeout: Duration, mut done: impl F
     }
 }
 
-/// A counter of the `stage totals` line weir logs for `stage` at exit.
-fn stage_total(log: &str, stage: &str, counter: &str) -> u64 {
-    log.lines()
-        .find(|l| l.contains("stage totals") && l.contains(&format!("stage=\"{stage}\"")))
-        .and_then(|l| l.split(&format!(" {counter}=")).nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {counter} total for {stage}:\n{log}"))
-}
-
 /// One stage of a `weir status --json` document.
 fn stage<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["stages"]

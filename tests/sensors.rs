@@ -102,19 +102,7 @@ path = "readings.jsonl"
         sub_zero += (t < 0.0) as usize;
         read += 1;
     }
-    let totals = stderr
-        .lines()
-        .find(|l| l.contains("stage totals") && l.contains("stage=\"sensor\""))
-        .unwrap();
-    let errors: usize = totals
-        .split("errors=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let errors = stage_total(&stderr, "sensor", "errors") as usize;
     println!(
         "8760 reads at 10 % jitter, 1 % flipped bits: {read} read correctly ({sub_zero} below zero), {errors} failed after retries, {misread} misread through cancelling flips ({} such reads)",
         cancelled.len()
@@ -461,13 +449,7 @@ fn the_raspberry_pi_pipeline_runs_on_the_embedded_broker() {
     for (_, ts, values) in &seen.accepted {
         by_ts.insert(*ts, values.clone());
     }
-    let failed: usize = stderr
-        .lines()
-        .find(|l| l.contains("stage totals") && l.contains("stage=\"sensor\""))
-        .and_then(|l| l.split("errors=").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let failed = stage_total(&stderr, "sensor", "errors") as usize;
     assert_eq!(
         by_ts.len() + failed,
         200,

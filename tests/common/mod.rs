@@ -228,6 +228,16 @@ panic = "abort"
     krate
 }
 
+/// A counter of the `stage totals` line weir logs for `stage` at exit.
+pub fn stage_total(log: &str, stage: &str, counter: &str) -> u64 {
+    log.lines()
+        .find(|l| l.contains("stage totals") && l.contains(&format!("stage=\"{stage}\"")))
+        .and_then(|l| l.split(&format!(" {counter}=")).nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {counter} total for {stage}:\n{log}"))
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
