@@ -18,6 +18,9 @@
 //! oversized image is refused with the decoder's reason; the rest of the
 //! batch goes on.
 
+pub mod png_gray;
+
+use png_gray::RowFilters;
 use serde::Deserialize;
 use weir_plugin::{Batch, Output, Transform};
 
@@ -284,22 +287,24 @@ pub fn encode_with(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     match encoding {
-        Encoding::Png => {
-            let mut enc = png::Encoder::new(&mut *out, width, height);
-            enc.set_color(png::ColorType::Grayscale);
-            enc.set_depth(png::BitDepth::Eight);
-            enc.set_compression(match compression {
-                PngCompression::Fastest => png::Compression::Fastest,
-                PngCompression::Fast => png::Compression::Fast,
-                PngCompression::Best => png::Compression::High,
-            });
-            let mut w = enc
-                .write_header()
-                .map_err(|e| format!("PNG encoding failed: {e}"))?;
-            w.write_image_data(gray)
-                .map_err(|e| format!("PNG encoding failed: {e}"))?;
-            w.finish().map_err(|e| format!("PNG encoding failed: {e}"))
-        }
+        Encoding::Png => match compression {
+            PngCompression::Fastest => png_gray::encode(gray, width, height, RowFilters::Up, out),
+            PngCompression::Fast => {
+                png_gray::encode(gray, width, height, RowFilters::Adaptive, out)
+            }
+            PngCompression::Best => {
+                let mut enc = png::Encoder::new(&mut *out, width, height);
+                enc.set_color(png::ColorType::Grayscale);
+                enc.set_depth(png::BitDepth::Eight);
+                enc.set_compression(png::Compression::High);
+                let mut w = enc
+                    .write_header()
+                    .map_err(|e| format!("PNG encoding failed: {e}"))?;
+                w.write_image_data(gray)
+                    .map_err(|e| format!("PNG encoding failed: {e}"))?;
+                w.finish().map_err(|e| format!("PNG encoding failed: {e}"))
+            }
+        },
         Encoding::Raw => {
             out.extend_from_slice(gray);
             Ok(())
