@@ -19,6 +19,7 @@
 //! batch goes on.
 
 pub mod png_gray;
+pub mod png_read;
 
 use png_gray::RowFilters;
 use serde::Deserialize;
@@ -159,8 +160,18 @@ fn sized(mut buf: Vec<u8>, size: usize) -> Vec<u8> {
 
 /// [`decode`] into a reused pixel buffer (its contents are overwritten).
 pub fn decode_reusing(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, String> {
+    decode_with(&mut png_read::Reader::default(), bytes, max_pixels, buf)
+}
+
+/// [`decode_reusing`] with a PNG reader kept from image to image.
+pub fn decode_with(
+    png: &mut png_read::Reader,
+    bytes: &[u8],
+    max_pixels: u64,
+    buf: Vec<u8>,
+) -> Result<Image, String> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        decode_png(bytes, max_pixels, buf)
+        decode_png(png, bytes, max_pixels, buf)
     } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         decode_jpeg(bytes, max_pixels, buf)
     } else {
@@ -182,7 +193,38 @@ pub fn decode_reusing(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Ima
     }
 }
 
-fn decode_png(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, String> {
+fn decode_png(
+    png: &mut png_read::Reader,
+    bytes: &[u8],
+    max_pixels: u64,
+    buf: Vec<u8>,
+) -> Result<Image, String> {
+    let check = |w: u32, h: u32| check_size(w as usize, h as usize, max_pixels);
+    let buf = match png.decode(bytes, check, buf) {
+        Ok(Some(d)) => {
+            let pixels = match d.channels {
+                1 => Pixels::Gray(d.pixels),
+                2 => Pixels::Gray(d.pixels.chunks_exact(2).map(|p| p[0]).collect()),
+                3 => Pixels::Rgb(d.pixels),
+                _ => Pixels::Rgba(d.pixels),
+            };
+            return Ok(Image {
+                width: d.width,
+                height: d.height,
+                pixels,
+            });
+        }
+        // Palettes, other bit depths, interlacing: the png crate.
+        Ok(None) => Vec::new(),
+        Err(png_read::Refused::Size(reason)) => return Err(reason),
+        Err(png_read::Refused::Corrupt(reason)) => {
+            return Err(format!("corrupt or truncated PNG: {reason}"));
+        }
+    };
+    decode_png_crate(bytes, max_pixels, buf)
+}
+
+fn decode_png_crate(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
@@ -324,10 +366,12 @@ pub fn encode_with(
 /// The plugin.
 pub struct Grayscale {
     config: Config,
-    /// Buffers kept from image to image (decoded pixels, gray, encoded).
+    /// Buffers kept from image to image (decoded pixels, gray, encoded,
+    /// inflated PNG rows).
     decoded: Vec<u8>,
     gray: Vec<u8>,
     encoded: Vec<u8>,
+    png: png_read::Reader,
 }
 
 /// Reads a decimal header.
@@ -368,7 +412,8 @@ impl Grayscale {
     }
 
     fn convert(&mut self, bytes: &[u8]) -> Result<(u32, u32), String> {
-        let img = decode_reusing(
+        let img = decode_with(
+            &mut self.png,
             bytes,
             self.config.max_pixels,
             std::mem::take(&mut self.decoded),
@@ -408,6 +453,7 @@ impl Transform for Grayscale {
             decoded: Vec::new(),
             gray: Vec::new(),
             encoded: Vec::new(),
+            png: png_read::Reader::default(),
         })
     }
 
