@@ -45,12 +45,16 @@ fn a_new_plugin_builds_passes_its_test_and_runs_from_a_fresh_clone() {
         "Cargo.toml",
         "Cargo.lock",
         "rust-toolchain.toml",
+        ".cargo/config.toml",
         "src/lib.rs",
         "example/pipeline.toml",
         "README.md",
     ] {
         assert!(krate.join(f).is_file(), "{f} missing");
     }
+    // Built with weir's WebAssembly code generation flags.
+    let config = std::fs::read_to_string(krate.join(".cargo/config.toml")).unwrap();
+    assert!(config.contains("target-feature=+simd128"), "{config}");
     // Creating it again refuses to overwrite.
     let out = run_with_timeout(
         weir()

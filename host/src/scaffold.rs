@@ -5,7 +5,8 @@
 //! (`plugins/sdk` of a weir checkout), weir's `Cargo.lock` (the versions
 //! weir was tested with, so the build works offline from a warm cache) and
 //! weir's `rust-toolchain.toml` (the toolchain and the `wasm32-wasip2`
-//! target, so no `rustup` step is needed).
+//! target, so no `rustup` step is needed) and `.cargo/config.toml` (the
+//! WebAssembly code generation flags weir's own plugins are built with).
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,9 @@ const INPUT: &str = include_str!("../assets/plugin-template/input.txt.in");
 const README: &str = include_str!("../assets/plugin-template/README.md.in");
 const GITIGNORE: &str = include_str!("../assets/plugin-template/gitignore.in");
 const TOOLCHAIN: &str = include_str!("../../rust-toolchain.toml");
+/// weir's own build settings: the WebAssembly code generation flags plugins
+/// are benchmarked with (SIMD, loop unrolling).
+const CARGO_CONFIG: &str = include_str!("../../.cargo/config.toml");
 const LOCK: &str = include_str!("../../Cargo.lock");
 
 fn is_sdk(dir: &Path) -> bool {
@@ -110,6 +114,7 @@ pub fn create(name: &str, dest: &Path, sdk: &Path) -> Result<Vec<PathBuf>, Scaff
         ("Cargo.toml", fill(CARGO_TOML)),
         ("Cargo.lock", LOCK.to_owned()),
         ("rust-toolchain.toml", TOOLCHAIN.to_owned()),
+        (".cargo/config.toml", CARGO_CONFIG.to_owned()),
         (".gitignore", GITIGNORE.to_owned()),
         ("README.md", fill(README)),
         ("src/lib.rs", fill(LIB_RS)),
