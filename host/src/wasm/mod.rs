@@ -281,6 +281,11 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(options.deadlines);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // `perf` names the JIT-compiled plugin functions from the map
+        // wasmtime writes (docs/plugin-guide.md, "Make it fast").
+        if std::env::var_os("WEIR_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
