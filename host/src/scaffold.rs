@@ -158,7 +158,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("weir-scaffold-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let files = create("tally", &dir, &sdk).unwrap();
-        assert_eq!(files.len(), 8);
+        assert_eq!(files.len(), 9);
         let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(
             toml.contains(&format!("path = \"{}\"", sdk.display())),

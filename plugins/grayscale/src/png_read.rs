@@ -391,6 +391,30 @@ mod tests {
     }
 
     #[test]
+    fn image_data_split_over_many_idat_chunks_is_read() {
+        let px = pixels(61 * 17 * 4, 3);
+        let file = png(&px, 61, 17, png::ColorType::Rgba, png::Filter::Adaptive);
+        // Re-chunk the one IDAT into pieces of 7 bytes (and an empty one).
+        let idat = 8 + 25;
+        let len = be32(&file[idat..]) as usize;
+        let mut split = file[..idat].to_vec();
+        let mut pieces: Vec<&[u8]> = file[idat + 8..idat + 8 + len].chunks(7).collect();
+        pieces.insert(3, &[]);
+        for piece in pieces {
+            split.extend_from_slice(&(piece.len() as u32).to_be_bytes());
+            let at = split.len();
+            split.extend_from_slice(b"IDAT");
+            split.extend_from_slice(piece);
+            let crc = crc32fast::hash(&split[at..]);
+            split.extend_from_slice(&crc.to_be_bytes());
+        }
+        split.extend_from_slice(&file[idat + 12 + len..]);
+        assert_eq!(reference(&split), px);
+        let got = decode(&split, ok, Vec::new()).unwrap().unwrap();
+        assert_eq!(got.pixels, px);
+    }
+
+    #[test]
     fn other_kinds_are_left_to_the_png_crate() {
         let mut out = Vec::new();
         let mut enc = png::Encoder::new(&mut out, 2, 1);
