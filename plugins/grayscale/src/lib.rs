@@ -430,15 +430,20 @@ impl Grayscale {
             }
         };
         self.encoded.clear();
-        encode(
+        let encoded = encode_with(
             gray,
             img.width,
             img.height,
             self.config.output,
             self.config.quality,
+            self.config.compression,
             &mut self.encoded,
-        )?;
-        Ok((img.width, img.height))
+        );
+        // The pixel buffer serves the next image.
+        self.decoded = match img.pixels {
+            Pixels::Gray(p) | Pixels::Rgb(p) | Pixels::Rgba(p) => p,
+        };
+        encoded.map(|()| (img.width, img.height))
     }
 }
 
@@ -568,6 +573,46 @@ mod tests {
         p.process(&batch, &mut out);
         assert_eq!(out.value(0), [76, 150]);
         assert_eq!(out.rejections()[0].reason, "2 bytes is not 2x1 RGB");
+    }
+
+    /// The filter byte of every row of a gray PNG.
+    fn row_filters(png: &[u8], width: usize) -> Vec<u8> {
+        // Signature, IHDR (25 bytes), then the one IDAT.
+        let len = u32::from_be_bytes(png[33..37].try_into().unwrap()) as usize;
+        let raw = fdeflate::decompress_to_vec(&png[41..41 + len]).unwrap();
+        raw.chunks(width + 1).map(|row| row[0]).collect()
+    }
+
+    #[test]
+    fn compression_setting_applies_to_image_files() {
+        // A photo-like gradient: adaptive filtering picks Sub/Avg/Paeth
+        // rows, `fastest` filters every row with Up.
+        let (w, h) = (64u32, 48u32);
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                [(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8]
+            })
+            .collect();
+        let mut file = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut file, w, h);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut writer = enc.write_header().unwrap();
+            writer.write_image_data(&rgb).unwrap();
+        }
+        let filters = |config: &str| {
+            let mut p = Grayscale::new(config).unwrap();
+            p.convert(&file).unwrap();
+            // Twice: the second image reuses the first one's buffers.
+            p.convert(&file).unwrap();
+            row_filters(&p.encoded, w as usize)
+        };
+        let fastest = filters(r#"{"compression":"fastest"}"#);
+        assert!(fastest.iter().all(|&f| f == 2), "{fastest:?}");
+        let fast = filters(r#"{"compression":"fast"}"#);
+        assert!(fast.iter().any(|&f| f != 2), "{fast:?}");
     }
 
     #[test]
