@@ -237,51 +237,6 @@ create_topic = {{ partitions = 1 }}
 }
 
 #[test]
-fn keys_and_headers_are_kept_and_keys_can_come_from_a_field() {
-    let b = broker();
-    let dir = tempdir();
-    write(
-        dir.path(),
-        "in.jsonl",
-        "{\"sensor\":\"S1\",\"t\":1}\n{\"sensor\":\"S11\",\"t\":2}\n",
-    );
-    let file = write(
-        dir.path(),
-        "p.toml",
-        &format!(
-            r#"
-[sources.in]
-type = "replay"
-path = "in.jsonl"
-format = "jsonl"
-
-[sinks.k]
-type = "kafka"
-inputs = ["in"]
-brokers = "{b}"
-topic = "keyed"
-key = "sensor"
-compression = "lz4"
-create_topic = {{ partitions = 2 }}
-"#
-        ),
-    );
-    run_to_end(&file);
-    let mut got: Vec<(String, String)> = read_all(b, "keyed", 2)
-        .into_iter()
-        .map(|r| {
-            (
-                String::from_utf8(r.key.unwrap()).unwrap(),
-                String::from_utf8(r.value).unwrap(),
-            )
-        })
-        .collect();
-    got.sort();
-    assert_eq!(got[0], ("S1".into(), "{\"sensor\":\"S1\",\"t\":1}".into()));
-    assert_eq!(got[1].0, "S11");
-}
-
-#[test]
 fn an_oversized_record_goes_to_the_dead_letter_output_with_the_limit_named() {
     let dir = tempdir();
     let big = "x".repeat(2_000_000);

@@ -147,42 +147,60 @@ path = "out.jsonl"
     );
 }
 
-/// A continuously fed pipeline with a gender-count stage and a chaos stage
-/// (which echoes each event prefixed with its `tag`).
-fn continuous_pipeline(chaos_config: &str) -> String {
+/// `[sources.log]`: the shop log replayed at 20,000 lines/s, in a loop.
+fn looping_shop_log() -> String {
     format!(
         r#"
 [sources.log]
 type = "replay"
-path = "{log}"
+path = "{}"
 format = "csv"
 select = "gender"
 rate = 20000
 loop = true
+"#,
+        repo().join("data/user_log.csv").display()
+    )
+}
 
+/// `[transforms.count]`, gender-count from `plugin` in 500 ms JSON windows
+/// over `input`, and `[sinks.counts]` writing them to `counts.jsonl` (the
+/// last table, so callers may add keys to it).
+fn counting(input: &str, plugin: &str) -> String {
+    format!(
+        r#"
 [transforms.count]
 type = "wasm"
-inputs = ["log"]
-plugin = "gc.wasm"
+inputs = ["{input}"]
+plugin = "{plugin}"
 config = {{ window = "500ms", format = "json" }}
 
+[sinks.counts]
+type = "file"
+inputs = ["count"]
+path = "counts.jsonl"
+"#
+    )
+}
+
+/// A continuously fed pipeline with a gender-count stage and a chaos stage
+/// (which echoes each event prefixed with its `tag`).
+fn continuous_pipeline(chaos_config: &str) -> String {
+    format!(
+        r#"{log}{counting}
 [transforms.echo]
 type = "wasm"
 inputs = ["log"]
 plugin = "{chaos}"
 config = {chaos_config}
 
-[sinks.counts]
-type = "file"
-inputs = ["count"]
-path = "counts.jsonl"
-
 [sinks.echoes]
 type = "file"
 inputs = ["echo"]
 path = "echoes.txt"
 "#,
-        log = repo().join("data/user_log.csv").display(),
+        log = looping_shop_log(),
+        counting = counting("log", "gc.wasm"),
         chaos = plugin("chaos").display(),
     )
 }
@@ -302,15 +320,7 @@ const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 /// produces, so a rebalance would show in the source's counters.
 fn kafka_pipeline(b: &str, topic: &str, extra: &str, out_format: &str) -> String {
     format!(
-        r#"
-[sources.log]
-type = "replay"
-path = "{log}"
-format = "csv"
-select = "gender"
-rate = 20000
-loop = true
-
+        r#"{log}
 [sinks.to_kafka]
 type = "kafka"
 inputs = ["log"]
@@ -323,21 +333,10 @@ brokers = "{b}"
 topic = "{topic}"
 group = "{topic}-group"
 start = "earliest"
-
-[transforms.count]
-type = "wasm"
-inputs = ["from_kafka"]
-plugin = "{gc}"
-config = {{ window = "500ms", format = "json" }}
-
-[sinks.counts]
-type = "file"
-inputs = ["count"]
-path = "counts.jsonl"
-format = "{out_format}"
+{counting}format = "{out_format}"
 {extra}"#,
-        log = repo().join("data/user_log.csv").display(),
-        gc = plugin("gender-count").display(),
+        log = looping_shop_log(),
+        counting = counting("from_kafka", &plugin("gender-count").display().to_string()),
     )
 }
 
@@ -443,15 +442,7 @@ fn sighup_and_weir_reload_apply_the_same_changes_and_removed_stages_drain() {
     assert!(more.last().unwrap().starts_with("b:"), "new tag in use");
 
     // `weir reload`: remove the echo branch entirely.
-    let without = base.split("[transforms.echo]").next().unwrap().to_owned()
-        + "[sinks.counts]"
-        + base
-            .split("[sinks.counts]")
-            .nth(1)
-            .unwrap()
-            .split("[sinks.echoes]")
-            .next()
-            .unwrap();
+    let without = base.split("[transforms.echo]").next().unwrap().to_owned();
     replace_text(&file, &without);
     let out = run_with_timeout(&mut weir.client("reload"), Duration::from_secs(30));
     let (stdout, stderr) = texts(&out);
@@ -662,30 +653,9 @@ fn a_checkpointing_pipeline_changes_its_graph_and_plugins_while_checkpoints_go_o
     let gc = dir.path().join("gc.wasm");
     std::fs::copy(plugin("gender-count"), &gc).unwrap();
     let text = format!(
-        r#"
-state_dir = "state"
-checkpoint_interval = "200ms"
-
-[sources.log]
-type = "replay"
-path = "{log}"
-format = "csv"
-select = "gender"
-rate = 20000
-loop = true
-
-[transforms.count]
-type = "wasm"
-inputs = ["log"]
-plugin = "gc.wasm"
-config = {{ window = "500ms", format = "json" }}
-
-[sinks.counts]
-type = "file"
-inputs = ["count"]
-path = "counts.jsonl"
-"#,
-        log = repo().join("data/user_log.csv").display(),
+        "state_dir = \"state\"\ncheckpoint_interval = \"200ms\"\n{}{}",
+        looping_shop_log(),
+        counting("log", "gc.wasm")
     );
     let file = write(dir.path(), "p.toml", &text);
     let counts = dir.path().join("counts.jsonl");
@@ -696,10 +666,10 @@ path = "counts.jsonl"
 
     // A new source feeding the running transform, and a new sink.
     let grown = text.replace("inputs = [\"log\"]", "inputs = [\"log\", \"log2\"]")
-        + &format!(
-            "\n[sources.log2]\ntype = \"replay\"\npath = \"{}\"\nformat = \"csv\"\nselect = \"gender\"\nrate = 5000\nloop = true\n\n[sinks.more]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"more.jsonl\"\n",
-            repo().join("data/user_log.csv").display()
-        );
+        + &looping_shop_log()
+            .replace("[sources.log]", "[sources.log2]")
+            .replace("rate = 20000", "rate = 5000")
+        + "\n[sinks.more]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"more.jsonl\"\n";
     replace_text(&file, &grown);
     let r = weir.wait_for_reload(1, Duration::from_secs(30));
     assert_eq!(r["ok"], true, "{r}");
