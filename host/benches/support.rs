@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weir::event::Event;
-use weir::transforms::wasm::to_plugin_batch;
+use weir::wasm::PluginInput;
 use weir::wasm::{Instance, Limits, Runtime, RuntimeOptions};
 use weir_plugin::{Batch, Output, Transform};
 
@@ -163,7 +163,7 @@ pub fn compare<T: Transform>(
     let host_batches: Vec<_> = events
         .chunks(size)
         .enumerate()
-        .map(|(i, c)| to_plugin_batch((i * size) as u64, c))
+        .map(|(i, c)| PluginInput::from_events((i * size) as u64, c))
         .collect();
     let limits = Limits {
         memory: setup.memory,

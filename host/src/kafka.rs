@@ -12,14 +12,51 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
+
+/// Why a Kafka client, topic or the embedded broker could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    /// The embedded broker did not start.
+    #[error("cannot start the embedded Kafka broker: {0}")]
+    Embedded(String),
+    /// librdkafka refused the client settings.
+    #[error("invalid Kafka client settings: {0}")]
+    Settings(#[source] KafkaError),
+    /// No broker answered in time.
+    #[error("cannot reach Kafka brokers {brokers} within {secs}s: {source}")]
+    Unreachable {
+        /// The brokers, as configured.
+        brokers: String,
+        /// How long it waited.
+        secs: f64,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A topic could not be created.
+    #[error("cannot create topic `{topic}` on {brokers}: {reason}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// Where.
+        brokers: String,
+        /// The broker's or client's reason.
+        reason: String,
+    },
+    /// A request to the cluster failed (metadata, committed offsets, fault
+    /// injection).
+    #[error("{0}")]
+    Request(#[from] KafkaError),
+}
 
 /// The value of `brokers` that selects the in-process broker.
 pub const EMBEDDED: &str = "embedded";
@@ -72,11 +109,10 @@ static EMBEDDED_CLUSTER: OnceLock<Result<Embedded, String>> = OnceLock::new();
 impl Embedded {
     /// The process-wide embedded broker, started on first use (3 brokers, so
     /// topics can have several partitions with distinct leaders).
-    pub fn get() -> Result<&'static Embedded, String> {
+    pub fn get() -> Result<&'static Embedded, KafkaSetupError> {
         EMBEDDED_CLUSTER
             .get_or_init(|| {
-                let cluster = MockCluster::new(3)
-                    .map_err(|e| format!("cannot start the embedded Kafka broker: {e}"))?;
+                let cluster = MockCluster::new(3).map_err(|e| e.to_string())?;
                 let bootstrap = cluster.bootstrap_servers();
                 tracing::info!(
                     bootstrap,
@@ -89,7 +125,7 @@ impl Embedded {
                 })
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(|e| KafkaSetupError::Embedded(e.clone()))
     }
 
     /// The broker addresses clients connect to.
@@ -98,7 +134,7 @@ impl Embedded {
     }
 
     /// Creates `topic` with `partitions` unless it exists.
-    pub fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), String> {
+    pub fn ensure_topic(&self, topic: &str, partitions: i32) -> Result<(), KafkaSetupError> {
         let mut topics = self.topics.lock().expect("topics lock");
         if topics.contains_key(topic) {
             return Ok(());
@@ -107,9 +143,11 @@ impl Embedded {
             Ok(()) => {}
             Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::TopicAlreadyExists) => {}
             Err(e) => {
-                return Err(format!(
-                    "cannot create topic `{topic}` on the embedded broker: {e}"
-                ));
+                return Err(KafkaSetupError::CreateTopic {
+                    topic: topic.to_owned(),
+                    brokers: "the embedded broker".to_owned(),
+                    reason: e.to_string(),
+                });
             }
         }
         topics.insert(topic.to_owned(), partitions);
@@ -117,13 +155,13 @@ impl Embedded {
     }
 
     /// Fault injection for tests: takes broker `id` (1-3) down.
-    pub fn broker_down(&self, id: i32) -> Result<(), String> {
-        self.cluster.broker_down(id).map_err(|e| e.to_string())
+    pub fn broker_down(&self, id: i32) -> Result<(), KafkaSetupError> {
+        Ok(self.cluster.broker_down(id)?)
     }
 
     /// Fault injection for tests: brings broker `id` back.
-    pub fn broker_up(&self, id: i32) -> Result<(), String> {
-        self.cluster.broker_up(id).map_err(|e| e.to_string())
+    pub fn broker_up(&self, id: i32) -> Result<(), KafkaSetupError> {
+        Ok(self.cluster.broker_up(id)?)
     }
 }
 
@@ -146,11 +184,21 @@ impl Brokers {
     }
 
     /// The bootstrap list, starting the embedded broker if needed.
-    pub fn bootstrap(&self) -> Result<String, String> {
+    pub fn bootstrap(&self) -> Result<String, KafkaSetupError> {
         match self {
             Brokers::Embedded => Ok(Embedded::get()?.bootstrap().to_owned()),
             Brokers::Cluster(list) => Ok(list.clone()),
         }
+    }
+
+    /// Topic `topic` on these brokers, as a resource stages read or write
+    /// (a source waits for its own pipeline's writers of the same one).
+    pub fn topic(&self, topic: &str) -> crate::stage::Resource {
+        let cluster = match self {
+            Brokers::Embedded => EMBEDDED,
+            Brokers::Cluster(list) => list,
+        };
+        crate::stage::Resource::new("kafka", format!("{cluster}/{topic}"))
     }
 
     /// How to name these brokers in messages.
@@ -185,22 +233,18 @@ pub fn check_reachable(
     config: &ClientConfig,
     brokers: &Brokers,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), KafkaSetupError> {
     let mut probe = config.clone();
     // A plain metadata probe: no group, no subscriptions.
     probe.remove("group.id");
-    let consumer: BaseConsumer = probe
-        .create()
-        .map_err(|e| format!("invalid Kafka client settings: {e}"))?;
+    let consumer: BaseConsumer = probe.create().map_err(KafkaSetupError::Settings)?;
     consumer
         .fetch_metadata(None, timeout)
         .map(drop)
-        .map_err(|e| {
-            format!(
-                "cannot reach Kafka brokers {} within {}s: {e}",
-                brokers.describe(),
-                timeout.as_secs_f64()
-            )
+        .map_err(|source| KafkaSetupError::Unreachable {
+            brokers: brokers.describe(),
+            secs: timeout.as_secs_f64(),
+            source,
         })
 }
 
@@ -213,13 +257,17 @@ pub fn ensure_topic(
     partitions: i32,
     replication: i32,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), KafkaSetupError> {
     if *brokers == Brokers::Embedded {
         return Embedded::get()?.ensure_topic(topic, partitions);
     }
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+    let failed = |reason: String| KafkaSetupError::CreateTopic {
+        topic: topic.to_owned(),
+        brokers: brokers.describe(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(KafkaSetupError::Settings)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new()
         .operation_timeout(Some(timeout))
@@ -227,25 +275,15 @@ pub fn ensure_topic(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(e.to_string()))?;
     let results = rt
         .block_on(admin.create_topics([&new], &opts))
-        .map_err(|e| {
-            format!(
-                "cannot create topic `{topic}` on {}: {e}",
-                brokers.describe()
-            )
-        })?;
+        .map_err(|e| failed(e.to_string()))?;
     for r in results {
         match r {
             Ok(_) => tracing::info!(topic, partitions, "created Kafka topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(format!(
-                    "cannot create topic `{topic}` on {}: {code}",
-                    brokers.describe()
-                ));
-            }
+            Err((_, code)) => return Err(failed(code.to_string())),
         }
     }
     Ok(())
@@ -256,19 +294,44 @@ pub fn partition_count(
     config: &ClientConfig,
     topic: &str,
     timeout: Duration,
-) -> Result<Option<usize>, String> {
+) -> Result<Option<usize>, KafkaSetupError> {
     let mut probe = config.clone();
     probe.remove("group.id");
-    let consumer: BaseConsumer = probe.create().map_err(|e| e.to_string())?;
-    let md = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| e.to_string())?;
+    let consumer: BaseConsumer = probe.create().map_err(KafkaSetupError::Settings)?;
+    let md = consumer.fetch_metadata(Some(topic), timeout)?;
     Ok(md
         .topics()
         .iter()
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().len())
         .filter(|n| *n > 0))
+}
+
+/// Committed offsets of `group` for `topic`, for tests and tools.
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<i64>, KafkaSetupError> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .map_err(KafkaSetupError::Settings)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -8,35 +8,43 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let pipeline = weir::config::load(std::path::Path::new("pipelines/gender-count-local.toml"))?;
-//! let registry = weir::metrics::Registry::default();
-//! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let board = weir::status::Board::new(&pipeline.file);
-//! let running = tokio::task::block_in_place(|| {
-//!     weir::topology::Topology::start(pipeline, &registry, &board, shutdown)
-//! })?;
-//! running.wait().await?;
+//! let running = weir::runner::start(pipeline, Default::default()).await?;
+//! running.wait().await.result?;
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`config`] turns text into a checked [`config::Pipeline`];
-//! [`topology`] builds, runs and reloads it; [`event`] defines what flows;
-//! [`wasm`] hosts plugins; [`sources`], [`transforms`] and [`sinks`] are the
-//! stage types; [`status`] is what a running pipeline reports about itself.
+//! Layers, each importing only those below it (docs/architecture.md; a test
+//! checks the rule):
+//!
+//! 1. [`runner`] (run a pipeline in-process), [`admin`] (the HTTP
+//!    endpoint), [`watch`] (file watching), [`scaffold`] (`weir plugin
+//!    new`);
+//! 2. [`engine`]: builds, runs and reloads the stage graph;
+//! 3. [`config`]: text to a checked [`config::Pipeline`];
+//! 4. the components: [`sources`], [`transforms`], [`sinks`], each type in
+//!    its own file and listed in its kind's registry;
+//! 5. component support: [`wasm`] (the plugin host), [`kafka`] (clients,
+//!    the embedded broker);
+//! 6. the stage API [`stage`], over [`checkpoint`], [`telemetry`],
+//!    [`event`], [`units`] and [`util`].
 
 pub mod admin;
 pub mod checkpoint;
 pub mod config;
+pub mod engine;
 pub mod event;
-pub mod hub;
 pub mod kafka;
-pub mod metrics;
+pub mod runner;
 pub mod scaffold;
 pub mod sinks;
 pub mod sources;
-pub mod status;
-pub mod top;
-pub mod topology;
+pub mod stage;
+pub mod telemetry;
 pub mod transforms;
+pub mod units;
 pub mod util;
 pub mod wasm;
 pub mod watch;
+
+#[cfg(test)]
+mod layering;

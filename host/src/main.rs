@@ -1,15 +1,12 @@
-//! The `weir` command line: parse arguments, call the library, print errors
-//! with their causes.
+//! The `weir` command line: parse arguments, call the library (or a command
+//! in `cli/`), print errors with their causes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
-
-use weir::metrics::{Registry, StageMetrics};
 
 mod cli;
 
@@ -196,10 +193,6 @@ impl Endpoint {
         Ok((addr.unwrap_or_else(|| DEFAULT_ADMIN.to_owned()), token))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> Result<(u16, String)> {
-        self.client()?.request(method, path)
-    }
-
     /// A client for repeated requests.
     fn client(&self) -> Result<cli::AdminClient> {
         let (addr, token) = self.resolve()?;
@@ -238,9 +231,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             file,
             admin,
             no_watch,
-        } => run(file, admin, !no_watch),
-        Command::Reload { endpoint } => reload(&endpoint),
-        Command::Status { endpoint, json } => status(&endpoint, json),
+        } => cli::run::run(
+            &file,
+            weir::runner::RunOptions {
+                admin,
+                watch: !no_watch,
+            },
+        ),
+        Command::Reload { endpoint } => cli::status::reload(&endpoint.client()?),
+        Command::Status { endpoint, json } => cli::status::status(&endpoint.client()?, json),
         Command::Top {
             endpoint,
             interval,
@@ -318,184 +317,4 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-fn run(file: PathBuf, admin: Option<std::net::SocketAddr>, watch: bool) -> Result<ExitCode> {
-    let pipeline = weir::config::load(&file)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("weir-worker")
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = runtime.block_on(async move {
-        let registry = Registry::default();
-        let board = weir::status::Board::new(&file);
-        let shutdown = CancellationToken::new();
-        let started = std::time::Instant::now();
-        let (reloads, requests) = tokio::sync::mpsc::unbounded_channel();
-        let admin_stop = CancellationToken::new();
-        // The admin endpoint binds before anything starts, so a bad address
-        // fails the start instead of a running pipeline.
-        let admin = match admin.or(pipeline.options.admin) {
-            Some(addr) => {
-                let state = weir::admin::AdminState {
-                    board: board.clone(),
-                    registry: registry.clone(),
-                    reloads: reloads.clone(),
-                    token: pipeline.options.admin_token.clone(),
-                    shutdown: admin_stop.clone(),
-                };
-                Some(weir::admin::Admin::bind(addr, state).await?)
-            }
-            None => None,
-        };
-        let stages = pipeline.stages.len();
-        let watched = watch.then(|| pipeline.clone());
-        let running = tokio::task::block_in_place(|| {
-            weir::topology::Topology::start(pipeline, &registry, &board, shutdown.clone())
-        })?;
-        let mut served = None;
-        if let Some(admin) = admin {
-            let address = admin.local_addr()?;
-            tracing::info!(%address, "admin endpoint listening");
-            for (name, title) in board.hub().dashboards() {
-                tracing::info!(url = %format!("http://{address}/dashboard/{name}"), title, "dashboard");
-            }
-            served = Some(tokio::spawn(admin.serve(admin_stop.clone())));
-        }
-        if let Some(p) = &watched {
-            match weir::watch::spawn(p, reloads.clone()) {
-                Ok(_) => tracing::debug!("watching the pipeline's files for changes"),
-                Err(e) => tracing::warn!(error = %e, "cannot watch files; reload with SIGHUP or `weir reload`"),
-            }
-        }
-        tracing::info!(
-            pipeline = %file.display(),
-            stages,
-            "pipeline running; Ctrl-C to stop"
-        );
-        tokio::spawn(watch_signals(shutdown, reloads));
-        let result = running.run(requests).await;
-        // Let open taps and dashboard streams end cleanly.
-        admin_stop.cancel();
-        if let Some(served) = served {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), served).await;
-        }
-        summarise(&registry, started.elapsed());
-        result?;
-        Ok(ExitCode::SUCCESS)
-    });
-    // A read of standard input blocks a runtime thread until a line
-    // arrives; do not wait for it once the pipeline has finished.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    result
-}
-
-fn reload(endpoint: &Endpoint) -> Result<ExitCode> {
-    let (code, body) = endpoint.request(reqwest::Method::POST, "/reload")?;
-    let report: weir::status::ReloadReport = serde_json::from_str(&body)
-        .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
-    if report.ok {
-        println!("reload {}: {}", report.id, report.summary());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("error: reload {}: {}", report.id, report.summary());
-        Ok(ExitCode::FAILURE)
-    }
-}
-
-fn status(endpoint: &Endpoint, json: bool) -> Result<ExitCode> {
-    let (code, body) = endpoint.request(reqwest::Method::GET, "/status")?;
-    if json {
-        println!("{body}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let s: weir::status::Status = serde_json::from_str(&body)
-        .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
-    println!("pipeline {} (pid {})", s.pipeline, s.pid);
-    println!(
-        "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
-        "STAGE", "KIND", "TYPE", "INSTANCE", "STATE", "IN", "OUT", "REJECTED", "ERRORS"
-    );
-    for st in &s.stages {
-        println!(
-            "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
-            st.name,
-            st.kind,
-            st.type_name,
-            st.instance,
-            format!("{:?}", st.state).to_lowercase(),
-            st.counters.events_in,
-            st.counters.events_out,
-            st.counters.rejected,
-            st.counters.errors
-        );
-    }
-    println!(
-        "reloads: {} applied, {} failed",
-        s.reloads_ok, s.reloads_failed
-    );
-    if let Some(r) = &s.last_reload {
-        println!(
-            "last reload {} ({}, {} ms): {}",
-            r.id,
-            r.trigger,
-            r.duration_ms,
-            r.summary()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn watch_signals(
-    shutdown: CancellationToken,
-    reloads: tokio::sync::mpsc::UnboundedSender<weir::topology::ReloadRequest>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::warn!("cannot install signal handlers");
-        return;
-    };
-    let name = loop {
-        tokio::select! {
-            _ = int.recv() => break "SIGINT",
-            _ = term.recv() => break "SIGTERM",
-            _ = hup.recv() => {
-                tracing::info!(signal = "SIGHUP", "reloading the pipeline");
-                let _ = reloads.send(weir::topology::ReloadRequest {
-                    trigger: "SIGHUP".into(),
-                    reply: None,
-                });
-            }
-        }
-    };
-    tracing::info!(
-        signal = name,
-        "stopping: draining in-flight events (signal again to exit at once)"
-    );
-    shutdown.cancel();
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
-    eprintln!("weir: second signal, exiting without draining");
-    std::process::exit(130);
-}
-
-fn summarise(registry: &Registry, elapsed: std::time::Duration) {
-    for (stage, m) in registry.all() {
-        tracing::info!(
-            stage,
-            events_in = StageMetrics::get(&m.events_in),
-            events_out = StageMetrics::get(&m.events_out),
-            rejected = StageMetrics::get(&m.rejected),
-            errors = StageMetrics::get(&m.errors),
-            "stage totals"
-        );
-    }
-    tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "pipeline finished");
 }

@@ -16,7 +16,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Pipeline;
-use crate::topology::ReloadRequest;
+use crate::engine::ReloadRequest;
 
 /// How long files must be quiet before a reload starts.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -35,7 +35,7 @@ impl Targets {
             trees: Vec::new(),
         };
         for stage in pipeline.stages.values() {
-            for f in stage.component.files_to_watch() {
+            for f in stage.component.hooks().files_to_watch() {
                 let f = absolute(&f);
                 if f.is_dir() {
                     t.trees.push(f);

@@ -1,10 +1,13 @@
-//! Client-side commands of the `weir` binary that talk to a running
-//! pipeline (`status`, `reload`, `tap`, `top`) or work on plugin crates
-//! (`plugin ...`).
+//! The commands of the `weir` binary: `run` (the library's runner with
+//! signal handling), the clients of a running pipeline's admin endpoint
+//! (`status`, `reload`, `tap`, `top`) and the plugin tools (`plugin ...`).
 
 pub mod plugin;
+pub mod run;
+pub mod status;
 pub mod tap;
 pub mod top;
+pub mod top_screen;
 
 use anyhow::{Context, Result};
 

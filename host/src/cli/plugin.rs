@@ -51,7 +51,7 @@ pub fn build(dir: &Path) -> Result<()> {
     eprintln!(
         "weir: built {} ({}) in {:.1} s",
         wasm.display(),
-        weir::top::bytes(size),
+        super::top_screen::bytes(size),
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
@@ -142,7 +142,7 @@ fn print_text(
     println!("file:        {}", file.display());
     println!(
         "size:        {} ({size} bytes)",
-        weir::top::bytes(size as u64)
+        super::top_screen::bytes(size as u64)
     );
     println!(
         "kind:        {}",

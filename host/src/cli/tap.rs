@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result, bail};
-use weir::hub::TapEvent;
+use weir::telemetry::TapEvent;
 
 /// How `weir tap` prints events.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub fn run(client: &super::AdminClient, stage: &str, opts: Options) -> Result<()
         }
         eprintln!(
             "tapping `{stage}` (sampled, at most {} events/s){}",
-            weir::hub::TAP_EVENTS_PER_SECOND,
+            weir::telemetry::TAP_EVENTS_PER_SECOND,
             opts.limit
                 .map_or(String::new(), |n| format!("; stopping after {n}"))
         );

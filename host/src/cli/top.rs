@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use crossterm::{cursor, execute, queue, terminal};
 
-use weir::status::Status;
+use weir::telemetry::Status;
 
 /// Leaves raw mode and the alternate screen however `top` ends.
 struct Screen;
@@ -61,7 +61,7 @@ pub fn run(
                 } else {
                     200
                 };
-                let lines = weir::top::render(
+                let lines = super::top_screen::render(
                     before.as_ref().map(|(s, _)| s),
                     &status,
                     elapsed,

@@ -3,12 +3,11 @@
 use std::io::Write;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{LineFormat, write_line};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::stage::{BoxError, Component, Sink, SinkContext, StageTask, run_blocking};
+use crate::telemetry::StageMetrics;
 
 /// Settings of the `console` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -19,20 +18,19 @@ pub struct ConsoleConfig {
     pub format: LineFormat,
 }
 
-impl ConsoleConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Sink for ConsoleConfig {
+    fn build(&self, ctx: SinkContext) -> Result<StageTask, BoxError> {
         let format = self.format;
         Ok(run(ctx, format).boxed())
     }
 }
 
+impl Component for ConsoleConfig {}
+
 async fn run(ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
     // Standard output may block (a pipe to a slow reader): keep it on its
     // own thread.
-    tokio::task::spawn_blocking(move || write_all(ctx, format)).await?
+    run_blocking(move || write_all(ctx, format)).await?
 }
 
 fn write_all(mut ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {

@@ -14,14 +14,13 @@
 //! stage's dead-letter output if set).
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 use crate::event::Event;
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::stage::{BoxError, Component, Sink, SinkContext, StageTask};
+use crate::telemetry::StageMetrics;
 
 /// Which chart a dashboard draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -172,12 +171,11 @@ impl DashboardConfig {
         }
         Ok(p)
     }
+}
 
-    pub(crate) fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
-        if !ctx.hub.is_served() {
+impl Sink for DashboardConfig {
+    fn build(&self, ctx: SinkContext) -> Result<StageTask, BoxError> {
+        if !ctx.dashboards.is_served() {
             return Err(format!(
                 "the dashboard sink `{}` is served by the admin endpoint, which is off: set `admin = \"127.0.0.1:7470\"` at the top of the pipeline file, or run with `--admin 127.0.0.1:7470`",
                 ctx.name
@@ -190,16 +188,20 @@ impl DashboardConfig {
             "labels": self.labels,
         });
         let title = self.title.clone().unwrap_or_else(|| ctx.name.clone());
-        let board = ctx.hub.dashboard(&ctx.name, title, settings, self.history);
+        let board = ctx
+            .dashboards
+            .dashboard(&ctx.name, title, settings, self.history);
         let config = self.clone();
         Ok(run(ctx, config, board).boxed())
     }
 }
 
+impl Component for DashboardConfig {}
+
 async fn run(
     mut ctx: SinkContext,
     config: DashboardConfig,
-    board: std::sync::Arc<crate::hub::Dashboard>,
+    board: std::sync::Arc<crate::telemetry::Dashboard>,
 ) -> Result<(), BoxError> {
     while let Some(batch) = ctx.next_batch().await {
         let started = std::time::Instant::now();

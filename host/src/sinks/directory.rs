@@ -23,12 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use crate::event::Event;
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::stage::{BoxError, Component, Sink, SinkContext, StageTask, run_blocking};
+use crate::telemetry::StageMetrics;
 
 /// Settings of the `directory` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -108,17 +107,6 @@ impl DirectoryConfig {
             .unwrap_or_else(|| "bin".into());
         (stem, ext)
     }
-
-    pub(crate) fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
-        std::fs::create_dir_all(&self.path)
-            .map_err(|e| format!("cannot create directory {}: {e}", self.path.display()))?;
-        let config = self.clone();
-        Ok(async move { tokio::task::spawn_blocking(move || config.run(ctx)).await? }.boxed())
-    }
-
     fn run(self, mut ctx: SinkContext) -> Result<(), BoxError> {
         while let Some(batch) = ctx.blocking_next_batch() {
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
@@ -144,13 +132,28 @@ impl DirectoryConfig {
                     write_new(&self.path, &file, "json", &meta)
                         .map_err(|e| format!("cannot write into {}: {e}", self.path.display()))?;
                 }
-                tracing::debug!(stage = ctx.name, file = %path.display(), bytes = event.value.len(), "written");
+                tracing::debug!(file = %path.display(), bytes = event.value.len(), "written");
                 StageMetrics::add(&ctx.metrics.events_out, 1);
             }
             ctx.metrics.record_batch(started.elapsed());
             drop(batch); // every file is in place: release the acknowledgements
         }
         Ok(())
+    }
+}
+
+impl Sink for DirectoryConfig {
+    fn build(&self, ctx: SinkContext) -> Result<StageTask, BoxError> {
+        std::fs::create_dir_all(&self.path)
+            .map_err(|e| format!("cannot create directory {}: {e}", self.path.display()))?;
+        let config = self.clone();
+        Ok(async move { run_blocking(move || config.run(ctx)).await? }.boxed())
+    }
+}
+
+impl Component for DirectoryConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.path]
     }
 }
 

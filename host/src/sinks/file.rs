@@ -5,12 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{LineFormat, write_line};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, Item, SinkContext};
+use crate::stage::{BoxError, Component, Item, Sink, SinkContext, StageTask, run_blocking};
+use crate::telemetry::StageMetrics;
 
 /// Settings of the `file` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -23,11 +22,8 @@ pub struct FileConfig {
     pub format: LineFormat,
 }
 
-impl FileConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Sink for FileConfig {
+    fn build(&self, ctx: SinkContext) -> Result<StageTask, BoxError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
@@ -42,6 +38,12 @@ impl FileConfig {
     }
 }
 
+impl Component for FileConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.path]
+    }
+}
+
 async fn run(
     ctx: SinkContext,
     file: std::fs::File,
@@ -49,7 +51,7 @@ async fn run(
     format: LineFormat,
 ) -> Result<(), BoxError> {
     // A dedicated blocking thread: file writes never stall async workers.
-    tokio::task::spawn_blocking(move || write_all(ctx, file, path, format)).await?
+    run_blocking(move || write_all(ctx, file, path, format)).await?
 }
 
 fn write_all(

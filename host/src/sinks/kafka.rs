@@ -28,7 +28,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -36,11 +35,13 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::config::units::Duration;
 use crate::event::{Acks, Event};
 use crate::kafka::{Brokers, Options, check_reachable, client_config, ensure_topic};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, Item, SinkContext};
+use crate::stage::{
+    BoxError, Component, Item, Resource, Sink, SinkContext, StageTask, run_blocking,
+};
+use crate::telemetry::StageMetrics;
+use crate::units::Duration;
 
 /// Producer acknowledgement level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -190,11 +191,8 @@ struct Waiting {
 /// At most this many batches are waiting for delivery reports at once.
 const MAX_IN_FLIGHT: usize = 64;
 
-impl KafkaSinkConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Sink for KafkaSinkConfig {
+    fn build(&self, ctx: SinkContext) -> Result<StageTask, BoxError> {
         let brokers = Brokers::from_setting(self.brokers.as_deref());
         let bootstrap = brokers.bootstrap()?;
         let idempotent = match (self.idempotent, self.acks) {
@@ -259,7 +257,6 @@ impl KafkaSinkConfig {
             })
             .map_err(|e| format!("cannot create Kafka producer: {e}"))?;
         tracing::info!(
-            stage = ctx.name,
             brokers = brokers.describe(),
             topic = self.topic,
             "kafka sink ready"
@@ -272,6 +269,12 @@ impl KafkaSinkConfig {
             done_tx,
         };
         Ok(run.run(ctx, done_rx).boxed())
+    }
+}
+
+impl Component for KafkaSinkConfig {
+    fn writes(&self) -> Vec<Resource> {
+        vec![Brokers::from_setting(self.brokers.as_deref()).topic(&self.topic)]
     }
 }
 
@@ -332,7 +335,7 @@ impl Run {
             ctx.reporter.sink_ready(id);
         }
         let producer = self.producer;
-        tokio::task::spawn_blocking(move || producer.flush(StdDuration::from_secs(30)))
+        run_blocking(move || producer.flush(StdDuration::from_secs(30)))
             .await?
             .map_err(|e| format!("flushing the producer failed: {e}"))?;
         Ok(())

@@ -1,4 +1,5 @@
-//! Sinks: where events leave a pipeline.
+//! Sinks: where events leave a pipeline. The registry below lists every
+//! sink type; each implements [`crate::stage::Sink`] in its own file.
 
 pub mod console;
 pub mod dashboard;
@@ -7,97 +8,26 @@ pub mod file;
 pub mod kafka;
 pub mod thingsboard;
 
-use std::path::PathBuf;
-
-use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::topology::{BoxError, SinkContext};
+use crate::stage::component_registry;
 
-/// Every sink type, with its settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SinkConfig {
-    /// Prints events to standard output.
-    Console(console::ConsoleConfig),
-    /// Live charts in the browser, served by the admin endpoint.
-    Dashboard(dashboard::DashboardConfig),
-    /// Writes one file per event.
-    Directory(directory::DirectoryConfig),
-    /// Appends events to a file.
-    File(file::FileConfig),
-    /// Produces to a Kafka topic.
-    Kafka(kafka::KafkaSinkConfig),
-    /// Posts device telemetry to ThingsBoard.
-    Thingsboard(thingsboard::ThingsboardConfig),
-}
-
-impl SinkConfig {
-    /// The `type` values sinks accept.
-    pub const TYPES: &'static [&'static str] = &[
-        "console",
-        "dashboard",
-        "directory",
-        "file",
-        "kafka",
-        "thingsboard",
-    ];
-
-    /// The `type` of this sink.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkConfig::Console(_) => "console",
-            SinkConfig::Dashboard(_) => "dashboard",
-            SinkConfig::Directory(_) => "directory",
-            SinkConfig::File(_) => "file",
-            SinkConfig::Kafka(_) => "kafka",
-            SinkConfig::Thingsboard(_) => "thingsboard",
-        }
-    }
-
-    pub(crate) fn deserialize_type<'de, D: serde::Deserializer<'de>>(
-        type_name: &str,
-        de: D,
-    ) -> Result<Self, D::Error> {
-        Ok(match type_name {
-            "console" => SinkConfig::Console(console::ConsoleConfig::deserialize(de)?),
-            "dashboard" => SinkConfig::Dashboard(dashboard::DashboardConfig::deserialize(de)?),
-            "directory" => SinkConfig::Directory(directory::DirectoryConfig::deserialize(de)?),
-            "file" => SinkConfig::File(file::FileConfig::deserialize(de)?),
-            "kafka" => SinkConfig::Kafka(kafka::KafkaSinkConfig::deserialize(de)?),
-            "thingsboard" => {
-                SinkConfig::Thingsboard(thingsboard::ThingsboardConfig::deserialize(de)?)
-            }
-            other => {
-                return Err(serde::de::Error::custom(format!(
-                    "unknown sink type `{other}`"
-                )));
-            }
-        })
-    }
-
-    pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
-        match self {
-            SinkConfig::Console(_) | SinkConfig::Dashboard(_) => vec![],
-            SinkConfig::Directory(c) => vec![&mut c.path],
-            SinkConfig::File(c) => vec![&mut c.path],
-            SinkConfig::Kafka(_) | SinkConfig::Thingsboard(_) => vec![],
-        }
-    }
-
-    /// Builds the sink; the future runs until its input closes.
-    pub fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
-        match self {
-            SinkConfig::Console(c) => c.build(ctx),
-            SinkConfig::Dashboard(c) => c.build(ctx),
-            SinkConfig::Directory(c) => c.build(ctx),
-            SinkConfig::File(c) => c.build(ctx),
-            SinkConfig::Kafka(c) => c.build(ctx),
-            SinkConfig::Thingsboard(c) => c.build(ctx),
-        }
+component_registry! {
+    /// Every sink type, with its settings (selected by `type`).
+    pub enum SinkConfig: Sink {
+        /// Prints events to standard output.
+        "console" => Console(console::ConsoleConfig),
+        /// Live charts in the browser, served by the admin endpoint.
+        "dashboard" => Dashboard(dashboard::DashboardConfig),
+        /// Writes one file per event.
+        "directory" => Directory(directory::DirectoryConfig),
+        /// Appends events to a file.
+        "file" => File(file::FileConfig),
+        /// Produces to a Kafka topic.
+        "kafka" => Kafka(kafka::KafkaSinkConfig),
+        /// Posts device telemetry to ThingsBoard.
+        "thingsboard" => Thingsboard(thingsboard::ThingsboardConfig),
     }
 }
 

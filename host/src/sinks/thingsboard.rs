@@ -26,13 +26,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration as StdDuration, Instant};
 
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::config::units::Duration;
 use crate::event::Event;
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SinkContext};
+use crate::stage::{BoxError, Component, Sink, SinkContext, StageTask};
+use crate::telemetry::StageMetrics;
+use crate::units::Duration;
 
 /// Settings of the `thingsboard` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -79,11 +78,8 @@ enum Posted {
     Failed(String),
 }
 
-impl ThingsboardConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SinkContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Sink for ThingsboardConfig {
+    fn build(&self, ctx: SinkContext) -> Result<StageTask, BoxError> {
         if self.token.is_none() && self.tokens.is_empty() {
             return Err("set `token`, or `tokens` with `device_field`".into());
         }
@@ -103,7 +99,7 @@ impl ThingsboardConfig {
             )
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {}", e.without_url()))?;
-        let sink = Sink {
+        let sink = Poster {
             config: self.clone(),
             url,
             client,
@@ -115,14 +111,17 @@ impl ThingsboardConfig {
     }
 }
 
-struct Sink {
+impl Component for ThingsboardConfig {}
+
+/// Posts batches of telemetry, retrying what ThingsBoard may take later.
+struct Poster {
     config: ThingsboardConfig,
     url: String,
     client: reqwest::Client,
     retry_for: StdDuration,
 }
 
-impl Sink {
+impl Poster {
     async fn run(self, mut ctx: SinkContext) -> Result<(), BoxError> {
         while let Some(batch) = ctx.next_batch().await {
             StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);

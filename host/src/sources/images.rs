@@ -22,13 +22,12 @@ use std::time::{Duration as StdDuration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::config::units::{ByteSize, Duration};
 use crate::event::{Batch, Event};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SourceContext};
+use crate::stage::{BoxError, Component, Source, SourceContext, StageTask, run_blocking};
+use crate::telemetry::StageMetrics;
+use crate::units::{ByteSize, Duration};
 
 /// One pattern or several.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -100,23 +99,6 @@ pub struct ImagesConfig {
 }
 
 impl ImagesConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SourceContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
-        if !self.path.is_dir() {
-            return Err(format!("{} is not a directory", self.path.display()).into());
-        }
-        let config = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        Ok(async move {
-            tokio::task::spawn_blocking(move || config.run(ctx, handle))
-                .await
-                .map_err(|e| -> BoxError { format!("images task failed: {e}").into() })?
-        }
-        .boxed())
-    }
-
     /// Matching regular files and their sizes, by name.
     fn list(&self) -> std::io::Result<BTreeMap<String, u64>> {
         let mut files = BTreeMap::new();
@@ -211,18 +193,13 @@ impl ImagesConfig {
                     }
                     Err(reason) => {
                         StageMetrics::add(&ctx.metrics.errors, 1);
-                        tracing::warn!(
-                            stage = ctx.name,
-                            file = name,
-                            reason,
-                            "cannot read file; skipped"
-                        );
+                        tracing::warn!(file = name, reason, "cannot read file; skipped");
                     }
                 }
             }
             if !self.watch {
                 ctx.finish(&handle, position(&seen));
-                tracing::info!(stage = ctx.name, files = seen.len(), "images read");
+                tracing::info!(files = seen.len(), "images read");
                 return Ok(());
             }
             last_sizes = files;
@@ -237,6 +214,27 @@ impl ImagesConfig {
                 std::thread::sleep(StdDuration::from_millis(50).min(poll));
             }
         }
+    }
+}
+
+impl Source for ImagesConfig {
+    fn build(&self, ctx: SourceContext) -> Result<StageTask, BoxError> {
+        if !self.path.is_dir() {
+            return Err(format!("{} is not a directory", self.path.display()).into());
+        }
+        let config = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        Ok(async move { run_blocking(move || config.run(ctx, handle)).await? }.boxed())
+    }
+}
+
+impl Component for ImagesConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.path]
+    }
+
+    fn resumes_where_stopped(&self) -> bool {
+        true
     }
 }
 

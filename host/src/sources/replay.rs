@@ -24,13 +24,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::checkpoint::Action;
 use crate::event::{Batch, Event, Origin};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SourceContext};
+use crate::stage::{Action, BoxError, Component, Source, SourceContext, StageTask, run_blocking};
+use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
 use weir_plugin::json::field as json_field;
 use weir_plugin::time::parse_timestamp;
@@ -283,7 +281,7 @@ impl ReplayConfig {
                             self.path.display()
                         );
                         if let Some(s) =
-                            crate::config::suggest(name, header.iter().map(String::as_str))
+                            crate::util::suggest(name, header.iter().map(String::as_str))
                         {
                             msg.push_str(&format!(" (did you mean `{s}`?)"));
                         }
@@ -319,50 +317,6 @@ impl ReplayConfig {
             }
         })
     }
-
-    pub(crate) fn build(
-        &self,
-        ctx: SourceContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
-        if let Some(rate) = self.rate
-            && !(rate > 0.0 && rate.is_finite())
-        {
-            return Err(
-                format!("rate must be a positive number of events per second, got {rate}").into(),
-            );
-        }
-        let file = File::open(&self.path)
-            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
-        let mut lines = Lines::new(file);
-        let layout = self.open_layout(&mut lines)?;
-        if let Some(resume) = &ctx.control.resume {
-            let offset = resume["offset"].as_u64().unwrap_or(0);
-            let line = resume["line"].as_u64().unwrap_or(0);
-            if offset > 0 {
-                lines.seek(offset, line).map_err(|e| {
-                    format!(
-                        "cannot resume {} at byte {offset}: {e}",
-                        self.path.display()
-                    )
-                })?;
-                tracing::info!(
-                    stage = ctx.name,
-                    line,
-                    offset,
-                    "replay resumes from the checkpoint"
-                );
-            }
-        }
-        let config = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        Ok(async move {
-            tokio::task::spawn_blocking(move || config.run(lines, layout, ctx, handle))
-                .await
-                .map_err(|e| -> BoxError { format!("replay task failed: {e}").into() })?
-        }
-        .boxed())
-    }
-
     fn run(
         self,
         mut lines: Lines,
@@ -391,7 +345,6 @@ impl ReplayConfig {
                 if ctx.act(&handle, action, || position(&lines)) {
                     if checkpoint {
                         tracing::info!(
-                            stage = ctx.name,
                             events = emitted,
                             line = lines.line_no,
                             "replay stopped at a checkpoint"
@@ -434,7 +387,7 @@ impl ReplayConfig {
                 if self.flush(&ctx, &handle, &mut batch, &mut rejected).is_ok() {
                     ctx.finish(&handle, position(&lines));
                 }
-                tracing::info!(stage = ctx.name, events = emitted, "replay finished");
+                tracing::info!(events = emitted, "replay finished");
                 return Ok(());
             };
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -461,7 +414,7 @@ impl ReplayConfig {
             }
         }
         let _ = self.flush(&ctx, &handle, &mut batch, &mut rejected);
-        tracing::info!(stage = ctx.name, events = emitted, "replay stopped");
+        tracing::info!(events = emitted, "replay stopped");
         Ok(())
     }
 
@@ -471,7 +424,7 @@ impl ReplayConfig {
         handle: &tokio::runtime::Handle,
         batch: &mut Vec<Event>,
         rejected: &mut Vec<(Event, String)>,
-    ) -> Result<(), crate::topology::Closed> {
+    ) -> Result<(), crate::stage::Closed> {
         if !rejected.is_empty() {
             ctx.dead_letters.blocking_send(
                 handle,
@@ -547,6 +500,51 @@ impl ReplayConfig {
                 Ok(Event::new(value, ts))
             }
         }
+    }
+}
+
+impl Source for ReplayConfig {
+    fn build(&self, ctx: SourceContext) -> Result<StageTask, BoxError> {
+        if let Some(rate) = self.rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(
+                format!("rate must be a positive number of events per second, got {rate}").into(),
+            );
+        }
+        let file = File::open(&self.path)
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let mut lines = Lines::new(file);
+        let layout = self.open_layout(&mut lines)?;
+        if let Some(resume) = &ctx.control.resume {
+            let offset = resume["offset"].as_u64().unwrap_or(0);
+            let line = resume["line"].as_u64().unwrap_or(0);
+            if offset > 0 {
+                lines.seek(offset, line).map_err(|e| {
+                    format!(
+                        "cannot resume {} at byte {offset}: {e}",
+                        self.path.display()
+                    )
+                })?;
+                tracing::info!(line, offset, "replay resumes from the checkpoint");
+            }
+        }
+        let config = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        Ok(
+            async move { run_blocking(move || config.run(lines, layout, ctx, handle)).await? }
+                .boxed(),
+        )
+    }
+}
+
+impl Component for ReplayConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.path]
+    }
+
+    fn resumes_where_stopped(&self) -> bool {
+        true
     }
 }
 

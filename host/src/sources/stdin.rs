@@ -2,14 +2,12 @@
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::checkpoint::Action;
 use crate::event::{Batch, Event, Marker};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SourceContext};
+use crate::stage::{Action, BoxError, Component, Source, SourceContext, StageTask};
+use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
 
 /// Settings of the `stdin` source (none yet; the table may be empty).
@@ -17,14 +15,13 @@ use crate::util::now_ms;
 #[serde(deny_unknown_fields)]
 pub struct StdinConfig {}
 
-impl StdinConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SourceContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Source for StdinConfig {
+    fn build(&self, ctx: SourceContext) -> Result<StageTask, BoxError> {
         Ok(run(ctx).boxed())
     }
 }
+
+impl Component for StdinConfig {}
 
 async fn run(mut ctx: SourceContext) -> Result<(), BoxError> {
     let mut reader = BufReader::with_capacity(1 << 16, tokio::io::stdin());

@@ -25,13 +25,15 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::event::Event;
-use crate::topology::{BoxError, Processed, TransformContext, run_stateless};
+use crate::stage::{
+    BoxError, Component, Processed, StageTask, Transform, TransformContext, run_blocking,
+    run_stateless,
+};
 
 /// Where a model output goes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -295,11 +297,8 @@ fn tensor_values(t: &Tensor) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-impl OnnxConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: TransformContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Transform for OnnxConfig {
+    fn build(&self, ctx: TransformContext) -> Result<StageTask, BoxError> {
         if self.features.is_empty() {
             return Err("`features` lists no fields".into());
         }
@@ -319,11 +318,11 @@ impl OnnxConfig {
         predictor
             .predict(&vec![0.0; self.features.len()])
             .map_err(|e| format!("model {} failed its check run: {e}", self.model.display()))?;
-        tracing::info!(stage = ctx.name, model = %self.model.display(), "ONNX model loaded, optimised and checked");
+        tracing::info!(model = %self.model.display(), "ONNX model loaded, optimised and checked");
         let features = self.features.clone();
         let handle = tokio::runtime::Handle::current();
         Ok(async move {
-            tokio::task::spawn_blocking(move || {
+            run_blocking(move || {
                 run_stateless(ctx, &handle, |events| {
                     predict_events(&mut predictor, &features, batch, events)
                 })
@@ -331,6 +330,20 @@ impl OnnxConfig {
             .await?
         }
         .boxed())
+    }
+}
+
+impl Component for OnnxConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.model]
+    }
+
+    fn files_to_watch(&self) -> Vec<PathBuf> {
+        vec![self.model.clone()]
+    }
+
+    fn fingerprint(&self) -> Result<Option<String>, BoxError> {
+        Ok(Some(crate::util::file_digest(&self.model)?))
     }
 }
 

@@ -196,13 +196,15 @@ pub fn resolve_plugin(path: &Path) -> Result<(PathBuf, BuildOutcome), PluginErro
     match stale {
         None => Ok((info.artifact, BuildOutcome::UpToDate)),
         Some(reason) => {
-            eprintln!(
+            // Logged, not printed: the library never writes to the
+            // terminal itself (cargo's own progress still shows).
+            tracing::info!(
                 "weir: building plugin {} from {} ({reason}) ...",
                 info.package,
                 path.display()
             );
             let wasm = build_crate(path, &info)?;
-            eprintln!("weir: built {}", wasm.display());
+            tracing::info!("weir: built {}", wasm.display());
             Ok((wasm, BuildOutcome::Built))
         }
     }

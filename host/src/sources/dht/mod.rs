@@ -48,13 +48,12 @@ use std::time::{Duration as StdDuration, Instant};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::config::units::Duration;
 use crate::event::{Batch, Event};
-use crate::metrics::StageMetrics;
-use crate::topology::{BoxError, SourceContext};
+use crate::stage::{BoxError, Component, Source, SourceContext, StageTask, run_blocking};
+use crate::telemetry::StageMetrics;
+use crate::units::Duration;
 use protocol::{Model, Negative, ReadError, Reading};
 use sim::{Noise, Series, SimSensor};
 
@@ -152,11 +151,8 @@ enum Sensor {
     Sim(SimSensor, Series),
 }
 
-impl DhtConfig {
-    pub(crate) fn build(
-        &self,
-        ctx: SourceContext,
-    ) -> Result<BoxFuture<'static, Result<(), BoxError>>, BoxError> {
+impl Source for DhtConfig {
+    fn build(&self, ctx: SourceContext) -> Result<StageTask, BoxError> {
         let interval = self
             .interval
             .map_or(StdDuration::from_secs(5), Duration::get);
@@ -243,12 +239,13 @@ impl DhtConfig {
             sensor,
         };
         let handle = tokio::runtime::Handle::current();
-        Ok(async move {
-            tokio::task::spawn_blocking(move || reader.run(ctx, handle))
-                .await
-                .map_err(|e| -> BoxError { format!("dht task failed: {e}").into() })?
-        }
-        .boxed())
+        Ok(async move { run_blocking(move || reader.run(ctx, handle)).await? }.boxed())
+    }
+}
+
+impl Component for DhtConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        self.readings.iter_mut().collect()
     }
 }
 
@@ -383,7 +380,7 @@ impl Reader {
                         .blocking_send(&handle, Batch::new(std::mem::take(&mut batch)));
                 }
                 ctx.finish(&handle, serde_json::json!({ "reads": i }));
-                tracing::info!(stage = ctx.name, reads = i, "dht simulation finished");
+                tracing::info!(reads = i, "dht simulation finished");
                 return Ok(());
             }
             let (result, flips) = self.reading(i, &ctx.name);
@@ -391,7 +388,6 @@ impl Reader {
                 // Only the simulator knows: flipped bits that cancelled in
                 // the checksum.
                 tracing::debug!(
-                    stage = ctx.name,
                     read = i,
                     flips,
                     "sim: read accepted although bits were flipped (they cancel in the checksum)"
@@ -419,7 +415,6 @@ impl Reader {
                     failures_logged += 1;
                     if failures_logged <= 20 || failures_logged.is_multiple_of(100) {
                         tracing::warn!(
-                            stage = ctx.name,
                             read = i,
                             error = %e,
                             failures = failures_logged,

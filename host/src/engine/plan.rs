@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Component, Kind, Pipeline};
-use crate::transforms::TransformConfig;
+use crate::config::{Kind, Pipeline};
 
 /// Per-stage digests of plugin and model files.
 pub(crate) type Fingerprints = HashMap<String, String>;
@@ -41,6 +40,26 @@ impl Plan {
     }
 }
 
+/// A change a running pipeline cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Top-level settings changed.
+    #[error(
+        "top-level settings (batch_size, channel_capacity, state_dir, checkpoint_interval, admin) apply at start: restart weir to change them"
+    )]
+    Options,
+    /// A stage changed its kind under the same name.
+    #[error("stage `{stage}` changes from a {} to a {}: give the new stage another name", .was.noun(), .is.noun())]
+    Kind {
+        /// The stage.
+        stage: String,
+        /// Its kind in the running pipeline.
+        was: Kind,
+        /// Its kind in the new file.
+        is: Kind,
+    },
+}
+
 /// Compares `old` and `new`. Fails when a change cannot be applied while
 /// running.
 pub(crate) fn diff(
@@ -48,12 +67,9 @@ pub(crate) fn diff(
     new: &Pipeline,
     old_prints: &Fingerprints,
     new_prints: &Fingerprints,
-) -> Result<Plan, String> {
+) -> Result<Plan, PlanError> {
     if old.options != new.options {
-        return Err(
-            "top-level settings (batch_size, channel_capacity, state_dir, checkpoint_interval, admin) apply at start: restart weir to change them"
-                .into(),
-        );
+        return Err(PlanError::Options);
     }
     let mut plan = Plan::default();
     for (name, stage) in &new.stages {
@@ -63,11 +79,11 @@ pub(crate) fn diff(
         };
         let (was, is) = (before.component.kind(), stage.component.kind());
         if was != is {
-            return Err(format!(
-                "stage `{name}` changes from a {} to a {}: give the new stage another name",
-                was.noun(),
-                is.noun()
-            ));
+            return Err(PlanError::Kind {
+                stage: name.clone(),
+                was,
+                is,
+            });
         }
         if before.inputs != stage.inputs || before.dead_letter != stage.dead_letter {
             plan.rewire.push(name.clone());
@@ -75,13 +91,7 @@ pub(crate) fn diff(
         let same_files = old_prints.get(name) == new_prints.get(name);
         if before.component == stage.component && same_files {
             plan.keep.push(name.clone());
-        } else if matches!(
-            (&before.component, &stage.component),
-            (
-                Component::Transform(TransformConfig::Wasm(_)),
-                Component::Transform(TransformConfig::Wasm(_))
-            )
-        ) {
+        } else if before.component.updates_in_place_to(&stage.component) {
             plan.swap.push(name.clone());
         } else {
             plan.restart.push(name.clone());
@@ -147,7 +157,9 @@ mod tests {
                 line: 9,
                 inputs: vec!["a".into()],
                 dead_letter: None,
-                component: Component::Transform(TransformConfig::Wasm(wasm)),
+                component: crate::config::ComponentConfig::Transform(
+                    crate::transforms::TransformConfig::Wasm(wasm),
+                ),
             },
         );
         let mut new = old.clone();
@@ -165,10 +177,13 @@ mod tests {
         let new = pipeline(
             "[sources.out]\ntype = \"stdin\"\n\n[sinks.a]\ntype = \"console\"\ninputs = [\"out\"]\n",
         );
-        let err = diff(&old, &new, &HashMap::new(), &HashMap::new()).unwrap_err();
+        let err = diff(&old, &new, &HashMap::new(), &HashMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("changes from a sink to a source"), "{err}");
         let new = pipeline(&format!("batch_size = 5\n{BASE}"));
         let err = diff(&old, &new, &HashMap::new(), &HashMap::new()).unwrap_err();
-        assert!(err.contains("restart weir"), "{err}");
+        assert_eq!(err, PlanError::Options);
+        assert!(err.to_string().contains("restart weir"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! Human-friendly units in pipeline files: durations and byte sizes.
+//! Human-friendly units in pipeline files and stage settings: durations and byte sizes.
 
 use std::fmt;
 use std::time::Duration as StdDuration;

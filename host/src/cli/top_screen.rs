@@ -1,10 +1,10 @@
-//! `weir top`: what the live view shows, computed from two successive
-//! [`Status`] readings. The terminal handling is in the binary; this module
-//! is the arithmetic and the layout, so it can be tested.
+//! What `weir top` shows, computed from two successive [`Status`]
+//! readings: rates, and the screen's lines. The terminal handling is in
+//! `top.rs`; this is the arithmetic and the layout, so it can be tested.
 
 use std::time::Duration;
 
-use crate::status::{StageStatus, Status};
+use weir::telemetry::{StageStatus, Status};
 
 /// Per-second rates of one stage between two readings.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,20 +166,14 @@ fn clock(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{Counters, StageState};
+    use weir::telemetry::Counters;
 
     fn stage(name: &str, events_in: u64, busy_ms: u64) -> StageStatus {
         StageStatus {
             name: name.into(),
             kind: "transform".into(),
             type_name: "wasm".into(),
-            inputs: vec![],
-            outputs: vec![],
-            dead_letter: None,
             instance: 1,
-            started_ms: 0,
-            state: StageState::Running,
-            error: None,
             counters: Counters {
                 events_in,
                 events_out: events_in / 2,
@@ -187,6 +181,7 @@ mod tests {
                 memory_bytes: 3 << 20,
                 ..Counters::default()
             },
+            ..StageStatus::default()
         }
     }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::Alignment;
 use crate::event::{Batch, Marker};
-use crate::hub::TapPoint;
+use crate::telemetry::TapPoint;
 
 /// What a stage receives.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! rejections out, checkpoint markers aligned and forwarded.
 
 use crate::event::{Batch, Event, Marker};
-use crate::metrics::StageMetrics;
+use crate::telemetry::StageMetrics;
 
 use super::{BoxError, Item, TransformContext};
 
@@ -24,7 +24,6 @@ pub fn run_stateless(
     mut f: impl FnMut(Vec<Event>) -> Processed,
 ) -> Result<(), BoxError> {
     let TransformContext {
-        name,
         mut input,
         out,
         dead_letters,
@@ -46,7 +45,7 @@ pub fn run_stateless(
                     .blocking_send(handle, Batch::with_acks(events, batch.acks))
                     .is_err()
                 {
-                    tracing::debug!(stage = name, "downstream stopped");
+                    tracing::debug!("downstream stopped");
                     return Ok(());
                 }
             }

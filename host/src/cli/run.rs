@@ -1,0 +1,63 @@
+//! `weir run`: the library's runner under a process's signals. SIGINT and
+//! SIGTERM drain and stop the pipeline (a second one exits at once with
+//! status 130); SIGHUP reloads it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use weir::runner::{Controls, RunOptions};
+
+/// Runs the pipeline in `file` until its sources end or a signal stops it.
+pub fn run(file: &Path, options: RunOptions) -> Result<ExitCode> {
+    let pipeline = weir::config::load(file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weir-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async move {
+        let running = weir::runner::start(pipeline, options).await?;
+        tokio::spawn(watch_signals(running.controls()));
+        running.wait().await.result?;
+        Ok(ExitCode::SUCCESS)
+    });
+    // A read of standard input blocks a runtime thread until a line
+    // arrives; do not wait for it once the pipeline has finished.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
+}
+
+async fn watch_signals(controls: Controls) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    let name = loop {
+        tokio::select! {
+            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => break "SIGTERM",
+            _ = hup.recv() => {
+                tracing::info!(signal = "SIGHUP", "reloading the pipeline");
+                controls.request_reload("SIGHUP");
+            }
+        }
+    };
+    tracing::info!(
+        signal = name,
+        "stopping: draining in-flight events (signal again to exit at once)"
+    );
+    controls.shutdown();
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+    eprintln!("weir: second signal, exiting without draining");
+    std::process::exit(130);
+}

@@ -1,0 +1,67 @@
+//! `weir status` and `weir reload`: one request to a running pipeline's
+//! admin endpoint, its answer printed.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::AdminClient;
+
+/// `weir reload`: asks for a reload and prints its outcome.
+pub fn reload(client: &AdminClient) -> Result<ExitCode> {
+    let (code, body) = client.request(reqwest::Method::POST, "/reload")?;
+    let report: weir::telemetry::ReloadReport = serde_json::from_str(&body)
+        .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
+    if report.ok {
+        println!("reload {}: {}", report.id, report.summary());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: reload {}: {}", report.id, report.summary());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `weir status`: the stages, counters and last reload as a table (or
+/// the raw JSON).
+pub fn status(client: &AdminClient, json: bool) -> Result<ExitCode> {
+    let (code, body) = client.request(reqwest::Method::GET, "/status")?;
+    if json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s: weir::telemetry::Status = serde_json::from_str(&body)
+        .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
+    println!("pipeline {} (pid {})", s.pipeline, s.pid);
+    println!(
+        "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
+        "STAGE", "KIND", "TYPE", "INSTANCE", "STATE", "IN", "OUT", "REJECTED", "ERRORS"
+    );
+    for st in &s.stages {
+        println!(
+            "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
+            st.name,
+            st.kind,
+            st.type_name,
+            st.instance,
+            format!("{:?}", st.state).to_lowercase(),
+            st.counters.events_in,
+            st.counters.events_out,
+            st.counters.rejected,
+            st.counters.errors
+        );
+    }
+    println!(
+        "reloads: {} applied, {} failed",
+        s.reloads_ok, s.reloads_failed
+    );
+    if let Some(r) = &s.last_reload {
+        println!(
+            "last reload {} ({}, {} ms): {}",
+            r.id,
+            r.trigger,
+            r.duration_ms,
+            r.summary()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,120 @@
+//! Checkpoints as the engine sees them: the coordinator wired in at start
+//! (from `state_dir`), its members, and pausing it around graph changes.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::{RunError, StageError, Topology};
+use crate::checkpoint::{CheckpointReporter, CheckpointSetup, Control, Members, SourceControl};
+use crate::config::{Kind, Pipeline, Stage};
+
+/// How long a graph change waits for a checkpoint in flight to complete.
+const PAUSE_WAIT: Duration = Duration::from_secs(10);
+
+impl Topology {
+    /// The checkpoint coordinator's wiring, when `state_dir` is set.
+    pub(super) fn checkpoint_setup(&self) -> Result<Option<CheckpointSetup>, RunError> {
+        let Some(dir) = &self.pipeline.options.state_dir else {
+            return Ok(None);
+        };
+        let saved = crate::checkpoint::load(dir).map_err(|e| {
+            RunError::Build(vec![StageError {
+                stage: "state_dir".into(),
+                source: e.into(),
+            }])
+        })?;
+        if let Some(s) = &saved {
+            tracing::info!(
+                checkpoint = s.id,
+                dir = %dir.display(),
+                written_ms = s.written_ms,
+                "restoring from checkpoint"
+            );
+        }
+        let p = &self.pipeline;
+        let members = members(p);
+        let interval = p
+            .options
+            .checkpoint_interval
+            .map_or(Duration::from_secs(10), |d| d.get());
+        Ok(Some(CheckpointSetup::new(
+            dir.clone(),
+            interval,
+            members,
+            saved,
+        )))
+    }
+
+    /// Lets checkpoints go on, with the members of the pipeline as it is
+    /// now; `started` are stages the reload (re)started.
+    pub(super) fn resume_checkpoints(&self, started: Vec<String>) {
+        if let Some(c) = &self.checkpoints {
+            let _ = c.send(Control::Resume {
+                members: members(&self.pipeline),
+                started,
+            });
+        }
+    }
+
+    /// Waits until no checkpoint is in flight and holds further ones.
+    pub(super) async fn pause_checkpoints(&self) -> Result<(), String> {
+        let Some(c) = &self.checkpoints else {
+            return Ok(());
+        };
+        let (tx, rx) = oneshot::channel();
+        if c.send(Control::Pause(tx)).is_err() {
+            return Err("checkpoints have stopped (the pipeline is ending)".into());
+        }
+        match tokio::time::timeout(PAUSE_WAIT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                // Let checkpoints go on as before.
+                self.resume_checkpoints(Vec::new());
+                Err(format!(
+                    "a checkpoint in flight did not complete within {PAUSE_WAIT:?}; the graph was left unchanged, try again"
+                ))
+            }
+        }
+    }
+
+    /// A checkpointing control for a source a reload starts, or `None`
+    /// when the pipeline does not checkpoint.
+    pub(super) fn joined_source(&self, name: &str) -> Option<SourceControl> {
+        let c = self.checkpoints.as_ref()?;
+        Some(CheckpointSetup::joined_source(name, self.reporter(name), c))
+    }
+
+    /// The checkpoint reporter of `stage` (one that reports nothing when
+    /// the pipeline does not checkpoint).
+    pub(super) fn reporter(&self, stage: &str) -> CheckpointReporter {
+        match &self.reports {
+            Some(tx) => CheckpointReporter::new(stage, tx.clone()),
+            None => CheckpointReporter::off(stage),
+        }
+    }
+}
+
+/// The stages a checkpoint waits for: sources, transforms, and sinks with
+/// data inputs.
+pub(super) fn members(p: &Pipeline) -> Members {
+    Members {
+        sources: stages_of(p, |s| s.component.kind() == Kind::Source),
+        transforms: stages_of(p, |s| s.component.kind() == Kind::Transform),
+        sinks: stages_of(p, |s| {
+            s.component.kind() == Kind::Sink && !s.inputs.is_empty()
+        }),
+    }
+}
+
+fn stages_of(
+    pipeline: &Pipeline,
+    keep: impl Fn(&Stage) -> bool,
+) -> std::collections::BTreeSet<String> {
+    pipeline
+        .stages
+        .values()
+        .filter(|s| keep(s))
+        .map(|s| s.name.clone())
+        .collect()
+}

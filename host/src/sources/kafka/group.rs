@@ -1,0 +1,149 @@
+//! The consumer's context: acknowledgements applied to the offset tracker,
+//! rebalances (a revoke waits for in-flight records of its partitions and
+//! commits), commit outcomes, and lag from the client's statistics.
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::offsets::Tracker;
+use crate::event::AckTarget;
+use crate::telemetry::StageMetrics;
+
+/// Where acknowledgements of batches arrive, by batch id.
+pub(super) struct AckChannel(pub Sender<(u64, bool)>);
+
+impl AckTarget for AckChannel {
+    fn resolved(&self, id: u64, delivered: bool) {
+        let _ = self.0.send((id, delivered));
+    }
+}
+
+/// Consumer context: rebalance handling with the tracker.
+pub(super) struct SourceCtx {
+    pub(super) tracker: Arc<Mutex<Tracker>>,
+    pub(super) acks: Mutex<Receiver<(u64, bool)>>,
+    pub(super) rebalance_timeout: StdDuration,
+    pub(super) metrics: Arc<StageMetrics>,
+    /// Set when the source stops after a final checkpoint: what is still
+    /// in flight is in the checkpoint, so a revoke need not wait for it.
+    pub(super) abandon_in_flight: std::sync::atomic::AtomicBool,
+}
+
+impl SourceCtx {
+    /// Applies acknowledgements that have arrived, waiting up to `wait` for
+    /// the first one.
+    pub fn apply_acks(&self, consumer: &BaseConsumer<SourceCtx>, wait: StdDuration) -> usize {
+        let rx = self.acks.lock().expect("ack receiver lock");
+        let mut tracker = self.tracker.lock().expect("tracker lock");
+        let mut store = |t: &str, p: i32, o: i64| {
+            if let Err(e) = consumer.store_offset(t, p, o) {
+                tracing::debug!(topic = t, partition = p, offset = o, error = %e, "cannot store offset (partition no longer assigned?)");
+            }
+        };
+        let mut n = 0;
+        if !wait.is_zero() {
+            match rx.recv_timeout(wait) {
+                Ok((id, ok)) => {
+                    tracker.resolve(id, ok, &mut store);
+                    n += 1;
+                }
+                Err(_) => return 0,
+            }
+        }
+        while let Ok((id, ok)) = rx.try_recv() {
+            tracker.resolve(id, ok, &mut store);
+            n += 1;
+        }
+        n
+    }
+}
+
+impl ClientContext for SourceCtx {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let mut lag: Vec<(String, i32, i64)> = stats
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    // -1 is librdkafka's internal "unassigned" partition;
+                    // a lag of -1 means not known yet.
+                    .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                    .map(move |p| (topic.clone(), p.partition, p.consumer_lag))
+            })
+            .collect();
+        lag.sort();
+        *self.metrics.lag.lock().expect("lag lock") = lag;
+    }
+}
+
+impl ConsumerContext for SourceCtx {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => {
+                tracing::debug!(offsets = ?offsets.to_topic_map(), "offsets committed")
+            }
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed"),
+        }
+    }
+
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let revoked: Vec<(String, i32)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                let deadline = if self
+                    .abandon_in_flight
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    Instant::now()
+                } else {
+                    Instant::now() + self.rebalance_timeout
+                };
+                while self
+                    .tracker
+                    .lock()
+                    .expect("tracker lock")
+                    .pending_in(&revoked)
+                    && Instant::now() < deadline
+                {
+                    self.apply_acks(consumer, StdDuration::from_millis(20));
+                }
+                let abandoned = self
+                    .tracker
+                    .lock()
+                    .expect("tracker lock")
+                    .pending_in(&revoked);
+                self.tracker.lock().expect("tracker lock").forget(&revoked);
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(error = %e, "commit on revoke");
+                }
+                tracing::info!(
+                    partitions = revoked.len(),
+                    abandoned_in_flight = abandoned,
+                    "partitions revoked"
+                );
+            }
+            Rebalance::Assign(tpl) => {
+                StageMetrics::add(&self.metrics.rebalances, 1);
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error")
+            }
+        }
+    }
+}

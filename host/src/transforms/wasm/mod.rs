@@ -1,0 +1,142 @@
+//! `type = "wasm"`: a sandboxed WebAssembly plugin as a pipeline stage.
+//!
+//! ```toml
+//! [transforms.count]
+//! type = "wasm"
+//! inputs = ["shop_log"]
+//! plugin = "../plugins/gender-count"   # a plugin crate (built on demand) or a .wasm file
+//! config = { window = "1s", format = "seed" }
+//! timeout = "1s"            # wall-clock deadline per call
+//! memory_limit = "64MiB"    # linear memory cap
+//! tick_interval = "100ms"   # how often processing time is advanced
+//! dead_letter = "rejected"  # sink for refused records and failed batches
+//! ```
+//!
+//! Each stage runs its plugin on a dedicated thread. A call that traps,
+//! runs past its deadline or hits the memory cap fails only its batch: the
+//! batch goes to the dead-letter output (or is logged and dropped), the error
+//! is counted, and the instance is re-created from its last snapshot, with
+//! the batches processed since that snapshot replayed so no state is lost.
+
+//!
+//! The settings and the component's hooks are here; [`worker`] runs the
+//! plugin (calls, acknowledgements, snapshots, recovery); [`swap`] replaces
+//! the plugin of a running stage in place, with its state.
+
+mod swap;
+mod worker;
+
+use std::path::PathBuf;
+use std::time::Duration as StdDuration;
+
+use serde::Deserialize;
+
+use crate::stage::{
+    BoxError, Component, StageTask, Transform, TransformContext, Update, UpdateOutcome,
+};
+use crate::units::{ByteSize, Duration};
+use crate::wasm::{Limits, Plugin, Runtime, resolve_plugin};
+
+/// Settings of the `wasm` transform.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmConfig {
+    /// A `.wasm` component or a plugin crate directory.
+    pub plugin: PathBuf,
+    /// The plugin's own settings, passed to it as JSON.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// Wall-clock deadline per call (default 1 s).
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Linear memory cap (default 64 MiB).
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    /// How often `tick` advances processing time (default 100 ms).
+    #[serde(default)]
+    pub tick_interval: Option<Duration>,
+    /// What to do when the plugin refuses saved state (from a checkpoint or
+    /// an older build): `reject` (default: fail with the plugin's reason) or
+    /// `reset` (log it and start with empty state).
+    #[serde(default)]
+    pub on_incompatible_state: OnIncompatibleState,
+}
+
+/// See [`WasmConfig::on_incompatible_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnIncompatibleState {
+    /// Refuse to start (or to swap) and report the plugin's reason.
+    #[default]
+    Reject,
+    /// Start with empty state.
+    Reset,
+}
+
+impl WasmConfig {
+    /// The limits this stage runs under.
+    pub fn limits(&self) -> Limits {
+        let d = Limits::default();
+        Limits {
+            timeout: self.timeout.map_or(d.timeout, Duration::get),
+            memory: self.memory_limit.map_or(d.memory, |b| b.0),
+        }
+    }
+
+    /// The `config` table as the JSON the plugin receives.
+    pub fn config_json(&self) -> String {
+        match &self.config {
+            Some(v) => v.to_string(),
+            None => "{}".to_owned(),
+        }
+    }
+
+    /// How often processing time advances.
+    pub fn tick_every(&self) -> StdDuration {
+        self.tick_interval
+            .map_or(StdDuration::from_millis(100), Duration::get)
+            .max(StdDuration::from_millis(1))
+    }
+
+    /// Resolves (building if needed), compiles and loads the plugin.
+    pub fn load_plugin(&self) -> Result<Plugin, BoxError> {
+        let (wasm, _) = resolve_plugin(&self.plugin)?;
+        Ok(Runtime::global()?.load(&wasm)?)
+    }
+}
+
+impl Transform for WasmConfig {
+    fn build(&self, ctx: TransformContext) -> Result<StageTask, BoxError> {
+        worker::start(self, ctx)
+    }
+
+    fn updates_in_place(&self) -> bool {
+        true
+    }
+
+    fn prepare_update(&self, stage: &str) -> Result<(Update, UpdateOutcome), BoxError> {
+        Ok(Update::new(swap::Swap::prepare(self, stage)?))
+    }
+}
+
+impl Component for WasmConfig {
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.plugin]
+    }
+
+    fn check_files(&self) -> Vec<(&'static str, String)> {
+        match crate::wasm::check_plugin_reference(&self.plugin) {
+            Ok(()) => Vec::new(),
+            Err(message) => vec![("plugin", message)],
+        }
+    }
+
+    fn files_to_watch(&self) -> Vec<PathBuf> {
+        vec![self.plugin.clone()]
+    }
+
+    fn fingerprint(&self) -> Result<Option<String>, BoxError> {
+        let (wasm, _) = resolve_plugin(&self.plugin)?;
+        Ok(Some(crate::util::file_digest(&wasm)?))
+    }
+}
