@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{RunError, StageError, Topology};
+use super::{ReloadError, RunError, StageError, Topology};
 use crate::checkpoint::{CheckpointReporter, CheckpointSetup, Control, Members, SourceControl};
 use crate::config::{Kind, Pipeline, Stage};
 
@@ -58,22 +58,20 @@ impl Topology {
     }
 
     /// Waits until no checkpoint is in flight and holds further ones.
-    pub(super) async fn pause_checkpoints(&self) -> Result<(), String> {
+    pub(super) async fn pause_checkpoints(&self) -> Result<(), ReloadError> {
         let Some(c) = &self.checkpoints else {
             return Ok(());
         };
         let (tx, rx) = oneshot::channel();
         if c.send(Control::Pause(tx)).is_err() {
-            return Err("checkpoints have stopped (the pipeline is ending)".into());
+            return Err(ReloadError::CheckpointsStopped);
         }
         match tokio::time::timeout(PAUSE_WAIT, rx).await {
             Ok(Ok(())) => Ok(()),
             _ => {
                 // Let checkpoints go on as before.
                 self.resume_checkpoints(Vec::new());
-                Err(format!(
-                    "a checkpoint in flight did not complete within {PAUSE_WAIT:?}; the graph was left unchanged, try again"
-                ))
+                Err(ReloadError::CheckpointInFlight(PAUSE_WAIT))
             }
         }
     }

@@ -24,6 +24,7 @@ mod checkpoints;
 mod launch;
 pub mod plan;
 mod reload;
+mod reload_error;
 mod writers;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use crate::stage::{BoxError, Inbox, Route};
 use crate::telemetry::{ReloadReport, StageState, StageStatus, Telemetry};
 use launch::{InputFrom, StageSlot};
 use plan::Fingerprints;
+pub use reload_error::ReloadError;
 use writers::WriterWaits;
 
 /// A stage that could not be built or that failed while running.

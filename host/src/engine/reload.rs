@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Topology;
 use super::launch::{InputFrom, Launch, StageSlot};
 use super::plan::{self, Fingerprints};
+use super::reload_error::ReloadError;
 use crate::checkpoint::SourceControl;
 use crate::config::{ComponentConfig, Kind, Pipeline, Stage};
 use crate::event::Batch;
@@ -44,7 +45,7 @@ impl Topology {
             ..ReloadReport::default()
         };
         if let Err(reason) = self.apply_reload(&mut report).await {
-            report.rejected = Some(reason);
+            report.rejected = Some(reason.to_string());
         }
         report.ok = report.rejected.is_none() && report.failed.is_empty();
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -74,16 +75,14 @@ impl Topology {
         report
     }
 
-    async fn apply_reload(&mut self, report: &mut ReloadReport) -> Result<(), String> {
+    async fn apply_reload(&mut self, report: &mut ReloadReport) -> Result<(), ReloadError> {
         if self.shutdown.is_cancelled() {
-            return Err("the pipeline is shutting down".into());
+            return Err(ReloadError::ShuttingDown);
         }
         let file = self.pipeline.file.clone();
-        let new = tokio::task::block_in_place(|| crate::config::load(&file))
-            .map_err(|e| e.to_string())?;
+        let new = tokio::task::block_in_place(|| crate::config::load(&file))?;
         let new_prints = tokio::task::block_in_place(|| fingerprints(&new))?;
-        let plan = plan::diff(&self.pipeline, &new, &self.prints, &new_prints)
-            .map_err(|e| e.to_string())?;
+        let plan = plan::diff(&self.pipeline, &new, &self.prints, &new_prints)?;
         // A checkpoint must match the graph it was taken from: the graph
         // changes only while no checkpoint is in flight.
         let pause = self.checkpoints.is_some() && plan.is_structural(&new);
@@ -91,7 +90,7 @@ impl Topology {
             self.pause_checkpoints().await?;
             if self.shutdown.is_cancelled() {
                 self.resume_checkpoints(Vec::new());
-                return Err("the pipeline is shutting down".into());
+                return Err(ReloadError::ShuttingDown);
             }
         }
         let result = self.apply_plan(plan, new, new_prints, report).await;
@@ -114,7 +113,7 @@ impl Topology {
         new: Pipeline,
         new_prints: Fingerprints,
         report: &mut ReloadReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReloadError> {
         report.kept = plan.keep.clone();
         report.rewired = plan.rewire.clone();
         let old = std::mem::replace(&mut self.pipeline, new.clone());
@@ -151,7 +150,7 @@ impl Topology {
                     };
                     report.failed.push(Failure {
                         stage: name,
-                        reason,
+                        reason: reason.to_string(),
                     });
                 }
             }
@@ -194,7 +193,7 @@ impl Topology {
                     effective.stages[name].component = old.stages[name].component.clone();
                     report.failed.push(Failure {
                         stage: name.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     });
                 }
             }
@@ -219,17 +218,23 @@ impl Topology {
     /// their slots and channels), replacement instances. Nothing runs yet;
     /// on failure everything built is dropped and the slots of new stages
     /// are removed again.
-    async fn prepare(&mut self, plan: &plan::Plan) -> Result<Prepared, String> {
+    async fn prepare(&mut self, plan: &plan::Plan) -> Result<Prepared, ReloadError> {
         let new = self.pipeline.clone();
         let mut errors = Vec::new();
         let mut updates = Vec::new();
         for name in &plan.swap {
             let ComponentConfig::Transform(c) = &new.stages[name].component else {
-                return Err(format!("stage `{name}` cannot be updated in place"));
+                return Err(ReloadError::Stage {
+                    stage: name.clone(),
+                    source: "it cannot be updated in place".into(),
+                });
             };
             match tokio::task::block_in_place(|| c.component().prepare_update(name)) {
                 Ok((update, outcome)) => updates.push((name.clone(), update, outcome)),
-                Err(e) => errors.push(format!("stage `{name}`: {e}")),
+                Err(source) => errors.push(ReloadError::Stage {
+                    stage: name.clone(),
+                    source,
+                }),
             }
         }
         let mut launches = Vec::new();
@@ -253,7 +258,10 @@ impl Topology {
                 .flatten();
             match tokio::task::block_in_place(|| self.launch(stage, input, control, None)) {
                 Ok(l) => launches.push(l),
-                Err(e) => errors.push(format!("stage `{name}`: {e}")),
+                Err(source) => errors.push(ReloadError::Stage {
+                    stage: name.clone(),
+                    source,
+                }),
             }
         }
         let mut restarts = Vec::new();
@@ -267,14 +275,17 @@ impl Topology {
                 self.launch(stage, InputFrom::Handover(take), None, None)
             }) {
                 Ok(l) => restarts.push((l, give)),
-                Err(e) => errors.push(format!("stage `{name}`: {e}")),
+                Err(source) => errors.push(ReloadError::Stage {
+                    stage: name.clone(),
+                    source,
+                }),
             }
         }
         if !errors.is_empty() {
             for name in &plan.add {
                 self.slots.shift_remove(name);
             }
-            return Err(errors.join("; "));
+            return Err(ReloadError::Stages(errors));
         }
         Ok(Prepared {
             updates,
@@ -290,19 +301,20 @@ impl Topology {
         name: &str,
         update: Update,
         outcome: UpdateOutcome,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, ReloadError> {
         let slot = self.slots.get_mut(name).expect("updated stages exist");
         let sent = slot
             .updates
             .as_ref()
             .is_some_and(|u| u.send(update).is_ok());
         if !sent {
-            return Err("the stage is not running".into());
+            return Err(ReloadError::NotRunning);
         }
         let o = tokio::time::timeout(STAGE_WAIT, outcome)
             .await
-            .map_err(|_| "the stage did not take the new plugin in time".to_owned())?
-            .map_err(|_| "the stage stopped before taking the new plugin".to_owned())??;
+            .map_err(|_| ReloadError::UpdateTimedOut)?
+            .map_err(|_| ReloadError::UpdateDropped)?
+            .map_err(ReloadError::UpdateRefused)?;
         slot.instance = self.next_instance;
         self.next_instance += 1;
         slot.started_ms = now_ms();
@@ -377,7 +389,7 @@ impl Topology {
     /// Stops a source, then starts it with its new settings from the
     /// position where it stopped (for sources that have one). If the new
     /// settings do not build, the old ones are started again.
-    async fn restart_source(&mut self, name: &str, old: &Pipeline) -> Result<(), String> {
+    async fn restart_source(&mut self, name: &str, old: &Pipeline) -> Result<(), ReloadError> {
         let stage = self.pipeline.stages[name].clone();
         let slot = &self.slots[name];
         slot.stop.cancel();
@@ -386,7 +398,7 @@ impl Topology {
             .await
             .is_err()
         {
-            return Err("the running source did not stop in time".into());
+            return Err(ReloadError::SourceStuck);
         }
         let position = slot.stopped_at.lock().expect("position lock").take();
         // With checkpoints, the new instance takes checkpoint requests on a
@@ -429,11 +441,9 @@ impl Topology {
                 match back {
                     Ok(l) => {
                         self.spawn(l);
-                        Err(format!("{e}; the previous settings run again"))
+                        Err(ReloadError::RolledBack(e))
                     }
-                    Err(e2) => Err(format!(
-                        "{e}; restarting with the previous settings failed too: {e2}"
-                    )),
+                    Err(e2) => Err(ReloadError::RollbackFailed { new: e, old: e2 }),
                 }
             }
         }
@@ -472,14 +482,17 @@ struct Prepared {
 
 /// Digests of what every stage runs besides its settings (plugins,
 /// models).
-pub(super) fn fingerprints(p: &Pipeline) -> Result<Fingerprints, String> {
+pub(super) fn fingerprints(p: &Pipeline) -> Result<Fingerprints, ReloadError> {
     let mut prints = Fingerprints::new();
     for s in p.stages.values() {
         let print = s
             .component
             .hooks()
             .fingerprint()
-            .map_err(|e| format!("stage `{}`: {e}", s.name))?;
+            .map_err(|source| ReloadError::Stage {
+                stage: s.name.clone(),
+                source,
+            })?;
         if let Some(print) = print {
             prints.insert(s.name.clone(), print);
         }
