@@ -5,9 +5,8 @@ use std::io::Write;
 use futures_util::FutureExt;
 use serde::Deserialize;
 
-use super::{LineFormat, write_line};
+use super::{LineFormat, write_lines};
 use crate::stage::{BoxError, Component, Sink, SinkContext, StageTask, run_blocking};
-use crate::telemetry::StageMetrics;
 
 /// Settings of the `console` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
@@ -36,20 +35,11 @@ async fn run(ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
 fn write_all(mut ctx: SinkContext, format: LineFormat) -> Result<(), BoxError> {
     let mut buf = Vec::new();
     while let Some(batch) = ctx.blocking_next_batch() {
-        let started = std::time::Instant::now();
-        buf.clear();
-        for e in &batch.events {
-            write_line(&mut buf, e, format);
-        }
-        let n = batch.events.len() as u64;
-        StageMetrics::add(&ctx.metrics.events_in, n);
-        let mut out = std::io::stdout().lock();
-        out.write_all(&buf)?;
-        out.flush()?;
-        drop(out);
-        StageMetrics::add(&ctx.metrics.events_out, n);
-        ctx.metrics.record_batch(started.elapsed());
-        drop(batch); // written: release the acknowledgements
+        write_lines(batch, format, &mut buf, &ctx.metrics, |lines| {
+            let mut out = std::io::stdout().lock();
+            out.write_all(lines)?;
+            Ok(out.flush()?)
+        })?;
     }
     Ok(())
 }

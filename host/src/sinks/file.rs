@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use futures_util::FutureExt;
 use serde::Deserialize;
 
-use super::{LineFormat, write_line};
+use super::{LineFormat, write_lines};
 use crate::stage::{BoxError, Component, Item, Sink, SinkContext, StageTask, run_blocking};
-use crate::telemetry::StageMetrics;
 
 /// Settings of the `file` sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -72,18 +71,10 @@ fn write_all(
             }
             Item::End => continue,
         };
-        let started = std::time::Instant::now();
-        buf.clear();
-        for e in &batch.events {
-            write_line(&mut buf, e, format);
-        }
-        let n = batch.events.len() as u64;
-        StageMetrics::add(&ctx.metrics.events_in, n);
-        file.write_all(&buf)
-            .map_err(|e| format!("cannot write to {}: {e}", path.display()))?;
-        StageMetrics::add(&ctx.metrics.events_out, n);
-        ctx.metrics.record_batch(started.elapsed());
-        drop(batch); // written: release the acknowledgements
+        write_lines(batch, format, &mut buf, &ctx.metrics, |lines| {
+            file.write_all(lines)
+                .map_err(|e| format!("cannot write to {}: {e}", path.display()).into())
+        })?;
     }
     file.sync_data()
         .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;

@@ -11,7 +11,8 @@ pub mod thingsboard;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
-use crate::stage::component_registry;
+use crate::stage::{BoxError, component_registry};
+use crate::telemetry::StageMetrics;
 
 component_registry! {
     /// Every sink type, with its settings (selected by `type`).
@@ -40,6 +41,30 @@ pub enum LineFormat {
     Value,
     /// A JSON object with `timestamp`, `key`, `value` and `headers`.
     Json,
+}
+
+/// Writes a batch as lines with `write`, counting it in and out on `metrics`
+/// and timing the write; the batch is dropped (its acknowledgements
+/// released) only once written.
+pub fn write_lines(
+    batch: crate::event::Batch,
+    format: LineFormat,
+    buf: &mut Vec<u8>,
+    metrics: &StageMetrics,
+    write: impl FnOnce(&[u8]) -> Result<(), BoxError>,
+) -> Result<(), BoxError> {
+    let started = std::time::Instant::now();
+    buf.clear();
+    for e in &batch.events {
+        write_line(buf, e, format);
+    }
+    let n = batch.events.len() as u64;
+    StageMetrics::add(&metrics.events_in, n);
+    write(buf)?;
+    StageMetrics::add(&metrics.events_out, n);
+    metrics.record_batch(started.elapsed());
+    drop(batch); // written: release the acknowledgements
+    Ok(())
 }
 
 /// Appends one line for `event` to `out`.
