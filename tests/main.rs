@@ -1,13 +1,16 @@
 //! Integration tests: one test binary that drives the real `weir`
-//! executable, with shared helpers in `common`.
+//! executable, with shared helpers in `common`. Each module tests one
+//! topic; its name says which.
 
 mod common;
 
 mod dashboard;
 mod images;
 mod inputs_more;
-mod kafka;
-mod kafka_more;
+mod kafka_faults;
+mod kafka_groups;
+mod kafka_sink;
+mod kafka_source;
 mod limits;
 mod operator;
 mod plugin_build;
@@ -17,6 +20,7 @@ mod reload_more;
 mod run_local;
 mod sensors;
 mod sensors_more;
+mod shipped_pipelines;
 mod stats_more;
 mod validate;
 mod window_stats;
