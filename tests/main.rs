@@ -5,6 +5,7 @@
 mod common;
 
 mod dashboard;
+mod dht;
 mod images;
 mod inputs_more;
 mod kafka_faults;
@@ -12,15 +13,15 @@ mod kafka_groups;
 mod kafka_sink;
 mod kafka_source;
 mod limits;
+mod onnx;
 mod operator;
 mod plugin_build;
 mod plugin_new;
 mod reload;
 mod reload_more;
 mod run_local;
-mod sensors;
-mod sensors_more;
 mod shipped_pipelines;
 mod stats_more;
+mod thingsboard_sink;
 mod validate;
 mod window_stats;

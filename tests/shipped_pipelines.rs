@@ -1,10 +1,12 @@
 //! The pipelines shipped in `pipelines/`, run through the binary as a user
-//! would run them: the shop log on the embedded broker.
+//! would run them: the shop log on the embedded broker and the Raspberry
+//! Pi job (simulated sensor, ONNX, ThingsBoard).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::common::thingsboard::{FakeThingsboard, Fault};
 use crate::common::*;
 
 #[test]
@@ -39,4 +41,47 @@ fn the_shop_log_pipeline_runs_on_the_embedded_broker() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn the_raspberry_pi_pipeline_runs_on_the_embedded_broker() {
+    let server = FakeThingsboard::start(&["tok-greensboro-41c9"], 1 << 20, |_| Fault::None);
+    let dir = tempdir();
+    // The shipped pipeline, with the simulated sensor sped up and finite.
+    let text = std::fs::read_to_string(repo().join("pipelines/dht-thingsboard.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", repo().display()))
+        .replace(
+            "interval = \"5s\"",
+            "interval = \"5s\"\nrealtime = false\ncount = 200",
+        );
+    let file = write(dir.path(), "p.toml", &text);
+    let out = run_with_timeout(
+        weir()
+            .arg("run")
+            .arg(&file)
+            .env("THINGSBOARD_URL", &server.url)
+            .env("THINGSBOARD_TOKEN", "tok-greensboro-41c9")
+            .stdout(Stdio::piped()),
+        Duration::from_secs(120),
+    );
+    let (_, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let seen = server.seen.lock().unwrap();
+    let mut by_ts: BTreeMap<i64, serde_json::Value> = BTreeMap::new();
+    for (_, ts, values) in &seen.accepted {
+        by_ts.insert(*ts, values.clone());
+    }
+    let failed = stage_total(&stderr, "sensor", "errors") as usize;
+    assert_eq!(
+        by_ts.len() + failed,
+        200,
+        "every reading reached ThingsBoard: {stderr}"
+    );
+    for v in by_ts.values() {
+        for f in ["temperature", "humidity", "p_rain", "rain_predicted"] {
+            assert!(v[f].is_number(), "{f} in {v}");
+        }
+    }
+    assert!(!stderr.contains("tok-greensboro-41c9"));
 }
