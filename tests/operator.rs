@@ -1,6 +1,6 @@
 //! The operator surface through the real binary: `/metrics` read by a
-//! Prometheus parser, the admin endpoint's token rule, `weir tap`, and
-//! `weir top` in a terminal (tmux).
+//! Prometheus parser, the admin endpoint's token rule, its address in the
+//! pipeline file, `weir tap`, and `weir top` in a terminal (tmux).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -628,4 +628,102 @@ fn pages_elsewhere_cannot_use_the_loopback_endpoint() {
     assert!(post("http://evil.example").contains(" 403 "));
     assert!(post(&format!("http://{}", bg.admin)).contains(" 200 "));
     bg.stop();
+}
+
+// --- the admin address in the pipeline file ----------------------------
+
+/// A `weir` client command with no admin address from the environment.
+fn client(command: &str) -> std::process::Command {
+    let mut c = weir();
+    c.arg(command)
+        .env_remove("WEIR_ADMIN")
+        .env_remove("WEIR_ADMIN_TOKEN");
+    c
+}
+
+/// `admin = "127.0.0.1:PORT"` in the pipeline file (no `--admin`) is where
+/// `weir run` serves the endpoint, and where `weir status FILE` and
+/// `weir reload FILE` find it; a file without `admin` is refused by the
+/// clients, and editing the address is refused by the running pipeline
+/// (it applies at start only), whose endpoint stays where it was.
+#[test]
+fn the_admin_address_in_the_pipeline_file_is_served_and_found_by_the_clients() {
+    let dir = tempdir();
+    let port = free_port();
+    write(dir.path(), "in.txt", "x\ny\n");
+    let body = r#"
+[sources.in]
+type = "replay"
+path = "in.txt"
+format = "lines"
+rate = 100
+loop = true
+
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "out.txt"
+"#;
+    let text = format!("admin = \"127.0.0.1:{port}\"\n{body}");
+    let file = write(dir.path(), "p.toml", &text);
+    let weir = Background::start_with(dir.path(), &file, &[], &[], Stdio::null());
+    assert_eq!(weir.admin, format!("127.0.0.1:{port}"));
+
+    let out = run_with_timeout(
+        client("status").arg(&file).arg("--json"),
+        Duration::from_secs(30),
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(s["pid"], weir.child.id(), "{s}");
+    let names: Vec<&str> = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["in", "out"], "{s}");
+
+    let out = run_with_timeout(client("status").arg(&file), Duration::from_secs(30));
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("(pid {})", weir.child.id())),
+        "{stdout}"
+    );
+
+    let out = run_with_timeout(client("reload").arg(&file), Duration::from_secs(30));
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("reload 1: kept 2, swapped -, restarted -"),
+        "{stdout}"
+    );
+
+    // A file that names no endpoint: the client says so.
+    let other = write(dir.path(), "other.toml", body);
+    let out = run_with_timeout(client("status").arg(&other), Duration::from_secs(30));
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sets no `admin` address; pass --admin"),
+        "{stderr}"
+    );
+
+    // Moving the endpoint needs a restart.
+    let moved = format!("admin = \"127.0.0.1:{}\"\n{body}", free_port());
+    replace_text(&file, &moved);
+    let r = weir.wait_for_reload(2, Duration::from_secs(30));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("top-level settings (batch_size, channel_capacity, state_dir, checkpoint_interval, admin) apply at start"),
+        "{r}"
+    );
+    assert_eq!(weir.status()["pid"], weir.child.id());
+    weir.stop();
 }
