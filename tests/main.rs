@@ -22,7 +22,7 @@ mod reload_graph;
 mod reload_plugin_swap;
 mod run_local;
 mod shipped_pipelines;
-mod stats_more;
 mod thingsboard_sink;
 mod validate;
 mod window_stats;
+mod window_stats_checkpoints;

@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod pipeline;
+pub mod stats;
 pub mod thingsboard;
 
 // Unused by the benchmark that includes this module for its Kafka helpers.
