@@ -4,18 +4,19 @@
 
 mod common;
 
+mod channels;
 mod dashboard;
 mod dht;
-mod images;
-mod inputs_more;
+mod images_grayscale;
+mod images_source;
 mod kafka_faults;
 mod kafka_groups;
 mod kafka_sink;
 mod kafka_source;
-mod limits;
 mod onnx;
 mod operator;
 mod plugin_build;
+mod plugin_failures;
 mod plugin_new;
 mod reload_checkpoints;
 mod reload_graph;
