@@ -19,6 +19,7 @@ struct Browser {
 }
 
 impl Browser {
+    /// Starts chromedriver on a free port and a headless Chromium session.
     fn start() -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
@@ -64,6 +65,7 @@ impl Browser {
         }
     }
 
+    /// A WebDriver command of this session; returns its `value`.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let (code, text) = http(method, &url, None, body);
@@ -71,10 +73,12 @@ impl Browser {
         serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
     }
 
+    /// Navigates to `url`.
     fn open(&self, url: &str) {
         self.call("POST", "/url", Some(json!({ "url": url })));
     }
 
+    /// Runs `js` in the page; returns what it returns.
     fn script(&self, js: &str) -> Value {
         self.call(
             "POST",
@@ -83,6 +87,7 @@ impl Browser {
         )
     }
 
+    /// Saves a PNG screenshot of the page to `path`.
     fn screenshot(&self, path: &std::path::Path) {
         use base64::Engine as _;
         let png = self.call("GET", "/screenshot", None);
@@ -215,16 +220,10 @@ fn the_shop_log_dashboard_shows_each_windows_counts_in_chromium() {
 
 #[test]
 fn a_dashboard_needs_the_admin_endpoint() {
-    let dir = tempdir();
-    let file = write(
-        dir.path(),
-        "p.toml",
+    let p = Pipeline::new(
         "[sources.in]\ntype = \"stdin\"\n\n[sinks.chart]\ntype = \"dashboard\"\ninputs = [\"in\"]\n",
     );
-    let out = run_with_timeout(
-        weir().arg("run").arg(&file).stdin(Stdio::null()),
-        Duration::from_secs(30),
-    );
+    let out = run_with_timeout(p.command().stdin(Stdio::null()), Duration::from_secs(30));
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -235,13 +234,10 @@ fn a_dashboard_needs_the_admin_endpoint() {
 
 #[test]
 fn numeric_fields_are_drawn_as_lines_over_time() {
-    let dir = tempdir();
-    let file = write(
-        dir.path(),
-        "p.toml",
+    let p = Pipeline::new(
         "[sources.in]\ntype = \"stdin\"\n\n[sinks.room]\ntype = \"dashboard\"\ninputs = [\"in\"]\ntitle = \"Room\"\nfields = [\"temperature\", \"humidity\"]\n",
     );
-    let mut bg = Background::start_piped(dir.path(), &file, &[]);
+    let mut bg = p.start_piped();
     let mut stdin = bg.child.stdin.take().unwrap();
     let browser = Browser::start();
     browser.open(&format!("http://{}/dashboard/room", bg.admin));

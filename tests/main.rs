@@ -1,22 +1,29 @@
 //! Integration tests: one test binary that drives the real `weir`
-//! executable, with shared helpers in `common`.
+//! executable, with shared helpers in `common`. Each module tests one
+//! topic; its name says which.
 
 mod common;
 
+mod channels;
 mod dashboard;
-mod images;
-mod inputs_more;
-mod kafka;
-mod kafka_more;
-mod limits;
+mod dht;
+mod images_grayscale;
+mod images_source;
+mod kafka_faults;
+mod kafka_groups;
+mod kafka_sink;
+mod kafka_source;
+mod onnx;
 mod operator;
 mod plugin_build;
+mod plugin_failures;
 mod plugin_new;
-mod reload;
-mod reload_more;
+mod reload_checkpoints;
+mod reload_graph;
+mod reload_plugin_swap;
 mod run_local;
-mod sensors;
-mod sensors_more;
-mod stats_more;
+mod shipped_pipelines;
+mod thingsboard_sink;
 mod validate;
 mod window_stats;
+mod window_stats_checkpoints;

@@ -1,6 +1,6 @@
 //! The operator surface through the real binary: `/metrics` read by a
-//! Prometheus parser, the admin endpoint's token rule, `weir tap`, and
-//! `weir top` in a terminal (tmux).
+//! Prometheus parser, the admin endpoint's token rule, its address in the
+//! pipeline file, `weir tap`, and `weir top` in a terminal (tmux).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,22 +9,21 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// A pipeline from standard input straight to the console.
+const STDIN_TO_CONSOLE: &str =
+    "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n";
+
 /// stdin → gender-count (wasm) → console, and stdin → Kafka topic (the
 /// embedded broker) → Kafka source that checks JSON → file.
-fn metrics_pipeline(dir: &std::path::Path) -> std::path::PathBuf {
-    write(
-        dir,
-        "p.toml",
-        &format!(
-            r#"
+const METRICS_PIPELINE: &str = r#"
 [sources.lines]
 type = "stdin"
 
 [transforms.count]
 type = "wasm"
 inputs = ["lines"]
-plugin = "{plugin}"
-config = {{ key = "g", window = "1s", time = "processing" }}
+plugin = "@plugin(gender-count)"
+config = { key = "g", window = "1s", time = "processing" }
 
 [sinks.windows]
 type = "file"
@@ -53,11 +52,7 @@ path = "copy.jsonl"
 type = "file"
 path = "bad.jsonl"
 format = "json"
-"#,
-            plugin = plugin("gender-count").display()
-        ),
-    )
-}
+"#;
 
 /// Reads `/metrics` as Prometheus text: (name, labels) → value.
 fn scrape(admin: &str) -> prometheus_parse::Scrape {
@@ -144,6 +139,7 @@ fn check_exposition(body: &str) {
     }
 }
 
+/// The one sample of metric `name` for `stage`.
 fn value(s: &prometheus_parse::Scrape, name: &str, stage: &str) -> f64 {
     let found: Vec<f64> = s
         .samples
@@ -162,9 +158,8 @@ fn value(s: &prometheus_parse::Scrape, name: &str, stage: &str) -> f64 {
 
 #[test]
 fn metrics_are_prometheus_text_that_agrees_with_what_was_sent() {
-    let dir = tempdir();
-    let file = metrics_pipeline(dir.path());
-    let mut bg = Background::start_piped(dir.path(), &file, &[]);
+    let p = Pipeline::new(METRICS_PIPELINE);
+    let mut bg = p.start_piped();
     const GOOD: usize = 3000;
     const BAD: usize = 7;
     let mut stdin = bg.child.stdin.take().unwrap();
@@ -273,18 +268,10 @@ fn metrics_are_prometheus_text_that_agrees_with_what_was_sent() {
 
     // `weir status` shows the same counters.
     let status = bg.status();
-    let stage = |n: &str| {
-        status["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == n)
-            .unwrap()["counters"]
-            .clone()
-    };
-    assert_eq!(stage("from_topic")["rejected"], BAD as u64);
-    assert_eq!(stage("copy")["events_out"], GOOD as u64);
-    assert!(stage("count")["memory_bytes"].as_u64().unwrap() >= 65536);
+    let counters = |n: &str| stage(&status, n)["counters"].clone();
+    assert_eq!(counters("from_topic")["rejected"], BAD as u64);
+    assert_eq!(counters("copy")["events_out"], GOOD as u64);
+    assert!(counters("count")["memory_bytes"].as_u64().unwrap() >= 65536);
 
     // A Kafka source never ends by itself: stop with SIGTERM.
     drop(stdin);
@@ -293,17 +280,10 @@ fn metrics_are_prometheus_text_that_agrees_with_what_was_sent() {
 
 #[test]
 fn the_admin_endpoint_needs_a_token_off_loopback() {
-    let dir = tempdir();
-    let file = write(
-        dir.path(),
-        "p.toml",
-        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
-    );
+    let p = Pipeline::new(STDIN_TO_CONSOLE);
     // No token: refuses to start, and says why.
     let out = run_with_timeout(
-        weir()
-            .arg("run")
-            .arg(&file)
+        p.command()
             .args(["--admin", "0.0.0.0:0"])
             .stdin(Stdio::null()),
         Duration::from_secs(30),
@@ -317,12 +297,12 @@ fn the_admin_endpoint_needs_a_token_off_loopback() {
 
     // With a token: requests without it (or with a wrong one) get 401.
     let file = write(
-        dir.path(),
+        p.dir(),
         "q.toml",
-        "admin_token = \"s3cret\"\n\n[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
+        &format!("admin_token = \"s3cret\"\n\n{STDIN_TO_CONSOLE}"),
     );
     let bg = Background::start_with(
-        dir.path(),
+        p.dir(),
         &file,
         &["--admin", "0.0.0.0:0"],
         &[],
@@ -389,16 +369,10 @@ fn tap(admin: &str, args: &[&str]) -> std::process::Child {
 
 #[test]
 fn tap_prints_a_stages_events_as_they_pass_then_exits() {
-    let dir = tempdir();
-    let file = write(
-        dir.path(),
-        "p.toml",
-        &format!(
-            "[sources.in]\ntype = \"stdin\"\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"in\"]\nplugin = \"{}\"\nconfig = {{ window = \"1h\", time = \"event\" }}\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"out.txt\"\n",
-            plugin("gender-count").display()
-        ),
+    let p = Pipeline::new(
+        "[sources.in]\ntype = \"stdin\"\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"in\"]\nplugin = \"@plugin(gender-count)\"\nconfig = { window = \"1h\", time = \"event\" }\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"out.txt\"\n",
     );
-    let mut bg = Background::start_piped(dir.path(), &file, &[]);
+    let mut bg = p.start_piped();
     let source = tap(&bg.admin, &["in", "--limit", "5"]);
     let sink = tap(&bg.admin, &["out", "-n", "1", "--json"]);
     let mut stdin = bg.child.stdin.take().unwrap();
@@ -426,13 +400,8 @@ fn tap_prints_a_stages_events_as_they_pass_then_exits() {
     bg.finish(Duration::from_secs(60));
 
     // An unknown stage is an error that lists the stages.
-    let dir = tempdir();
-    let file = write(
-        dir.path(),
-        "p.toml",
-        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
-    );
-    let bg = Background::start_piped(dir.path(), &file, &[]);
+    let p = Pipeline::new(STDIN_TO_CONSOLE);
+    let bg = p.start_piped();
     let out = run_with_timeout(bg.client("tap").arg("nope"), Duration::from_secs(30));
     let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(1));
@@ -449,12 +418,14 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// A server on a socket named after this process.
     fn new() -> Tmux {
         Tmux {
             socket: format!("weir-test-{}", std::process::id()),
         }
     }
 
+    /// Runs `tmux ARGS` against this server.
     fn cmd(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .args(["-L", &self.socket])
@@ -464,10 +435,12 @@ impl Tmux {
             .expect("tmux is installed by scripts/test")
     }
 
+    /// The text on the `top` session's screen.
     fn screen(&self) -> String {
         String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
     }
 
+    /// Whether the `top` session still exists.
     fn running(&self) -> bool {
         self.cmd(&["has-session", "-t", "top"]).status.success()
     }
@@ -481,22 +454,16 @@ impl Drop for Tmux {
 
 #[test]
 fn top_shows_the_running_stages_in_a_terminal_and_quits_on_q() {
-    let dir = tempdir();
     let lines: String = (0..200_000).map(|i| format!("{}\n", i % 3)).collect();
-    write(dir.path(), "in.txt", &lines);
-    let file = write(
-        dir.path(),
-        "p.toml",
-        &format!(
-            "[sources.replay]\ntype = \"replay\"\npath = \"in.txt\"\nformat = \"lines\"\nrate = 2000\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"replay\"]\nplugin = \"{}\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"out.txt\"\n",
-            plugin("gender-count").display()
-        ),
-    );
-    let bg = Background::start(dir.path(), &file, &[]);
+    let p = Pipeline::new(
+        "[sources.replay]\ntype = \"replay\"\npath = \"in.txt\"\nformat = \"lines\"\nrate = 2000\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"replay\"]\nplugin = \"@plugin(gender-count)\"\n\n[sinks.out]\ntype = \"file\"\ninputs = [\"count\"]\npath = \"out.txt\"\n",
+    )
+    .with_file("in.txt", &lines);
+    let bg = p.start();
     let tmux = Tmux::new();
     // After top exits, the terminal's settings are recorded: raw mode
     // must be gone.
-    let stty = dir.path().join("stty.txt");
+    let stty = p.path("stty.txt");
     let top = format!(
         "{} top --admin {} --interval 0.5; stty -a > {}",
         env!("CARGO_BIN_EXE_weir"),
@@ -594,13 +561,8 @@ fn raw_status(addr: &str, request: &str) -> String {
 
 #[test]
 fn pages_elsewhere_cannot_use_the_loopback_endpoint() {
-    let dir = tempdir();
-    let file = write(
-        dir.path(),
-        "p.toml",
-        "[sources.in]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"in\"]\n",
-    );
-    let bg = Background::start_piped(dir.path(), &file, &[]);
+    let p = Pipeline::new(STDIN_TO_CONSOLE);
+    let bg = p.start_piped();
     let get = |host: &str| {
         raw_status(
             &bg.admin,
@@ -628,4 +590,102 @@ fn pages_elsewhere_cannot_use_the_loopback_endpoint() {
     assert!(post("http://evil.example").contains(" 403 "));
     assert!(post(&format!("http://{}", bg.admin)).contains(" 200 "));
     bg.stop();
+}
+
+// --- the admin address in the pipeline file ----------------------------
+
+/// A `weir` client command with no admin address from the environment.
+fn client(command: &str) -> std::process::Command {
+    let mut c = weir();
+    c.arg(command)
+        .env_remove("WEIR_ADMIN")
+        .env_remove("WEIR_ADMIN_TOKEN");
+    c
+}
+
+/// `admin = "127.0.0.1:PORT"` in the pipeline file (no `--admin`) is where
+/// `weir run` serves the endpoint, and where `weir status FILE` and
+/// `weir reload FILE` find it; a file without `admin` is refused by the
+/// clients, and editing the address is refused by the running pipeline
+/// (it applies at start only), whose endpoint stays where it was.
+#[test]
+fn the_admin_address_in_the_pipeline_file_is_served_and_found_by_the_clients() {
+    let dir = tempdir();
+    let port = free_port();
+    write(dir.path(), "in.txt", "x\ny\n");
+    let body = r#"
+[sources.in]
+type = "replay"
+path = "in.txt"
+format = "lines"
+rate = 100
+loop = true
+
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "out.txt"
+"#;
+    let text = format!("admin = \"127.0.0.1:{port}\"\n{body}");
+    let file = write(dir.path(), "p.toml", &text);
+    let weir = Background::start_with(dir.path(), &file, &[], &[], Stdio::null());
+    assert_eq!(weir.admin, format!("127.0.0.1:{port}"));
+
+    let out = run_with_timeout(
+        client("status").arg(&file).arg("--json"),
+        Duration::from_secs(30),
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    let s: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(s["pid"], weir.child.id(), "{s}");
+    let names: Vec<&str> = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["in", "out"], "{s}");
+
+    let out = run_with_timeout(client("status").arg(&file), Duration::from_secs(30));
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!("(pid {})", weir.child.id())),
+        "{stdout}"
+    );
+
+    let out = run_with_timeout(client("reload").arg(&file), Duration::from_secs(30));
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("reload 1: kept 2, swapped -, restarted -"),
+        "{stdout}"
+    );
+
+    // A file that names no endpoint: the client says so.
+    let other = write(dir.path(), "other.toml", body);
+    let out = run_with_timeout(client("status").arg(&other), Duration::from_secs(30));
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sets no `admin` address; pass --admin"),
+        "{stderr}"
+    );
+
+    // Moving the endpoint needs a restart.
+    let moved = format!("admin = \"127.0.0.1:{}\"\n{body}", free_port());
+    replace_text(&file, &moved);
+    let r = weir.wait_for_reload(2, Duration::from_secs(30));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["rejected"]
+            .as_str()
+            .unwrap()
+            .contains("top-level settings (batch_size, channel_capacity, state_dir, checkpoint_interval, admin) apply at start"),
+        "{r}"
+    );
+    assert_eq!(weir.status()["pid"], weir.child.id());
+    weir.stop();
 }

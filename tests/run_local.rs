@@ -1,5 +1,5 @@
-//! `weir run` on local sources and sinks: exact event-time counts, fan-out,
-//! stdin, and clean shutdown on signals.
+//! `weir run` on local sources and sinks: exact event-time counts, stdin,
+//! and clean shutdown on signals.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// A small deterministic generator (no dependency on `rand`).
-pub struct Lcg(pub u64);
+struct Lcg(u64);
 
 impl Lcg {
-    pub fn next(&mut self) -> u64 {
+    /// The next pseudo-random number (31 bits).
+    fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -24,7 +25,6 @@ impl Lcg {
 #[test]
 fn event_time_counts_match_an_independent_computation_on_a_million_events() {
     const N: usize = 1_000_000;
-    let dir = tempdir();
     let genders = ["0", "1", "2", ""];
     let mut rng = Lcg(7);
     let mut t: i64 = 1_700_000_000_000;
@@ -48,8 +48,7 @@ fn event_time_counts_match_an_independent_computation_on_a_million_events() {
         };
         text.push_str(&format!("{{\"ts\": {ts}, \"gender\": \"{g}\"}}\n"));
     }
-    write(dir.path(), "events.jsonl", &text);
-    let pipeline = format!(
+    let p = Pipeline::new(
         r#"
 [sources.events]
 type = "replay"
@@ -60,8 +59,8 @@ timestamp = "ts"
 [transforms.count]
 type = "wasm"
 inputs = ["events"]
-plugin = "{}"
-config = {{ key = "gender", window = "1s", time = "event", allowed_lateness = "2s" }}
+plugin = "@plugin(gender-count)"
+config = { key = "gender", window = "1s", time = "event", allowed_lateness = "2s" }
 dead_letter = "late"
 
 [sinks.counts]
@@ -74,18 +73,12 @@ type = "file"
 path = "late.jsonl"
 format = "json"
 "#,
-        plugin("gender-count").display()
-    );
-    let file = write(dir.path(), "p.toml", &pipeline);
-    let out = run_with_timeout(weir().arg("run").arg(&file), Duration::from_secs(300));
-    let (_, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
+    )
+    .with_file("events.jsonl", &text);
+    p.run_ok(Duration::from_secs(300));
 
     let mut got: BTreeMap<i64, BTreeMap<String, u64>> = BTreeMap::new();
-    for line in std::fs::read_to_string(dir.path().join("counts.jsonl"))
-        .unwrap()
-        .lines()
-    {
+    for line in p.read("counts.jsonl").lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let start = v["window_start"].as_i64().unwrap();
         assert_eq!(v["window_end"].as_i64().unwrap(), start + 1000);
@@ -101,7 +94,7 @@ format = "json"
         "counts differ from the independent computation"
     );
 
-    let dead = std::fs::read_to_string(dir.path().join("late.jsonl")).unwrap();
+    let dead = p.read("late.jsonl");
     assert_eq!(dead.lines().count(), late, "{dead}");
     assert!(
         dead.lines().all(|l| l.contains("\"weir.reason\":\"late\"")),
@@ -110,52 +103,12 @@ format = "json"
 }
 
 #[test]
-fn fan_out_delivers_every_event_to_every_consumer() {
-    let dir = tempdir();
-    let lines: String = (0..5000).map(|i| format!("line {i}\n")).collect();
-    write(dir.path(), "in.txt", &lines);
-    let file = write(
-        dir.path(),
-        "p.toml",
-        r#"
-batch_size = 64
-channel_capacity = 1
-
-[sources.in]
-type = "replay"
-path = "in.txt"
-format = "lines"
-
-[sinks.a]
-type = "file"
-inputs = ["in"]
-path = "a/out.txt"
-
-[sinks.b]
-type = "file"
-inputs = ["in"]
-path = "b/out.txt"
-"#,
-    );
-    let out = run_with_timeout(weir().arg("run").arg(&file), Duration::from_secs(60));
-    assert!(out.status.success(), "{}", texts(&out).1);
-    for sink in ["a", "b"] {
-        let got = std::fs::read_to_string(dir.path().join(sink).join("out.txt")).unwrap();
-        assert_eq!(got, lines, "sink {sink}");
-    }
-}
-
-#[test]
 fn stdin_lines_are_counted_and_flushed_at_end_of_input() {
-    let dir = tempdir();
-    let text = format!(
-        "[sources.in]\ntype = \"stdin\"\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"in\"]\nplugin = \"{}\"\nconfig = {{ window = \"1h\", format = \"seed\" }}\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"count\"]\n",
-        plugin("gender-count").display()
+    let p = Pipeline::new(
+        "[sources.in]\ntype = \"stdin\"\n\n[transforms.count]\ntype = \"wasm\"\ninputs = [\"in\"]\nplugin = \"@plugin(gender-count)\"\nconfig = { window = \"1h\", format = \"seed\" }\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"count\"]\n",
     );
-    let file = write(dir.path(), "p.toml", &text);
-    let mut child = weir()
-        .arg("run")
-        .arg(&file)
+    let mut child = p
+        .command()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -194,32 +147,27 @@ fn stdin_lines_are_counted_and_flushed_at_end_of_input() {
 #[test]
 fn sigint_and_sigterm_drain_flush_and_exit_zero() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        let dir = tempdir();
-        let text = format!(
+        let p = Pipeline::new(
             r#"
 [sources.shop_log]
 type = "replay"
-path = "{data}"
+path = "@repo/data/user_log.csv"
 select = "gender"
 rate = 200
 
 [transforms.count]
 type = "wasm"
 inputs = ["shop_log"]
-plugin = "{plugin}"
-config = {{ window = "1s", format = "seed" }}
+plugin = "@plugin(gender-count)"
+config = { window = "1s", format = "seed" }
 
 [sinks.out]
 type = "console"
 inputs = ["count"]
 "#,
-            data = repo().join("data/user_log.csv").display(),
-            plugin = plugin("gender-count").display()
         );
-        let file = write(dir.path(), "p.toml", &text);
-        let mut child = weir()
-            .arg("run")
-            .arg(&file)
+        let mut child = p
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

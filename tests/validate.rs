@@ -129,6 +129,8 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// A directory with the files the cases refer to: a core module, an
+/// empty component and a small CSV file.
 fn fixture_dir() -> tempfile::TempDir {
     let dir = tempdir();
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();

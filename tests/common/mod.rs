@@ -3,7 +3,15 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod pipeline;
+pub mod stats;
 pub mod thingsboard;
+
+// Unused by the benchmark that includes this module for its Kafka helpers.
+#[allow(unused_imports)]
+pub use pipeline::{
+    LOOPING_SHOP_LOG, Pipeline, continuous_pipeline, counting, pipeline_file, replace_pipeline,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -28,6 +36,7 @@ pub fn weir() -> Command {
     c
 }
 
+/// The compile cache shared by every `weir` the tests run.
 fn cache_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -128,6 +137,101 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// `weir run FILE`, failing the test after `timeout`.
+pub fn run_pipeline(file: &Path, timeout: Duration) -> Output {
+    run_with_timeout(weir().arg("run").arg(file), timeout)
+}
+
+/// `weir run FILE` to its end, failing the test after `timeout` or when
+/// weir fails; returns stdout and stderr.
+pub fn run_to_end(file: &Path, timeout: Duration) -> (String, String) {
+    let out = run_pipeline(file, timeout);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "weir failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// The lines of a text file (none when it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines of a JSON-lines file (such as a `file` sink with `format =
+/// "json"` writes), parsed; none when it does not exist yet.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Polls `done` every 20 ms until it holds, failing with `what()` after
+/// `timeout`.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < timeout,
+            "not within {timeout:?}: {}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the text file `path` has grown by `more` lines past `from`
+/// (20 s at the most); returns its lines.
+pub fn wait_growth(path: &Path, from: usize, more: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let l = lines(path);
+        if l.len() >= from + more {
+            return l;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} stopped growing at {} lines",
+            path.display(),
+            l.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A sorted list of the strings in a JSON array.
+pub fn sorted(v: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// One stage's entry in a `weir status --json` answer.
+pub fn stage<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {status}"))
+}
+
+/// A counter of one stage in a `weir status --json` answer.
+pub fn counter(status: &serde_json::Value, name: &str, field: &str) -> u64 {
+    stage(status, name)["counters"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {field} for {name} in {status}"))
 }
 
 /// stdout and stderr as strings.
@@ -331,14 +435,33 @@ impl Background {
         extra: &[&str],
         stdin: Stdio,
     ) -> Background {
-        let log = dir.join("weir.log");
-        let stdout = dir.join("weir.out");
-        let child = weir()
-            .arg("run")
+        let mut cmd = weir();
+        cmd.arg("run")
             .arg(file)
             .args(admin)
             .args(extra)
-            .stdin(stdin)
+            .stdin(stdin);
+        Self::spawn(dir, cmd)
+    }
+
+    /// [`Background::start`] with the environment variables `envs` set.
+    pub fn start_with_env(dir: &Path, file: &Path, envs: &[(&str, &Path)]) -> Background {
+        let mut cmd = weir();
+        cmd.arg("run").arg(file).args(["--admin", "127.0.0.1:0"]);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null());
+        Self::spawn(dir, cmd)
+    }
+
+    /// Spawns `cmd` (a `weir run` with an admin endpoint) with its output
+    /// to files in `dir`; waits until the admin endpoint listens and every
+    /// stage is up.
+    fn spawn(dir: &Path, mut cmd: Command) -> Background {
+        let log = dir.join("weir.log");
+        let stdout = dir.join("weir.out");
+        let child = cmd
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -395,6 +518,17 @@ impl Background {
     /// Waits until the log contains `needle`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
         self.wait_for_n(needle, 1, timeout)
+    }
+
+    /// Polls `done` every 20 ms until it holds, failing with `what` and the
+    /// log after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+        wait_until(timeout, done, || format!("{what}\n{}", self.log_text()));
+    }
+
+    /// One stage's counters, from `weir status --json`.
+    pub fn counters(&self, stage_name: &str) -> serde_json::Value {
+        stage(&self.status(), stage_name)["counters"].clone()
     }
 
     /// A `weir` client command pointed at this pipeline's admin endpoint.

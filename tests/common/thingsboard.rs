@@ -79,6 +79,7 @@ impl FakeThingsboard {
     }
 }
 
+/// Answers `status` with an empty body, recording the status.
 fn respond(stream: &mut TcpStream, status: u16, seen: &Mutex<Seen>) -> std::io::Result<()> {
     seen.lock().unwrap().statuses.push(status);
     let reason = match status {
@@ -95,6 +96,7 @@ fn respond(stream: &mut TcpStream, status: u16, seen: &Mutex<Seen>) -> std::io::
     stream.flush()
 }
 
+/// Serves the requests of one connection, as `config` says.
 fn serve(stream: TcpStream, seen: &Mutex<Seen>, config: &Config) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut stream = stream;

@@ -1,5 +1,6 @@
-//! Images through Weir: exact grayscale pixels, broken files dead-lettered,
-//! large payloads through the plugin and through a real Kafka broker.
+//! Images through the grayscale plugin: exact grayscale pixels, broken
+//! files dead-lettered, oversized images refused, large payloads through
+//! the plugin and through a real Kafka broker.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +44,7 @@ fn read_jpeg_rgb(path: &Path) -> (u32, u32, Vec<u8>) {
     (w as u32, h as u32, px)
 }
 
+/// The gray pixels expected for 8-bit `pixels` of `channels` channels.
 fn expected_gray(channels: usize, pixels: &[u8]) -> Vec<u8> {
     if channels <= 2 {
         return pixels.chunks(channels).map(|p| p[0]).collect();
@@ -53,6 +55,9 @@ fn expected_gray(channels: usize, pixels: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// Runs the files of `images` matching `pattern` through the grayscale
+/// plugin (with `extra` stage settings), from a pipeline in `dir`; returns
+/// the directories of the converted and the rejected images, and the log.
 fn convert(dir: &Path, images: &Path, pattern: &str, extra: &str) -> (PathBuf, PathBuf, String) {
     let text = format!(
         r#"
@@ -64,7 +69,7 @@ pattern = "{pattern}"
 [transforms.grayscale]
 type = "wasm"
 inputs = ["photos"]
-plugin = "{plugin}"
+plugin = "@plugin(grayscale)"
 timeout = "20s"
 dead_letter = "rejected"
 {extra}
@@ -82,15 +87,13 @@ name = "filename"
 headers = true
 "#,
         images = images.display(),
-        plugin = plugin("grayscale").display()
     );
-    let file = write(dir, "p.toml", &text);
-    let out = run_with_timeout(weir().arg("run").arg(&file), Duration::from_secs(120));
-    let (_, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
+    let file = pipeline_file(dir, &text);
+    let (_, stderr) = run_to_end(&file, Duration::from_secs(120));
     (dir.join("gray"), dir.join("rejected"), stderr)
 }
 
+/// The sample images.
 fn samples() -> PathBuf {
     repo().join("data/images")
 }
@@ -222,47 +225,33 @@ fn sample_images_and_a_multi_megabyte_image_go_through_a_real_kafka_broker() {
     use crate::common::kafka::*;
     let b = broker();
     create_topic(b, "image_test", 1);
-    let dir = tempdir();
-    let images = dir.path().join("in");
-    std::fs::create_dir_all(&images).unwrap();
-    for entry in std::fs::read_dir(samples()).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, images.join(p.file_name().unwrap())).unwrap();
-    }
-    let big_pixels = noise_png(&images.join("big_noise.png"), 1600, 1200);
-    assert!(
-        std::fs::metadata(images.join("big_noise.png"))
-            .unwrap()
-            .len()
-            > 5_000_000
-    );
-    let text = format!(
+    let p = Pipeline::new(
         r#"
 [sources.photos]
 type = "images"
-path = "{images}"
+path = "@dir/in"
 
 [sinks.to_kafka]
 type = "kafka"
 inputs = ["photos"]
-brokers = "{b}"
+brokers = "@broker"
 topic = "image_test"
 key = "$key"
-options = {{ "message.max.bytes" = 16777216 }}
+options = { "message.max.bytes" = 16777216 }
 
 [sources.from_kafka]
 type = "kafka"
-brokers = "{b}"
+brokers = "@broker"
 topic = "image_test"
 group = "images"
 start = "earliest"
 exit_at_end = true
-options = {{ "fetch.max.bytes" = 67108864, "max.partition.fetch.bytes" = 16777216 }}
+options = { "fetch.max.bytes" = 67108864, "max.partition.fetch.bytes" = 16777216 }
 
 [transforms.grayscale]
 type = "wasm"
 inputs = ["from_kafka"]
-plugin = "{plugin}"
+plugin = "@plugin(grayscale)"
 memory_limit = "256MiB"
 timeout = "20s"
 dead_letter = "rejected"
@@ -280,14 +269,22 @@ path = "rejected"
 name = "filename"
 headers = true
 "#,
-        images = images.display(),
-        plugin = plugin("grayscale").display()
     );
-    let file = write(dir.path(), "p.toml", &text);
-    let out = run_with_timeout(weir().arg("run").arg(&file), Duration::from_secs(180));
-    let (_, stderr) = texts(&out);
-    assert!(out.status.success(), "{stderr}");
-    let gray = dir.path().join("gray");
+    let images = p.path("in");
+    std::fs::create_dir_all(&images).unwrap();
+    for entry in std::fs::read_dir(samples()).unwrap() {
+        let file = entry.unwrap().path();
+        std::fs::copy(&file, images.join(file.file_name().unwrap())).unwrap();
+    }
+    let big_pixels = noise_png(&images.join("big_noise.png"), 1600, 1200);
+    assert!(
+        std::fs::metadata(images.join("big_noise.png"))
+            .unwrap()
+            .len()
+            > 5_000_000
+    );
+    let stderr = p.run_ok(Duration::from_secs(180));
+    let gray = p.path("gray");
     let mut names: Vec<String> = std::fs::read_dir(&gray)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -308,9 +305,7 @@ headers = true
         "gray input passes through"
     );
     assert_eq!(
-        std::fs::read_dir(dir.path().join("rejected"))
-            .unwrap()
-            .count(),
+        std::fs::read_dir(p.path("rejected")).unwrap().count(),
         4,
         "2 files + 2 sidecars"
     );
