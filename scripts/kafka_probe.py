@@ -6,15 +6,15 @@ Python standard library only: speaks just enough of the Kafka wire protocol
 non-flexible versions that Kafka 4.x still serves) to tell when a cluster
 can be used by the tests, so that the script needs no Kafka client.
 
-  kafka_probe.py ready    --bootstrap H:P,H:P,... --brokers N [--txn] [--in-sync]
+  kafka_probe.py ready    --bootstrap H:P,H:P,... --brokers N [--txn] [--in-sync NODE]
                           [--pids PID,...] [--timeout SECS]
   kafka_probe.py metadata --bootstrap H:P[,...]       # brokers, topics, ISR
 
-`ready` returns 0 once every address answers Metadata listing N live brokers,
-and with --txn once the group and transaction coordinators are found (which
-creates __consumer_offsets and __transaction_state) and InitProducerId for a
-transactional id succeeds; with --in-sync once every partition has a leader
-and its full replica set in sync. It returns 3 at once if a PID of --pids
+`ready` returns 0 once every address answers Metadata listing at least N
+live brokers, and with --txn once the group and transaction coordinators are
+found (which creates __consumer_offsets and __transaction_state) and
+InitProducerId for a transactional id succeeds; with --in-sync NODE once
+NODE is in the in-sync replicas of every partition it holds a replica of. It returns 3 at once if a PID of --pids
 dies, 1 when the timeout passes. Progress goes to stderr.
 """
 
@@ -171,11 +171,11 @@ def alive(pid):
         return False
 
 
-def not_in_sync(md):
+def not_in_sync(md, node):
     bad = []
     for t in md["topics"]:
         for p in t["partitions"]:
-            if p["leader"] < 0 or sorted(p["isr"]) != sorted(p["replicas"]):
+            if node in p["replicas"] and (p["leader"] < 0 or node not in p["isr"]):
                 bad.append(f'{t["name"]}-{p["partition"]} leader={p["leader"]} replicas={p["replicas"]} isr={p["isr"]}')
     return bad
 
@@ -201,8 +201,8 @@ def ready(args):
                 checked = True
             if step == "metadata":
                 counts = [len(metadata(a)["brokers"]) for a in addrs]
-                if all(c == args.brokers for c in counts):
-                    say(f"every node answers Metadata with {args.brokers} live broker(s)")
+                if all(c >= args.brokers for c in counts):
+                    say(f"every node answers Metadata with {counts[0]} live broker(s)")
                     step = "coordinators" if args.txn else "in-sync"
                 else:
                     last = f"live brokers seen per node: {counts}"
@@ -216,13 +216,13 @@ def ready(args):
                 else:
                     last = f"FindCoordinator(group) error {err_g}, FindCoordinator(txn) error {err_t}, InitProducerId error {err_i}"
             if step == "in-sync":
-                if not args.in_sync:
+                if args.in_sync is None:
                     return 0
-                bad = not_in_sync(metadata(addrs[0]))
+                bad = not_in_sync(metadata(addrs[0]), args.in_sync)
                 if not bad:
-                    say("every partition has a leader and all its replicas in sync")
+                    say(f"node {args.in_sync} is in sync on every partition it holds")
                     return 0
-                last = f"{len(bad)} partition(s) not fully in sync, e.g. {bad[0]}"
+                last = f"node {args.in_sync} not in sync on {len(bad)} partition(s), e.g. {bad[0]}"
         except (OSError, ConnectionError, struct.error) as e:
             last = f"{type(e).__name__}: {e}"
         time.sleep(0.1)
@@ -248,7 +248,7 @@ def main():
     r.add_argument("--bootstrap", required=True)
     r.add_argument("--brokers", type=int, required=True)
     r.add_argument("--txn", action="store_true")
-    r.add_argument("--in-sync", action="store_true")
+    r.add_argument("--in-sync", type=int, metavar="NODE")
     r.add_argument("--pids", default="")
     r.add_argument("--timeout", type=float, default=120)
     m = sub.add_parser("metadata")

@@ -20,6 +20,9 @@ partitions it is the preferred replica of and read everything back.
 --group-expiry: for each session.timeout.ms given (or `default`, librdkafka's,
 or `consumer`, the KIP-848 protocol whose session the broker sets), SIGKILL a
 group member and time until a second member owns the partitions.
+--hung-txn: for each transaction.timeout.ms given, SIGKILL a transactional
+producer inside a transaction and time until a read_committed consumer gets
+past it (the broker aborts it once the timeout has passed).
 """
 
 import argparse
@@ -101,7 +104,11 @@ def check_basic(bootstrap, nodes):
     rf, min_isr = min(nodes, 3), min(nodes, 2)
     topic = f"rf{rf}-{uuid.uuid4().hex[:6]}"
     a, dt = create_topic(bootstrap, topic, 3, rf, min_isr)
-    md = a.list_topics(topic, timeout=10).topics[topic]
+    while True:  # the new topic reaches the brokers' metadata a moment later
+        md = a.list_topics(topic, timeout=10).topics[topic]
+        if len(md.partitions) == 3 and all(len(pm.isrs) == rf for pm in md.partitions.values()):
+            break
+        time.sleep(0.05)
     isrs = {p: sorted(pm.isrs) for p, pm in md.partitions.items()}
     say(f"created {topic}: 3 partitions, replication {rf}, min.insync.replicas={min_isr} in {dt:.2f}s; ISR {isrs}")
     t = time.monotonic()
@@ -146,7 +153,7 @@ def check_failover(directory, bootstrap, topic):
     produce(bootstrap, topic, [f"down{i}".encode() for i in range(1000)], **{"message.timeout.ms": 60000})
     say(f"with node 2 killed: 1000 more records produced with acks=all in {time.monotonic() - t:.2f}s")
     dt = kafka("restart", directory, "2")
-    say(f"restart of node 2 until every partition in sync: {dt:.2f}s")
+    say(f"restart of node 2 until back in sync: {dt:.2f}s")
     # Node 2 rejoined with its data: make it the leader of the partitions it
     # is the preferred replica of, and read everything back through it.
     a = AdminClient({"bootstrap.servers": bootstrap})
@@ -166,6 +173,38 @@ def check_failover(directory, bootstrap, topic):
     got = read_all(bootstrap, topic, "read_committed", 4000, timeout=60)
     assert len(got) == 4000, len(got)
     say(f"read all 4000 records back, partitions {mine} from node 2")
+
+
+TXN_PRODUCER = r"""
+import sys, time
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": sys.argv[2], "transaction.timeout.ms": int(sys.argv[4])})
+p.init_transactions(30)
+p.begin_transaction()
+p.produce(sys.argv[3], b"open-txn", partition=0)
+p.flush(30)
+print("IN TRANSACTION", flush=True)
+time.sleep(3600)
+"""
+
+
+def check_hung_transaction(bootstrap, nodes, timeout_ms):
+    """A transactional producer SIGKILLed inside a transaction: how long
+    read_committed consumers of the partition see nothing new."""
+    topic = f"hung-{uuid.uuid4().hex[:6]}"
+    create_topic(bootstrap, topic, 1, min(nodes, 3), min(nodes, 2))
+    txn_id = f"hung-{uuid.uuid4()}"
+    proc = subprocess.Popen([sys.executable, "-c", TXN_PRODUCER, bootstrap, txn_id, topic, str(timeout_ms)],
+                            stdout=subprocess.PIPE, text=True)
+    assert "IN TRANSACTION" in proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    t = time.monotonic()
+    produce(bootstrap, topic, [b"after"])  # plain record behind the open transaction
+    got = read_all(bootstrap, topic, "read_committed", 1, timeout=timeout_ms / 1000 + 30)
+    say(f"transaction.timeout.ms={timeout_ms}: producer SIGKILLed in a transaction; read_committed saw the next "
+        f"record {time.monotonic() - t:.2f}s later ({[v.decode() for v in got]})")
+    assert got == [b"after"], got
 
 
 CONSUMER = r"""
@@ -209,6 +248,7 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--failover", action="store_true")
     ap.add_argument("--group-expiry", default="")
+    ap.add_argument("--hung-txn", default="", help="transaction.timeout.ms values, comma-separated")
     args = ap.parse_args()
     bootstrap = open(os.path.join(args.dir, "bootstrap")).read().strip()
     nodes = len(bootstrap.split(","))
@@ -218,6 +258,8 @@ def main():
     if args.failover:
         assert nodes == 3
         check_failover(args.dir, bootstrap, topic)
+    for ms in filter(None, args.hung_txn.split(",")):
+        check_hung_transaction(bootstrap, nodes, int(ms))
     for ms in filter(None, args.group_expiry.split(",")):
         check_group_expiry(bootstrap, topic, ms)
     say("ALL CHECKS PASSED")
