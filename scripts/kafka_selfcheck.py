@@ -22,7 +22,8 @@ or `consumer`, the KIP-848 protocol whose session the broker sets), SIGKILL a
 group member and time until a second member owns the partitions.
 --hung-txn: for each transaction.timeout.ms given, SIGKILL a transactional
 producer inside a transaction and time until a read_committed consumer gets
-past it (the broker aborts it once the timeout has passed).
+past it (the broker aborts it once the timeout has passed); MS+reinit: a new
+producer with the same transactional.id aborts it at init_transactions.
 """
 
 import argparse
@@ -188,9 +189,10 @@ time.sleep(3600)
 """
 
 
-def check_hung_transaction(bootstrap, nodes, timeout_ms):
+def check_hung_transaction(bootstrap, nodes, timeout_ms, reinit=False):
     """A transactional producer SIGKILLed inside a transaction: how long
-    read_committed consumers of the partition see nothing new."""
+    read_committed consumers of the partition see nothing new, left alone or
+    (reinit) when a new producer with the same transactional.id starts."""
     topic = f"hung-{uuid.uuid4().hex[:6]}"
     create_topic(bootstrap, topic, 1, min(nodes, 3), min(nodes, 2))
     txn_id = f"hung-{uuid.uuid4()}"
@@ -201,9 +203,14 @@ def check_hung_transaction(bootstrap, nodes, timeout_ms):
     proc.wait()
     t = time.monotonic()
     produce(bootstrap, topic, [b"after"])  # plain record behind the open transaction
+    how = "left alone"
+    if reinit:
+        p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
+        p.init_transactions(60)
+        how = f"same transactional.id re-initialised after {time.monotonic() - t:.2f}s"
     got = read_all(bootstrap, topic, "read_committed", 1, timeout=timeout_ms / 1000 + 30)
-    say(f"transaction.timeout.ms={timeout_ms}: producer SIGKILLed in a transaction; read_committed saw the next "
-        f"record {time.monotonic() - t:.2f}s later ({[v.decode() for v in got]})")
+    say(f"transaction.timeout.ms={timeout_ms}: producer SIGKILLed in a transaction, {how}; read_committed saw "
+        f"the next record {time.monotonic() - t:.2f}s later ({[v.decode() for v in got]})")
     assert got == [b"after"], got
 
 
@@ -248,7 +255,8 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--failover", action="store_true")
     ap.add_argument("--group-expiry", default="")
-    ap.add_argument("--hung-txn", default="", help="transaction.timeout.ms values, comma-separated")
+    ap.add_argument("--hung-txn", default="", help="transaction.timeout.ms values, comma-separated; MS+reinit: "
+                    "then start a producer with the same transactional.id")
     args = ap.parse_args()
     bootstrap = open(os.path.join(args.dir, "bootstrap")).read().strip()
     nodes = len(bootstrap.split(","))
@@ -259,7 +267,7 @@ def main():
         assert nodes == 3
         check_failover(args.dir, bootstrap, topic)
     for ms in filter(None, args.hung_txn.split(",")):
-        check_hung_transaction(bootstrap, nodes, int(ms))
+        check_hung_transaction(bootstrap, nodes, int(ms.removesuffix("+reinit")), ms.endswith("+reinit"))
     for ms in filter(None, args.group_expiry.split(",")):
         check_group_expiry(bootstrap, topic, ms)
     say("ALL CHECKS PASSED")
