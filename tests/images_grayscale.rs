@@ -224,7 +224,9 @@ fn oversized_images_are_refused_not_crashes() {
 fn sample_images_and_a_multi_megabyte_image_go_through_a_real_kafka_broker() {
     use crate::common::kafka::*;
     let b = broker();
-    create_topic(b, "image_test", 1);
+    // Records of several MB: the topic must allow them (Kafka's default
+    // max.message.bytes is about 1 MB).
+    create_topic_with(b, "image_test", 1, 1, &[("max.message.bytes", "16777216")]);
     let p = Pipeline::new(
         r#"
 [sources.photos]

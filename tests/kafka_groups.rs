@@ -1,4 +1,4 @@
-//! Kafka consumer groups on the shared tansu broker: offsets committed to
+//! Kafka consumer groups on the shared Apache Kafka broker: offsets committed to
 //! the end of every partition once every record is through, and members
 //! joining a running group (a rebalance) without losing a record.
 
@@ -61,7 +61,7 @@ create_topic = { partitions = 1 }
     assert_eq!(got, expected, "every record counted exactly once");
     assert_eq!(
         committed(b, "gc-group", "gc-in", 3),
-        true_end_offsets(b, "gc-in", 3)
+        end_offsets(b, "gc-in", 3)
     );
 }
 
@@ -131,7 +131,7 @@ create_topic = { partitions = 1 }
     assert!(err2.contains("partitions assigned"), "{err2}");
     assert_eq!(
         committed(b, "rb-group", "rb-in", 3),
-        true_end_offsets(b, "rb-in", 3)
+        end_offsets(b, "rb-in", 3)
     );
 }
 
@@ -277,7 +277,7 @@ fn a_rebalance_is_observed_by_both_members_and_loses_nothing() {
         c2["rebalances"]
     );
     assert_eq!(lost, 0);
-    let ends = true_end_offsets(b, "km-rb-in", 3);
+    let ends = end_offsets(b, "km-rb-in", 3);
     assert_eq!(ends.iter().sum::<i64>(), expected.len() as i64);
     assert_eq!(committed(b, "km-rb-group", "km-rb-in", 3), ends);
 }

@@ -1,6 +1,6 @@
 //! Window-stats with checkpoints: stopped with SIGTERM or killed with
 //! SIGKILL half way and restarted, replay-fed and Kafka-fed (the shared
-//! tansu broker), it ends with the figures of an uninterrupted run; the
+//! Apache Kafka broker), it ends with the figures of an uninterrupted run; the
 //! checkpoint holds the Kafka offsets its state reflects; and SIGTERM stops
 //! a Kafka-fed pipeline promptly.
 

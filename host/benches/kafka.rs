@@ -1,9 +1,9 @@
 //! Benchmark: Kafka → identity plugin → Kafka through `weir run`, against a
-//! plain rdkafka consume-and-produce loop with no plugin, on the same tansu
-//! broker in the same run.
+//! plain rdkafka consume-and-produce loop with no plugin, on the same Apache
+//! Kafka broker in the same run.
 //!
-//! Run with `cargo bench -p weir --bench kafka` (needs `tansu`, which
-//! `scripts/test` installs). `WEIR_BENCH_RECORDS` sets the record count
+//! Run with `cargo bench -p weir --bench kafka` (starts a single-node broker
+//! with `scripts/kafka`, which needs Java and Maven). `WEIR_BENCH_RECORDS` sets the record count
 //! (default 500 000 records of 100 bytes, 3 partitions).
 
 #[path = "../../tests/common/mod.rs"]
@@ -123,7 +123,7 @@ fn main() {
         (0..n).map(|i| format!("{i:09}{payload}").into_bytes()),
     );
     println!(
-        "Kafka -> identity -> Kafka, {n} records of 100 bytes, 3 partitions, tansu on loopback"
+        "Kafka -> identity -> Kafka, {n} records of 100 bytes, 3 partitions, Apache Kafka (1 node) on loopback"
     );
     // Warm the plugin compile cache so the weir run measures the data path.
     common::plugin("chaos");

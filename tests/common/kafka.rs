@@ -1,10 +1,12 @@
-//! A real Kafka-protocol broker (tansu) for the tests, shared by the whole
-//! test binary; librdkafka's mock cluster for fault injection; and small
-//! rdkafka helpers to produce, read and inspect.
+//! Apache Kafka for the tests: a single-node broker shared by the whole test
+//! binary, and a 3-node cluster for the replication tests, both started by
+//! `scripts/kafka` (KRaft, jars fetched with Maven) and stopped by its
+//! watchdog when the test binary exits; librdkafka's mock cluster for
+//! injected request errors; and small rdkafka helpers to produce, read and
+//! inspect.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -14,64 +16,85 @@ use rdkafka::message::{Header, Message, OwnedHeaders, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// The tansu binary: the one `cargo install` put in Cargo's `bin`
-/// directory, else whichever is on the PATH.
-fn tansu_binary() -> PathBuf {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
-    let p = cargo_home.join("bin/tansu");
-    if p.is_file() {
-        return p;
-    }
-    PathBuf::from("tansu")
+/// A Kafka cluster started for this test binary.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Where its nodes keep their data, logs and PIDs.
+    pub dir: PathBuf,
+    /// The bootstrap list.
+    pub bootstrap: String,
 }
 
-/// Bootstrap address of the shared tansu broker, started on first use and
-/// killed when the test binary exits.
+impl Cluster {
+    /// Starts `nodes` nodes with `scripts/kafka`; they stop when this
+    /// process exits (`--parent`).
+    fn start(nodes: u32) -> Cluster {
+        let dir = super::target_dir().join(format!("kafka-test-{}-{nodes}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let started = Instant::now();
+        let out = Command::new(super::repo().join("scripts/kafka"))
+            .arg("start")
+            .arg(&dir)
+            .args(["--brokers", &nodes.to_string()])
+            .args(["--parent", &std::process::id().to_string()])
+            .output()
+            .expect("run scripts/kafka");
+        assert!(
+            out.status.success(),
+            "scripts/kafka start failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bootstrap = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        eprintln!(
+            "Apache Kafka ({nodes} node{}) ready at {bootstrap} in {:.1}s",
+            if nodes == 1 { "" } else { "s" },
+            started.elapsed().as_secs_f64()
+        );
+        Cluster { dir, bootstrap }
+    }
+
+    /// Kills node `node` (1-based) with SIGKILL.
+    pub fn kill(&self, node: u32) {
+        self.script("kill", node);
+    }
+
+    /// Restarts node `node` on its data and waits until it is back in sync.
+    pub fn restart(&self, node: u32) {
+        self.script("restart", node);
+    }
+
+    fn script(&self, what: &str, node: u32) {
+        let out = Command::new(super::repo().join("scripts/kafka"))
+            .arg(what)
+            .arg(&self.dir)
+            .arg(node.to_string())
+            .output()
+            .expect("run scripts/kafka");
+        assert!(
+            out.status.success(),
+            "scripts/kafka {what} {node} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The shared single-node broker, started on first use.
+pub fn single() -> &'static Cluster {
+    static ONE: OnceLock<Cluster> = OnceLock::new();
+    ONE.get_or_init(|| Cluster::start(1))
+}
+
+/// Bootstrap address of the shared single-node broker.
 pub fn broker() -> &'static str {
-    static BROKER: OnceLock<String> = OnceLock::new();
-    BROKER.get_or_init(|| {
-        let port = super::free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{addr}");
-        let log = super::target_dir().join(format!("tansu-{port}.log"));
-        let (tx, rx) = std::sync::mpsc::channel();
-        // The broker is spawned from a thread that lives as long as the test
-        // binary: PR_SET_PDEATHSIG then kills it when the binary exits.
-        std::thread::spawn(move || {
-            let mut cmd = Command::new(tansu_binary());
-            cmd.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-                .args(["--storage-engine", "memory://tansu/"])
-                .stdin(Stdio::null())
-                .stdout(std::fs::File::create(&log).unwrap())
-                .stderr(std::fs::File::create(&log).unwrap());
-            // SAFETY: prctl is async-signal-safe and touches only this process.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn();
-            let ok = child.is_ok();
-            tx.send(child.map_err(|e| e.to_string()).map(|_| ())).unwrap();
-            if ok {
-                loop {
-                    std::thread::park();
-                }
-            }
-        });
-        rx.recv()
-            .unwrap()
-            .expect("cannot start tansu; scripts/test installs it (cargo install tansu --locked --features dynostore)");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "tansu did not start listening on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        addr
-    })
+    &single().bootstrap
+}
+
+/// The shared 3-node cluster (`min.insync.replicas = 2`), for the tests of
+/// replication and broker failures.
+pub fn cluster3() -> &'static Cluster {
+    static THREE: OnceLock<Cluster> = OnceLock::new();
+    THREE.get_or_init(|| Cluster::start(3))
 }
 
 /// A client configuration for the brokers at `bootstrap`.
@@ -81,30 +104,38 @@ fn client(bootstrap: &str) -> ClientConfig {
     c
 }
 
-/// Creates a topic on the shared broker.
+/// Creates a topic (replication 1) on the brokers at `bootstrap`.
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_topic_with(bootstrap, topic, partitions, 1, &[]);
+}
+
+/// Creates a topic with `replication` replicas and topic settings `config`.
+pub fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+    config: &[(&str, &str)],
+) {
+    let mut spec = weir::kafka::TopicSpec::new(partitions, replication);
+    for (k, v) in config {
+        spec.config.insert((*k).to_owned(), (*v).to_owned());
+    }
     weir::kafka::ensure_topic(
         &client(bootstrap),
         &weir::kafka::Brokers::Cluster(bootstrap.to_owned()),
         topic,
-        partitions,
-        1,
+        &spec,
         Duration::from_secs(10),
     )
     .unwrap();
 }
 
-/// A producer that sends one record per batch.
-///
-/// tansu (0.6) answers a fetch that starts inside a stored batch with the
-/// *next* batch, silently skipping the rest of the one asked for. A
-/// consumer group resuming from a committed offset inside a batch would
-/// then miss records, which is a broker bug, not a client one;
-/// single-record batches keep every offset a batch boundary.
+/// A producer with librdkafka's ordinary batching (acks=all, idempotent).
 fn producer(bootstrap: &str) -> BaseProducer {
     client(bootstrap)
-        .set("linger.ms", "0")
-        .set("batch.num.messages", "1")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
         .create()
         .unwrap()
 }
@@ -122,8 +153,7 @@ fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(p: &BaseProducer, mut rec: Bas
     }
 }
 
-/// Produces `values` (key = none), one record per batch (see
-/// [`producer`]), and waits until all are acknowledged.
+/// Produces `values` (key = none) and waits until all are acknowledged.
 pub fn produce(bootstrap: &str, topic: &str, values: impl IntoIterator<Item = Vec<u8>>) {
     let p = producer(bootstrap);
     for v in values {
@@ -159,8 +189,7 @@ impl Rec {
     }
 }
 
-/// Produces `records` to `topic`, one record per batch (see [`producer`]),
-/// and waits until all are acknowledged.
+/// Produces `records` to `topic` and waits until all are acknowledged.
 pub fn produce_records(bootstrap: &str, topic: &str, records: &[Rec]) {
     let p = producer(bootstrap);
     for r in records {
@@ -186,9 +215,7 @@ pub fn produce_records(bootstrap: &str, topic: &str, records: &[Rec]) {
     p.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// High watermarks as the broker reports them to ListOffsets (tansu
-/// answers with the last batch's base offset + 1: a lower bound, good for
-/// watching progress; use [`true_end_offsets`] for exact ends).
+/// High watermarks (end offsets) of each partition, from ListOffsets.
 pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let c: BaseConsumer = client(bootstrap).create().unwrap();
     (0..partitions)
@@ -277,16 +304,6 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Record> {
         }
     }
     out
-}
-
-/// The true end offset (last offset + 1, or 0 when empty) of each
-/// partition, from the records themselves.
-pub fn true_end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let mut ends = vec![0; partitions as usize];
-    for r in read_all(bootstrap, topic, partitions) {
-        ends[r.partition as usize] = ends[r.partition as usize].max(r.offset + 1);
-    }
-    ends
 }
 
 /// Total records in a topic.
