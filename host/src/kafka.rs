@@ -248,16 +248,38 @@ pub fn check_reachable(
         })
 }
 
-/// Creates `topic` with `partitions` partitions and `replication` replicas
-/// unless it exists.
+/// How to create a missing topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Partition count.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication: i32,
+    /// Topic-level settings (`max.message.bytes`, `min.insync.replicas`,
+    /// `cleanup.policy`, ...).
+    pub config: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    /// `partitions` partitions, `replication` replicas, default settings.
+    pub fn new(partitions: i32, replication: i32) -> Self {
+        TopicSpec {
+            partitions,
+            replication,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+/// Creates `topic` as `spec` says unless it exists.
 pub fn ensure_topic(
     config: &ClientConfig,
     brokers: &Brokers,
     topic: &str,
-    partitions: i32,
-    replication: i32,
+    spec: &TopicSpec,
     timeout: Duration,
 ) -> Result<(), KafkaSetupError> {
+    let (partitions, replication) = (spec.partitions, spec.replication);
     if *brokers == Brokers::Embedded {
         return Embedded::get()?.ensure_topic(topic, partitions);
     }
@@ -268,7 +290,10 @@ pub fn ensure_topic(
     };
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(KafkaSetupError::Settings)?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for (k, v) in &spec.config {
+        new = new.set(k, v);
+    }
     let opts = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));

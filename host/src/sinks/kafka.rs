@@ -12,6 +12,7 @@
 //! idempotent = true          # default when acks = "all"
 //! compression = "lz4"        # none (default) | gzip | snappy | lz4 | zstd
 //! create_topic = { partitions = 3, replication = 1 }   # create the topic at start if missing
+//!                                   # (and `config = { "max.message.bytes" = "16777216" }`)
 //! options = { "linger.ms" = 20 }                       # any librdkafka producer setting
 //! ```
 //!
@@ -22,7 +23,7 @@
 //! still fails, or is refused outright (for example larger than
 //! `message.max.bytes`), goes to the dead-letter output with the reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -36,7 +37,9 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::event::{Acks, Event};
-use crate::kafka::{Brokers, Options, check_reachable, client_config, ensure_topic};
+use crate::kafka::{
+    Brokers, OptionValue, Options, TopicSpec, check_reachable, client_config, ensure_topic,
+};
 use crate::stage::{
     BoxError, Component, Item, Resource, Sink, SinkContext, StageTask, run_blocking,
 };
@@ -75,8 +78,8 @@ pub enum Compression {
     Zstd,
 }
 
-/// `create_topic = { partitions = N, replication = R }`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// `create_topic = { partitions = N, replication = R, config = { ... } }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTopic {
     /// Partition count.
@@ -84,6 +87,10 @@ pub struct CreateTopic {
     /// Replication factor (default 1).
     #[serde(default = "one")]
     pub replication: i32,
+    /// Topic settings, e.g. `{ "max.message.bytes" = "16777216",
+    /// "min.insync.replicas" = "2" }`.
+    #[serde(default)]
+    pub config: BTreeMap<String, OptionValue>,
 }
 
 fn one() -> i32 {
@@ -232,18 +239,26 @@ impl Sink for KafkaSinkConfig {
             .connect_timeout
             .map_or(StdDuration::from_secs(10), Duration::get);
         check_reachable(&config, &brokers, timeout)?;
-        match (self.create_topic, &brokers) {
-            (Some(c), _) => ensure_topic(
+        match (&self.create_topic, &brokers) {
+            (Some(c), _) => {
+                let spec = TopicSpec {
+                    partitions: c.partitions,
+                    replication: c.replication,
+                    config: c
+                        .config
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
+                };
+                ensure_topic(&config, &brokers, &self.topic, &spec, timeout)?
+            }
+            (None, Brokers::Embedded) => ensure_topic(
                 &config,
                 &brokers,
                 &self.topic,
-                c.partitions,
-                c.replication,
+                &TopicSpec::new(1, 1),
                 timeout,
             )?,
-            (None, Brokers::Embedded) => {
-                ensure_topic(&config, &brokers, &self.topic, 1, 1, timeout)?
-            }
             (None, _) => {}
         }
         let max_bytes = config

@@ -133,9 +133,7 @@ impl Worker {
     /// The end is the larger of two high watermarks: the one librdkafka
     /// cached from its last fetch response (what it uses for
     /// end-of-partition events; it can be stale when records arrived after
-    /// that fetch) and a fresh ListOffsets answer (which some
-    /// Kafka-compatible brokers, tansu among them, give as the last
-    /// batch's base offset + 1: too small for multi-record batches).
+    /// that fetch) and a fresh ListOffsets answer.
     fn at_end(consumer: &BaseConsumer<SourceCtx>) -> bool {
         let Ok(assignment) = consumer.assignment() else {
             return false;
@@ -324,30 +322,23 @@ impl Worker {
     }
 }
 
-/// Commits checkpointed offsets (`{"topic/partition": offset}`) to the
-/// group, so the subscription starts there.
-pub(super) fn resume_from(
-    consumer: &BaseConsumer<SourceCtx>,
+/// Reads checkpointed offsets (`{"topic/partition": offset}`).
+pub(super) fn parse_positions(
     offsets: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), String> {
-    let mut tpl = TopicPartitionList::new();
-    for (tp, offset) in offsets {
-        let (topic, partition) = tp
-            .rsplit_once('/')
-            .and_then(|(t, p)| p.parse::<i32>().ok().map(|p| (t, p)))
-            .ok_or_else(|| format!("bad partition key {tp:?}"))?;
-        let offset = offset
-            .as_i64()
-            .ok_or_else(|| format!("bad offset for {tp}"))?;
-        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-            .map_err(|e| e.to_string())?;
-    }
-    if tpl.count() > 0 {
-        consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+) -> Result<HashMap<(String, i32), i64>, String> {
+    offsets
+        .iter()
+        .map(|(tp, offset)| {
+            let (topic, partition) = tp
+                .rsplit_once('/')
+                .and_then(|(t, p)| p.parse::<i32>().ok().map(|p| (t, p)))
+                .ok_or_else(|| format!("bad partition key {tp:?}"))?;
+            let offset = offset
+                .as_i64()
+                .ok_or_else(|| format!("bad offset for {tp}"))?;
+            Ok(((topic.to_owned(), partition), offset))
+        })
+        .collect()
 }
 
 /// The low and high watermarks librdkafka last saw in fetch responses for a

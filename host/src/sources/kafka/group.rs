@@ -2,13 +2,17 @@
 //! rebalances (a revoke waits for in-flight records of its partitions and
 //! commits), commit outcomes, and lag from the client's statistics.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::Tracker;
 use crate::event::AckTarget;
@@ -32,6 +36,10 @@ pub(super) struct SourceCtx {
     /// Set when the source stops after a final checkpoint: what is still
     /// in flight is in the checkpoint, so a revoke need not wait for it.
     pub(super) abandon_in_flight: std::sync::atomic::AtomicBool,
+    /// Checkpointed positions not yet applied: a partition assigned for
+    /// the first time in this process starts there, whatever the group
+    /// has committed (the restored state covers everything before it).
+    pub(super) resume: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl SourceCtx {
@@ -82,7 +90,79 @@ impl ClientContext for SourceCtx {
     }
 }
 
+impl SourceCtx {
+    /// Sets the start offset of newly assigned partitions that have a
+    /// checkpointed position.
+    fn start_at_checkpoint(&self, tpl: &mut TopicPartitionList) {
+        let mut resume = self.resume.lock().expect("resume lock");
+        if resume.is_empty() {
+            return;
+        }
+        let assigned: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in assigned {
+            if let Some(offset) = resume.remove(&(topic.clone(), partition)) {
+                match tpl.set_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                    Ok(()) => tracing::info!(
+                        topic,
+                        partition,
+                        offset,
+                        "partition starts at its checkpointed offset"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(topic, partition, error = %e, "cannot start at the checkpointed offset")
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl ConsumerContext for SourceCtx {
+    /// librdkafka's default strategy (assign or unassign, eager or
+    /// cooperative), with checkpointed positions put into the assignment.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.start_at_checkpoint(tpl);
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                self.pre_rebalance(consumer, &Rebalance::Error(KafkaError::Rebalance(code)));
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot apply the rebalance");
+        }
+    }
+
     fn commit_callback(
         &self,
         result: rdkafka::error::KafkaResult<()>,

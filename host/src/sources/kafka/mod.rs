@@ -43,11 +43,11 @@ use serde::Deserialize;
 
 pub use crate::kafka::committed_offsets;
 use crate::kafka::{
-    Brokers, Options, check_reachable, client_config, ensure_topic, partition_count,
+    Brokers, Options, TopicSpec, check_reachable, client_config, ensure_topic, partition_count,
 };
 use crate::stage::{BoxError, Component, Resource, Source, SourceContext, StageTask, run_blocking};
 use crate::units::Duration;
-use consume::{Worker, resume_from};
+use consume::{Worker, parse_positions};
 use group::{AckChannel, SourceCtx};
 use offsets::Tracker;
 
@@ -178,8 +178,7 @@ impl Source for KafkaSourceConfig {
                     &config,
                     &brokers,
                     t,
-                    self.partitions.unwrap_or(1),
-                    1,
+                    &TopicSpec::new(self.partitions.unwrap_or(1), 1),
                     timeout,
                 )?;
             } else if partition_count(&config, t, timeout)?.is_none() {
@@ -199,6 +198,7 @@ impl Source for KafkaSourceConfig {
                 .map_or(StdDuration::from_secs(10), Duration::get),
             metrics: ctx.metrics.clone(),
             abandon_in_flight: std::sync::atomic::AtomicBool::new(false),
+            resume: Mutex::new(HashMap::new()),
         };
         let consumer: BaseConsumer<SourceCtx> = config
             .create_with_context(context)
@@ -210,8 +210,12 @@ impl Source for KafkaSourceConfig {
                 "embedded broker: checkpointed offsets do not apply; reading its topics from the start"
             );
         } else if let Some(resume) = ctx.control.resume.as_ref().and_then(|r| r.as_object()) {
-            resume_from(&consumer, resume)
+            // Applied when the group assigns the partitions: committing
+            // them to the group now would be refused while a killed
+            // member of the previous run still holds them.
+            let positions = parse_positions(resume)
                 .map_err(|e| format!("cannot resume from the checkpoint: {e}"))?;
+            *consumer.context().resume.lock().expect("resume lock") = positions;
             tracing::info!(
                 partitions = resume.len(),
                 "kafka source resumes from the checkpoint offsets"
