@@ -69,7 +69,7 @@ pub struct Config {
 }
 
 fn one_second() -> Duration {
-    Duration(1000)
+    Duration::from_millis(1000)
 }
 fn processing() -> Time {
     Time::Processing

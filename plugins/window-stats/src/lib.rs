@@ -112,11 +112,13 @@ impl<'de> Deserialize<'de> for WindowKind {
         match s.as_str() {
             "batch" => Ok(WindowKind::Batch),
             "since_start" => Ok(WindowKind::SinceStart),
-            other => parse_duration(other).map(WindowKind::Size).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "window must be \"batch\", \"since_start\" or a duration: {e}"
-                ))
-            }),
+            other => parse_duration(other)
+                .map(|d| WindowKind::Size(Duration(d).ms()))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "window must be \"batch\", \"since_start\" or a duration: {e}"
+                    ))
+                }),
         }
     }
 }
