@@ -33,7 +33,7 @@ pub struct Batch {
 }
 
 /// One event of a [`Batch`], borrowing its bytes from the batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Event<'a> {
     /// Position in the batch (use it with [`Output::reject`]).
     pub index: u32,
@@ -49,6 +49,12 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
+    /// The value as UTF-8 text; an error (to reject the event with) when it
+    /// is not.
+    pub fn text(&self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.value).map_err(|e| format!("value is not UTF-8: {e}"))
+    }
+
     /// The value of the first header called `name`, if any.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers
@@ -195,13 +201,46 @@ impl Output {
         key: Option<&[u8]>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        self.timestamps.push(timestamp_ms);
         write(&mut self.values);
+        self.commit(timestamp_ms, key);
+    }
+
+    /// Ends the event whose value was just written.
+    fn commit(&mut self, timestamp_ms: i64, key: Option<&[u8]>) {
+        self.timestamps.push(timestamp_ms);
         self.value_ends.push(self.values.len() as u32);
         if let Some(k) = key {
             self.keys.extend_from_slice(k);
         }
         self.key_ends.push(self.keys.len() as u32);
+    }
+
+    /// Lets `write` emit at most one event for `event`, with its timestamp
+    /// and key: what `write` wrote is kept when it returns `Ok` (unless it
+    /// skipped the event), dropped when it returns `Err`, and the event is
+    /// then refused with that reason.
+    pub(crate) fn emit_one(
+        &mut self,
+        event: &Event<'_>,
+        write: impl FnOnce(&mut Emit<'_>) -> Result<(), String>,
+    ) {
+        let (values, headers) = (self.values.len(), self.headers.len());
+        let mut emit = Emit {
+            value: &mut self.values,
+            headers: &mut self.headers,
+            index: self.timestamps.len() as u32,
+            skip: false,
+        };
+        match write(&mut emit) {
+            Ok(()) if !emit.skip => self.commit(event.timestamp_ms, event.key),
+            result => {
+                self.values.truncate(values);
+                self.headers.truncate(headers);
+                if let Err(reason) = result {
+                    self.reject(event.index, reason);
+                }
+            }
+        }
     }
 
     /// Adds a header to the most recently emitted event. Panics if nothing
@@ -283,6 +322,68 @@ impl Output {
     }
 }
 
+/// The one event a [`Map`](crate::Map) writes for an input event. It keeps
+/// the input's timestamp and key; write its value (`Emit` is an
+/// [`std::io::Write`], and [`Emit::json`] writes JSON) and add headers.
+pub struct Emit<'o> {
+    value: &'o mut Vec<u8>,
+    headers: &'o mut Vec<Header>,
+    /// Index the event gets in the output.
+    index: u32,
+    skip: bool,
+}
+
+impl Emit<'_> {
+    /// Appends bytes to the value.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.value.extend_from_slice(bytes);
+    }
+
+    /// The buffer the value is appended to, for writers that want a `Vec`.
+    /// It holds the values emitted before this one: append only.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        self.value
+    }
+
+    /// Appends `value` as JSON.
+    pub fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<(), String> {
+        serde_json::to_writer(&mut *self.value, value).map_err(|e| e.to_string())
+    }
+
+    /// Adds a header to the event.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        self.headers.push(Header {
+            event: self.index,
+            name: name.to_owned(),
+            value: value.to_vec(),
+        });
+    }
+
+    /// Emits nothing for this input event (a filter dropping it).
+    pub fn skip(&mut self) {
+        self.skip = true;
+    }
+
+    /// Writes `event` unchanged: its value and headers.
+    pub fn copy(&mut self, event: &Event<'_>) {
+        self.extend_from_slice(event.value);
+        for h in event.headers() {
+            self.header(&h.name, &h.value);
+        }
+    }
+}
+
+impl std::io::Write for Emit<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.value.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +419,44 @@ mod tests {
         assert_eq!(o.rejections()[0].reason, "bad");
         o.clear();
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn emit_one_keeps_or_drops_what_was_written() {
+        let mut b = Batch::from_values(0, &[(1, b"a".as_slice())]);
+        b.push(2, Some(b"k"), b"b");
+        b.push(3, None, b"c");
+        b.push_header(1, "h", b"v");
+        let mut o = Output::default();
+        o.emit_one(&b.get(0), |e| {
+            e.extend_from_slice(b"half");
+            e.header("x", b"y");
+            Err("no".into())
+        });
+        o.emit_one(&b.get(1), |e| {
+            e.copy(&b.get(1));
+            Ok(())
+        });
+        o.emit_one(&b.get(2), |e| {
+            e.extend_from_slice(b"gone");
+            e.skip();
+            Ok(())
+        });
+        assert_eq!(o.values_lossy(), ["b"]);
+        assert_eq!((o.timestamp(0), o.key(0)), (2, Some(&b"k"[..])));
+        assert_eq!(o.headers().len(), 1);
+        assert_eq!(
+            (o.headers()[0].event, o.headers()[0].name.as_str()),
+            (0, "h")
+        );
+        assert_eq!(o.rejections()[0].index, 0);
+        assert!(b.get(0).text().is_ok());
+        assert!(
+            Batch::from_values(0, &[(0, [0xffu8])])
+                .get(0)
+                .text()
+                .unwrap_err()
+                .starts_with("value is not UTF-8")
+        );
     }
 }
