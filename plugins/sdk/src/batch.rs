@@ -20,16 +20,49 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A batch of input events, laid out flat exactly as the host sent it.
+/// Events laid out flat, as they cross the component boundary: the values
+/// one after the other in one buffer, event `i`'s ending at
+/// `value_ends[i]`, and the keys likewise (an empty key is no key).
 #[derive(Debug, Clone, Default)]
-pub struct Batch {
-    pub(crate) base_seq: u64,
+pub(crate) struct Events {
     pub(crate) timestamps: Vec<i64>,
     pub(crate) values: Vec<u8>,
     pub(crate) value_ends: Vec<u32>,
     pub(crate) keys: Vec<u8>,
     pub(crate) key_ends: Vec<u32>,
     pub(crate) headers: Vec<Header>,
+}
+
+impl Events {
+    /// Ends the event whose value was just appended to `values`.
+    fn end(&mut self, timestamp_ms: i64, key: Option<&[u8]>) {
+        self.timestamps.push(timestamp_ms);
+        self.value_ends.push(self.values.len() as u32);
+        if let Some(k) = key {
+            self.keys.extend_from_slice(k);
+        }
+        self.key_ends.push(self.keys.len() as u32);
+    }
+
+    fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    fn value(&self, i: usize) -> &[u8] {
+        slice(&self.values, &self.value_ends, i)
+    }
+
+    fn key(&self, i: usize) -> Option<&[u8]> {
+        let k = slice(&self.keys, &self.key_ends, i);
+        if k.is_empty() { None } else { Some(k) }
+    }
+}
+
+/// A batch of input events, laid out flat exactly as the host sent it.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub(crate) base_seq: u64,
+    pub(crate) events: Events,
 }
 
 /// One event of a [`Batch`], borrowing its bytes from the batch.
@@ -76,28 +109,6 @@ fn slice<'a>(data: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
 }
 
 impl Batch {
-    /// Builds a batch from its flat parts (used by the generated bindings).
-    #[doc(hidden)]
-    pub fn from_parts(
-        base_seq: u64,
-        timestamps: Vec<i64>,
-        values: Vec<u8>,
-        value_ends: Vec<u32>,
-        keys: Vec<u8>,
-        key_ends: Vec<u32>,
-        headers: Vec<Header>,
-    ) -> Self {
-        Batch {
-            base_seq,
-            timestamps,
-            values,
-            value_ends,
-            keys,
-            key_ends,
-            headers,
-        }
-    }
-
     /// Builds a batch of unkeyed events from `(timestamp_ms, value)` pairs,
     /// for tests and benchmarks.
     pub fn from_values<V: AsRef<[u8]>>(base_seq: u64, events: &[(i64, V)]) -> Self {
@@ -113,18 +124,13 @@ impl Batch {
 
     /// Appends an event (for tests, benchmarks and native hosts).
     pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: &[u8]) {
-        self.timestamps.push(timestamp_ms);
-        self.values.extend_from_slice(value);
-        self.value_ends.push(self.values.len() as u32);
-        if let Some(k) = key {
-            self.keys.extend_from_slice(k);
-        }
-        self.key_ends.push(self.keys.len() as u32);
+        self.events.values.extend_from_slice(value);
+        self.events.end(timestamp_ms, key);
     }
 
     /// Attaches a header to the event at `index` (for tests).
     pub fn push_header(&mut self, index: u32, name: &str, value: &[u8]) {
-        self.headers.push(Header {
+        self.events.headers.push(Header {
             event: index,
             name: name.to_owned(),
             value: value.to_vec(),
@@ -133,12 +139,12 @@ impl Batch {
 
     /// Number of events.
     pub fn len(&self) -> usize {
-        self.timestamps.len()
+        self.events.len()
     }
 
     /// Whether the batch has no events.
     pub fn is_empty(&self) -> bool {
-        self.timestamps.is_empty()
+        self.len() == 0
     }
 
     /// Sequence number of the first event.
@@ -148,14 +154,13 @@ impl Batch {
 
     /// The event at `index`. Panics when out of range.
     pub fn get(&self, index: usize) -> Event<'_> {
-        let key = slice(&self.keys, &self.key_ends, index);
         Event {
             index: index as u32,
             seq: self.base_seq + index as u64,
-            timestamp_ms: self.timestamps[index],
-            key: if key.is_empty() { None } else { Some(key) },
-            value: slice(&self.values, &self.value_ends, index),
-            headers: &self.headers,
+            timestamp_ms: self.events.timestamps[index],
+            key: self.events.key(index),
+            value: self.events.value(index),
+            headers: &self.events.headers,
         }
     }
 
@@ -168,12 +173,7 @@ impl Batch {
 /// Events a plugin emits and records it refuses, written into flat buffers.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    pub(crate) timestamps: Vec<i64>,
-    pub(crate) values: Vec<u8>,
-    pub(crate) value_ends: Vec<u32>,
-    pub(crate) keys: Vec<u8>,
-    pub(crate) key_ends: Vec<u32>,
-    pub(crate) headers: Vec<Header>,
+    pub(crate) events: Events,
     pub(crate) rejections: Vec<Rejection>,
 }
 
@@ -201,18 +201,8 @@ impl Output {
         key: Option<&[u8]>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        write(&mut self.values);
-        self.commit(timestamp_ms, key);
-    }
-
-    /// Ends the event whose value was just written.
-    fn commit(&mut self, timestamp_ms: i64, key: Option<&[u8]>) {
-        self.timestamps.push(timestamp_ms);
-        self.value_ends.push(self.values.len() as u32);
-        if let Some(k) = key {
-            self.keys.extend_from_slice(k);
-        }
-        self.key_ends.push(self.keys.len() as u32);
+        write(&mut self.events.values);
+        self.events.end(timestamp_ms, key);
     }
 
     /// Lets `write` emit at most one event for `event`, with its timestamp
@@ -224,18 +214,19 @@ impl Output {
         event: &Event<'_>,
         write: impl FnOnce(&mut Emit<'_>) -> Result<(), String>,
     ) {
-        let (values, headers) = (self.values.len(), self.headers.len());
+        let events = &mut self.events;
+        let (values, headers) = (events.values.len(), events.headers.len());
         let mut emit = Emit {
-            value: &mut self.values,
-            headers: &mut self.headers,
-            index: self.timestamps.len() as u32,
+            value: &mut events.values,
+            headers: &mut events.headers,
+            index: events.timestamps.len() as u32,
             skip: false,
         };
         match write(&mut emit) {
-            Ok(()) if !emit.skip => self.commit(event.timestamp_ms, event.key),
+            Ok(()) if !emit.skip => events.end(event.timestamp_ms, event.key),
             result => {
-                self.values.truncate(values);
-                self.headers.truncate(headers);
+                events.values.truncate(values);
+                events.headers.truncate(headers);
                 if let Err(reason) = result {
                     self.reject(event.index, reason);
                 }
@@ -247,11 +238,10 @@ impl Output {
     /// has been emitted yet.
     pub fn header(&mut self, name: &str, value: &[u8]) {
         let event = self
-            .timestamps
             .len()
             .checked_sub(1)
             .expect("Output::header called before any emit") as u32;
-        self.headers.push(Header {
+        self.events.headers.push(Header {
             event,
             name: name.to_owned(),
             value: value.to_vec(),
@@ -269,33 +259,32 @@ impl Output {
 
     /// Number of events emitted so far.
     pub fn len(&self) -> usize {
-        self.timestamps.len()
+        self.events.len()
     }
 
     /// Whether nothing has been emitted.
     pub fn is_empty(&self) -> bool {
-        self.timestamps.is_empty()
+        self.len() == 0
     }
 
     /// Value of emitted event `i`.
     pub fn value(&self, i: usize) -> &[u8] {
-        slice(&self.values, &self.value_ends, i)
+        self.events.value(i)
     }
 
     /// Key of emitted event `i`, if any.
     pub fn key(&self, i: usize) -> Option<&[u8]> {
-        let k = slice(&self.keys, &self.key_ends, i);
-        if k.is_empty() { None } else { Some(k) }
+        self.events.key(i)
     }
 
     /// Timestamp of emitted event `i`.
     pub fn timestamp(&self, i: usize) -> i64 {
-        self.timestamps[i]
+        self.events.timestamps[i]
     }
 
     /// Headers of all emitted events.
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        &self.events.headers
     }
 
     /// Records refused so far.
@@ -312,12 +301,13 @@ impl Output {
 
     /// Empties the output, keeping its buffers' capacity.
     pub fn clear(&mut self) {
-        self.timestamps.clear();
-        self.values.clear();
-        self.value_ends.clear();
-        self.keys.clear();
-        self.key_ends.clear();
-        self.headers.clear();
+        let e = &mut self.events;
+        e.timestamps.clear();
+        e.values.clear();
+        e.value_ends.clear();
+        e.keys.clear();
+        e.key_ends.clear();
+        e.headers.clear();
         self.rejections.clear();
     }
 }
