@@ -55,7 +55,7 @@
 //! [`field`] reads the whole value, a JSON field or a CSV column,
 //! [`window`] keeps tumbling, sliding and session windows on processing or
 //! event time; [`csv`], [`json`] and [`time`] read fields and timestamps
-//! without per-event allocation; [`format`] writes results as existing
+//! without per-event allocation; [`format`](mod@format) writes results as existing
 //! consumers expect.
 
 mod batch;
