@@ -37,14 +37,16 @@ use std::io::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use weir_plugin::config::{Duration, parse_duration};
-use weir_plugin::field::{Field, FieldRef, Raw, Record};
-use weir_plugin::format::{Format, python_float};
+use weir_plugin::field::{Field, Raw, Record};
+use weir_plugin::format::python_float;
 use weir_plugin::json::Scalar;
 use weir_plugin::time::{TimeZone, parse_timestamp_in};
-use weir_plugin::window::{Closed, Merge, Time, WindowSpec, Windows};
+use weir_plugin::window::{Closed, Merge, WindowSpec, Windows};
 use weir_plugin::{Batch, Output, Transform, state};
 
 pub use acc::{Acc, GapSummary, Moments, Times};
+/// The SDK's setting types this plugin's [`Config`] uses.
+pub use weir_plugin::{field::FieldRef, format::Format, window::Time};
 
 /// Input layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

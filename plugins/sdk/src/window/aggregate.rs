@@ -107,9 +107,10 @@ impl Windowing {
 
 /// A stage running an [`Aggregate`]: it files each event into its windows on
 /// the configured clock, refuses late events with reason `late`, writes
-/// windows as they close (on ticks for processing time, at the end of the
-/// input for all), keeps the acknowledgements of events in open windows,
-/// and saves the open windows in snapshots as `{"version":N,"windows":…}`.
+/// windows as they close (as the watermark passes them on event time, on
+/// ticks on processing time, and all of them at the end of the input),
+/// keeps the acknowledgements of events in open windows, and saves the open
+/// windows in snapshots as `{"version":N,"windows":…}`.
 pub struct Windowed<T: Aggregate> {
     plugin: T,
     time: Time,
