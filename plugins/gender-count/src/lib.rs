@@ -10,277 +10,85 @@
 //! - `format`: `"json"` (default), one object per window
 //!   `{"window_start":MS,"window_end":MS,"counts":{"0":N,...}}`, or `"seed"`,
 //!   the text today's consumers read: `[{"0":1},{"1":6},{"2":3}]`.
+//!
+//! The SDK's [`Aggregate`] shorthand does the windows, the clock, late
+//! events and snapshots; this file reads the key, counts, and writes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+use weir_plugin::Output;
 use weir_plugin::config::Duration;
-use weir_plugin::json::Scalar;
-use weir_plugin::window::{Closed, WindowSpec, Windows};
-use weir_plugin::{Batch, Output, Transform};
+use weir_plugin::field::{Field, Record};
+use weir_plugin::format::Format;
+use weir_plugin::window::{Aggregate, Closed, Time, Windowed, Windowing};
 
-/// Which clock assigns events to windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Time {
-    /// Arrival time at the plugin; windows close on ticks.
-    Processing,
-    /// The event's own timestamp; windows close as the watermark passes.
-    Event,
-}
-
-/// Output text format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// `{"window_start":..,"window_end":..,"counts":{..}}`
-    Json,
-    /// `[{"0":1},{"1":6}]`
-    Seed,
-}
-
-/// The plugin's configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
+/// The plugin's configuration, and the field it counts by.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Counter {
     /// Field or column to count by; the whole value when absent.
-    #[serde(default)]
     pub key: Option<String>,
     /// CSV header, when the input is CSV.
-    #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Window length.
-    #[serde(default = "one_second")]
-    pub window: Duration,
-    /// Distance between window starts.
-    #[serde(default)]
+    /// Window length (default 1 s).
+    pub window: Option<Duration>,
+    /// Distance between window starts (default: the window length).
     pub slide: Option<Duration>,
     /// Time domain.
-    #[serde(default = "processing")]
     pub time: Time,
     /// Lateness allowed on event time.
-    #[serde(default)]
     pub allowed_lateness: Option<Duration>,
     /// Output format.
-    #[serde(default = "json")]
     pub format: Format,
+    /// Where `key` is, resolved.
+    #[serde(skip)]
+    field: Field,
 }
 
-fn one_second() -> Duration {
-    Duration(1000)
-}
-fn processing() -> Time {
-    Time::Processing
-}
-fn json() -> Format {
-    Format::Json
-}
+/// The plugin: counts in windows.
+pub type GenderCount = Windowed<Counter>;
 
-/// Counts per distinct key within one window. A short vector beats a map
-/// for the handful of distinct values typical here.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Counts(Vec<(String, u64)>);
+impl Aggregate for Counter {
+    /// Counts per distinct key within one window. A short vector beats a
+    /// map for the handful of distinct values typical here.
+    type Acc = Vec<(String, u64)>;
+    type Item<'r> = Cow<'r, str>;
 
-impl Counts {
-    fn bump(&mut self, key: &str) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
+    fn init(&mut self) -> Result<Windowing, String> {
+        self.field = Field::keyed(self.key.as_deref(), self.columns.as_deref())?;
+        let window = self.window.unwrap_or(Duration::from_millis(1000));
+        Windowing::new(window, self.slide, self.time, self.allowed_lateness)
+    }
+
+    fn read<'r>(&mut self, record: &'r mut Record<'_>) -> Result<Cow<'r, str>, String> {
+        record.key(&self.field)
+    }
+
+    fn add(&self, counts: &mut Self::Acc, key: &Cow<'_, str>) {
+        match counts.iter_mut().find(|(k, _)| k == key) {
             Some((_, n)) => *n += 1,
-            None => self.0.push((key.to_owned(), 1)),
+            None => counts.push((key.to_string(), 1)),
         }
     }
 
-    /// Counts sorted by key.
-    pub fn sorted(&self) -> BTreeMap<&str, u64> {
-        self.0.iter().map(|(k, n)| (k.as_str(), *n)).collect()
-    }
-}
-
-/// How the key is extracted from a value.
-#[derive(Debug, Clone)]
-enum Extract {
-    Whole,
-    Json(String),
-    Csv(usize),
-}
-
-/// The plugin state.
-pub struct GenderCount {
-    extract: Extract,
-    time: Time,
-    format: Format,
-    windows: Windows<Counts>,
-    scratch: String,
-}
-
-/// Snapshot layout, versioned so future builds can refuse or migrate it.
-#[derive(Serialize, Deserialize)]
-struct State {
-    version: u32,
-    windows: Windows<Counts>,
-}
-
-const STATE_VERSION: u32 = 1;
-
-fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|e| format!("value is not UTF-8: {e}"))
-}
-
-impl GenderCount {
-    /// Puts the event's key into `self.scratch`.
-    fn key_of<'a>(
-        &mut self,
-        value: &'a [u8],
-        fields: &mut Vec<Cow<'a, [u8]>>,
-    ) -> Result<(), String> {
-        self.scratch.clear();
-        match &self.extract {
-            Extract::Whole => self.scratch.push_str(utf8(value)?.trim()),
-            Extract::Json(name) => match weir_plugin::json::field(value, name)? {
-                None => return Err(format!("no field {name:?}")),
-                Some(Scalar::Json(_)) => {
-                    return Err(format!(
-                        "field {name:?} is not a string, number, boolean or null"
-                    ));
-                }
-                Some(v) => self.scratch.push_str(&v.as_text()),
-            },
-            Extract::Csv(col) => {
-                weir_plugin::csv::split(value, fields)?;
-                let field = fields.get(*col).ok_or_else(|| {
-                    format!(
-                        "row has {} columns, the key is column {}",
-                        fields.len(),
-                        col + 1
-                    )
-                })?;
-                self.scratch.push_str(utf8(field)?.trim());
+    fn emit(&mut self, w: Closed<Self::Acc>, out: &mut Output) {
+        let (s, e) = (w.start, w.end);
+        let counts: BTreeMap<&str, u64> = w.acc.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        out.emit_with(e, |buf| match self.format {
+            Format::Json => {
+                let _ = write!(buf, r#"{{"window_start":{s},"window_end":{e},"counts":"#);
+                serde_json::to_writer(&mut *buf, &counts).expect("counts serialise");
+                buf.push(b'}');
             }
-        }
-        Ok(())
-    }
-
-    fn emit_closed(&mut self, out: &mut Output) {
-        for Closed { start, end, acc } in self.windows.take_closed() {
-            let counts = acc.sorted();
-            out.emit_with(end, |buf| match self.format {
-                Format::Json => {
-                    let _ = write!(
-                        buf,
-                        r#"{{"window_start":{start},"window_end":{end},"counts":"#
-                    );
-                    serde_json::to_writer(&mut *buf, &counts).expect("counts serialise");
-                    buf.push(b'}');
-                }
-                Format::Seed => {
-                    buf.push(b'[');
-                    for (i, (k, n)) in counts.iter().enumerate() {
-                        if i > 0 {
-                            buf.push(b',');
-                        }
-                        buf.push(b'{');
-                        serde_json::to_writer(&mut *buf, k).expect("key serialises");
-                        let _ = write!(buf, ":{n}}}");
-                    }
-                    buf.push(b']');
-                }
-            });
-        }
-    }
-}
-
-impl Transform for GenderCount {
-    fn new(config: &str) -> Result<Self, String> {
-        let c: Config = weir_plugin::config::parse(config)?;
-        let extract = match (&c.key, &c.columns) {
-            (None, _) => Extract::Whole,
-            (Some(k), None) => Extract::Json(k.clone()),
-            (Some(k), Some(cols)) => Extract::Csv(
-                cols.iter()
-                    .position(|c| c == k)
-                    .ok_or_else(|| format!("key {k:?} is not one of the columns {cols:?}"))?,
-            ),
-        };
-        let size = c.window.ms();
-        let slide = c.slide.map_or(size, |s| s.ms());
-        let lateness = c.allowed_lateness.map_or(0, |d| d.ms());
-        if c.time == Time::Processing && lateness != 0 {
-            return Err("allowed_lateness applies only to time = \"event\"".into());
-        }
-        let windows = Windows::new(WindowSpec::sliding(size, slide).with_lateness(lateness))?;
-        Ok(GenderCount {
-            extract,
-            time: c.time,
-            format: c.format,
-            windows,
-            scratch: String::new(),
-        })
-    }
-
-    fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let now = match self.time {
-            Time::Processing => weir_plugin::now_ms(),
-            Time::Event => 0,
-        };
-        let mut fields = Vec::new();
-        for event in batch.iter() {
-            if let Err(reason) = self.key_of(event.value, &mut fields) {
-                out.reject(event.index, reason);
-                continue;
+            // One object per key, in key order.
+            Format::Seed => {
+                let seed: Vec<_> = counts.iter().map(|kn| BTreeMap::from([kn])).collect();
+                serde_json::to_writer(buf, &seed).expect("counts serialise");
             }
-            let ts = match self.time {
-                Time::Processing => now,
-                Time::Event => event.timestamp_ms,
-            };
-            let key = self.scratch.as_str();
-            if let Err(late) = self.windows.add(ts, event.seq, |c| c.bump(key)) {
-                out.reject(event.index, late.to_string());
-            }
-            if self.windows.has_closed() {
-                self.emit_closed(out);
-            }
-        }
-    }
-
-    fn tick(&mut self, now_ms: i64, out: &mut Output) {
-        if self.time == Time::Processing {
-            self.windows.advance(now_ms);
-            self.emit_closed(out);
-        }
-    }
-
-    fn flush(&mut self, out: &mut Output) {
-        self.windows.close_all();
-        self.emit_closed(out);
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&State {
-            version: STATE_VERSION,
-            windows: self.windows.clone(),
-        })
-        .expect("state serialises")
-    }
-
-    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let s: State =
-            serde_json::from_slice(state).map_err(|e| format!("unreadable state: {e}"))?;
-        if s.version != STATE_VERSION {
-            return Err(format!(
-                "state version {} is not supported (this build reads version {STATE_VERSION})",
-                s.version
-            ));
-        }
-        if s.windows.spec() != self.windows.spec() {
-            return Err("state was built with a different window size, slide or lateness".into());
-        }
-        self.windows = s.windows;
-        Ok(())
-    }
-
-    fn hold_from(&self) -> Option<u64> {
-        self.windows.hold_from()
+        });
     }
 }
 
@@ -289,6 +97,8 @@ weir_plugin::export!(GenderCount);
 
 #[cfg(test)]
 mod tests {
+    use weir_plugin::{Batch, Transform};
+
     use super::*;
 
     fn run(config: &str, events: &[(i64, &str)]) -> (Vec<String>, Vec<String>) {
@@ -379,13 +189,11 @@ mod tests {
         assert_eq!(out.values_lossy(), [r#"[{"0":1},{"1":2}]"#]);
         assert_eq!(b.hold_from(), Some(3));
         let other = GenderCount::new(r#"{"time":"event","window":"5s"}"#).unwrap();
-        assert!(b.clone_state_into(other).is_err());
+        assert!(clone_state_into(&b, other).is_err());
     }
 
-    impl GenderCount {
-        fn clone_state_into(&self, mut other: GenderCount) -> Result<(), String> {
-            other.restore(&self.snapshot())
-        }
+    fn clone_state_into(from: &GenderCount, mut other: GenderCount) -> Result<(), String> {
+        other.restore(&from.snapshot())
     }
 
     #[test]

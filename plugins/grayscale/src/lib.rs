@@ -23,13 +23,14 @@ pub mod png_read;
 
 use png_gray::RowFilters;
 use serde::Deserialize;
-use weir_plugin::{Batch, Output, Transform};
+use weir_plugin::{Emit, Event, Map, Mapped};
 
 /// Output encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// Lossless 8-bit gray PNG.
+    #[default]
     Png,
     /// Baseline gray JPEG.
     Jpeg,
@@ -51,25 +52,27 @@ pub enum PngCompression {
 }
 
 /// What the input values are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum InputKind {
     /// JPEG or PNG files.
+    #[default]
     Encoded,
     /// Raw interleaved 8-bit RGB pixels; `width` and `height` headers give
     /// the size (camera frames).
     Rgb,
 }
 
-/// The plugin's configuration.
-#[derive(Debug, Clone, Deserialize)]
+/// The plugin: its configuration (the stage's `config` table), and the
+/// buffers it keeps from image to image.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct Converter {
     /// Input kind (default encoded).
-    #[serde(default = "encoded_default")]
+    #[serde(default)]
     pub input: InputKind,
     /// Output encoding (default png).
-    #[serde(default = "png_default")]
+    #[serde(default)]
     pub output: Encoding,
     /// JPEG quality 1-100 (default 90).
     #[serde(default = "quality_default")]
@@ -80,14 +83,20 @@ pub struct Config {
     /// Largest image accepted, in pixels (default 50 MP).
     #[serde(default = "max_pixels_default")]
     pub max_pixels: u64,
+    /// Decoded pixels.
+    #[serde(skip)]
+    decoded: Vec<u8>,
+    /// Gray pixels of colour images.
+    #[serde(skip)]
+    gray: Vec<u8>,
+    /// The PNG reader, with its inflate buffer.
+    #[serde(skip)]
+    png: png_read::Reader,
 }
 
-fn encoded_default() -> InputKind {
-    InputKind::Encoded
-}
-fn png_default() -> Encoding {
-    Encoding::Png
-}
+/// The plugin as a stage: one gray image (or a rejection) per image.
+pub type Grayscale = Mapped<Converter>;
+
 fn quality_default() -> u8 {
     90
 }
@@ -363,19 +372,8 @@ pub fn encode_with(
     }
 }
 
-/// The plugin.
-pub struct Grayscale {
-    config: Config,
-    /// Buffers kept from image to image (decoded pixels, gray, encoded,
-    /// inflated PNG rows).
-    decoded: Vec<u8>,
-    gray: Vec<u8>,
-    encoded: Vec<u8>,
-    png: png_read::Reader,
-}
-
 /// Reads a decimal header.
-fn size_header(event: &weir_plugin::Event<'_>, name: &str) -> Result<u32, String> {
+fn size_header(event: &Event<'_>, name: &str) -> Result<u32, String> {
     let v = event
         .header(name)
         .ok_or_else(|| format!("raw RGB input needs a `{name}` header"))?;
@@ -385,37 +383,36 @@ fn size_header(event: &weir_plugin::Event<'_>, name: &str) -> Result<u32, String
         .ok_or_else(|| format!("`{name}` header is not a number"))
 }
 
-impl Grayscale {
-    fn convert_event(&mut self, event: &weir_plugin::Event<'_>) -> Result<(u32, u32), String> {
-        match self.config.input {
-            InputKind::Encoded => self.convert(event.value),
+impl Converter {
+    /// Converts the image `event` holds, appending the result to `encoded`;
+    /// its width and height.
+    fn convert_event(
+        &mut self,
+        event: &Event<'_>,
+        encoded: &mut Vec<u8>,
+    ) -> Result<(u32, u32), String> {
+        match self.input {
+            InputKind::Encoded => self.convert(event.value, encoded),
             InputKind::Rgb => {
                 let (w, h) = (size_header(event, "width")?, size_header(event, "height")?);
-                check_size(w as usize, h as usize, self.config.max_pixels)?;
+                check_size(w as usize, h as usize, self.max_pixels)?;
                 if event.value.len() as u64 != u64::from(w) * u64::from(h) * 3 {
                     return Err(format!("{} bytes is not {w}x{h} RGB", event.value.len()));
                 }
                 to_gray(event.value, 3, &mut self.gray);
-                self.encoded.clear();
-                encode_with(
-                    &self.gray,
-                    w,
-                    h,
-                    self.config.output,
-                    self.config.quality,
-                    self.config.compression,
-                    &mut self.encoded,
-                )?;
+                let (output, quality, compression) = (self.output, self.quality, self.compression);
+                encode_with(&self.gray, w, h, output, quality, compression, encoded)?;
                 Ok((w, h))
             }
         }
     }
 
-    fn convert(&mut self, bytes: &[u8]) -> Result<(u32, u32), String> {
+    /// Converts a JPEG or PNG file, appending the result to `encoded`.
+    fn convert(&mut self, bytes: &[u8], encoded: &mut Vec<u8>) -> Result<(u32, u32), String> {
         let img = decode_with(
             &mut self.png,
             bytes,
-            self.config.max_pixels,
+            self.max_pixels,
             std::mem::take(&mut self.decoded),
         )?;
         let gray = match &img.pixels {
@@ -429,67 +426,65 @@ impl Grayscale {
                 &self.gray
             }
         };
-        self.encoded.clear();
-        let encoded = encode_with(
+        let (output, quality, compression) = (self.output, self.quality, self.compression);
+        let written = encode_with(
             gray,
             img.width,
             img.height,
-            self.config.output,
-            self.config.quality,
-            self.config.compression,
-            &mut self.encoded,
+            output,
+            quality,
+            compression,
+            encoded,
         );
         // The pixel buffer serves the next image.
         self.decoded = match img.pixels {
             Pixels::Gray(p) | Pixels::Rgb(p) | Pixels::Rgba(p) => p,
         };
-        encoded.map(|()| (img.width, img.height))
+        written.map(|()| (img.width, img.height))
     }
 }
 
-impl Transform for Grayscale {
-    fn new(config: &str) -> Result<Self, String> {
-        let config: Config = weir_plugin::config::parse(config)?;
-        if !(1..=100).contains(&config.quality) {
-            return Err(format!("quality must be 1-100, got {}", config.quality));
+impl Map for Converter {
+    type State = ();
+
+    fn init(&mut self) -> Result<(), String> {
+        if !(1..=100).contains(&self.quality) {
+            return Err(format!("quality must be 1-100, got {}", self.quality));
         }
-        Ok(Grayscale {
-            config,
-            decoded: Vec::new(),
-            gray: Vec::new(),
-            encoded: Vec::new(),
-            png: png_read::Reader::default(),
-        })
+        Ok(())
     }
 
-    fn process(&mut self, batch: &Batch, out: &mut Output) {
-        for event in batch.iter() {
-            match self.convert_event(&event) {
-                Ok((w, h)) => {
-                    out.emit_keyed(event.timestamp_ms, event.key, &self.encoded);
-                    if let Some(name) = event.header("filename").or(event.key) {
-                        out.header("filename", name);
-                    }
-                    out.header("width", w.to_string().as_bytes());
-                    out.header("height", h.to_string().as_bytes());
-                    let ct: &[u8] = match self.config.output {
-                        Encoding::Png => b"image/png",
-                        Encoding::Jpeg => b"image/jpeg",
-                        Encoding::Raw => b"application/octet-stream",
-                    };
-                    out.header("content-type", ct);
-                }
-                Err(reason) => out.reject(event.index, reason),
-            }
+    fn map(&mut self, event: &Event<'_>, _: &mut (), out: &mut Emit<'_>) -> Result<(), String> {
+        let (w, h) = self.convert_event(event, out.buf())?;
+        if let Some(name) = event.header("filename").or(event.key) {
+            out.header("filename", name);
         }
+        out.header("width", w.to_string().as_bytes());
+        out.header("height", h.to_string().as_bytes());
+        let content_type: &[u8] = match self.output {
+            Encoding::Png => b"image/png",
+            Encoding::Jpeg => b"image/jpeg",
+            Encoding::Raw => b"application/octet-stream",
+        };
+        out.header("content-type", content_type);
+        Ok(())
     }
 }
 
-weir_plugin::export!(Grayscale);
+weir_plugin::export!(map Converter);
 
 #[cfg(test)]
 mod tests {
+    use weir_plugin::{Batch, Output, Transform};
+
     use super::*;
+
+    /// The plugin itself, configured.
+    fn converter(config: &str) -> Converter {
+        let mut c: Converter = weir_plugin::config::parse(config).unwrap();
+        c.init().unwrap();
+        c
+    }
 
     #[test]
     fn gray_matches_opencv_on_known_colours() {
@@ -543,16 +538,10 @@ mod tests {
             r[0].reason
         );
         assert!(r[1].reason.starts_with("corrupt"), "{}", r[1].reason);
-        let small = Grayscale::new(r#"{"max_pixels": 1}"#)
-            .unwrap()
-            .convert_err(&png);
+        let small = converter(r#"{"max_pixels": 1}"#)
+            .convert(&png, &mut Vec::new())
+            .unwrap_err();
         assert!(small.contains("above max_pixels"), "{small}");
-    }
-
-    impl Grayscale {
-        fn convert_err(mut self, bytes: &[u8]) -> String {
-            self.convert(bytes).unwrap_err()
-        }
     }
 
     #[test]
@@ -603,11 +592,13 @@ mod tests {
             writer.write_image_data(&rgb).unwrap();
         }
         let filters = |config: &str| {
-            let mut p = Grayscale::new(config).unwrap();
-            p.convert(&file).unwrap();
+            let mut p = converter(config);
+            let mut encoded = Vec::new();
+            p.convert(&file, &mut encoded).unwrap();
             // Twice: the second image reuses the first one's buffers.
-            p.convert(&file).unwrap();
-            row_filters(&p.encoded, w as usize)
+            encoded.clear();
+            p.convert(&file, &mut encoded).unwrap();
+            row_filters(&encoded, w as usize)
         };
         let fastest = filters(r#"{"compression":"fastest"}"#);
         assert!(fastest.iter().all(|&f| f == 2), "{fastest:?}");
@@ -617,10 +608,10 @@ mod tests {
 
     #[test]
     fn jpeg_output_and_bad_quality() {
-        let mut p = Grayscale::new(r#"{"output":"jpeg","quality":80}"#).unwrap();
+        let mut p = converter(r#"{"output":"jpeg","quality":80}"#);
         let mut out = Vec::new();
         encode(&[0, 128, 255, 64], 2, 2, Encoding::Jpeg, 80, &mut out).unwrap();
-        let (w, h) = p.convert(&out).unwrap();
+        let (w, h) = p.convert(&out, &mut Vec::new()).unwrap();
         assert_eq!((w, h), (2, 2));
         assert!(Grayscale::new(r#"{"quality":0}"#).is_err());
     }

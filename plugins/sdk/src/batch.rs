@@ -20,10 +20,11 @@ pub struct Rejection {
     pub reason: String,
 }
 
-/// A batch of input events, laid out flat exactly as the host sent it.
+/// Events laid out flat, as they cross the component boundary: the values
+/// one after the other in one buffer, event `i`'s ending at
+/// `value_ends[i]`, and the keys likewise (an empty key is no key).
 #[derive(Debug, Clone, Default)]
-pub struct Batch {
-    pub(crate) base_seq: u64,
+pub(crate) struct Events {
     pub(crate) timestamps: Vec<i64>,
     pub(crate) values: Vec<u8>,
     pub(crate) value_ends: Vec<u32>,
@@ -32,8 +33,40 @@ pub struct Batch {
     pub(crate) headers: Vec<Header>,
 }
 
+impl Events {
+    /// Ends the event whose value was just appended to `values`.
+    fn end(&mut self, timestamp_ms: i64, key: Option<&[u8]>) {
+        self.timestamps.push(timestamp_ms);
+        self.value_ends.push(self.values.len() as u32);
+        if let Some(k) = key {
+            self.keys.extend_from_slice(k);
+        }
+        self.key_ends.push(self.keys.len() as u32);
+    }
+
+    fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    fn value(&self, i: usize) -> &[u8] {
+        slice(&self.values, &self.value_ends, i)
+    }
+
+    fn key(&self, i: usize) -> Option<&[u8]> {
+        let k = slice(&self.keys, &self.key_ends, i);
+        if k.is_empty() { None } else { Some(k) }
+    }
+}
+
+/// A batch of input events, laid out flat exactly as the host sent it.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub(crate) base_seq: u64,
+    pub(crate) events: Events,
+}
+
 /// One event of a [`Batch`], borrowing its bytes from the batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Event<'a> {
     /// Position in the batch (use it with [`Output::reject`]).
     pub index: u32,
@@ -49,6 +82,12 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
+    /// The value as UTF-8 text; an error (to reject the event with) when it
+    /// is not.
+    pub fn text(&self) -> Result<&'a str, String> {
+        std::str::from_utf8(self.value).map_err(|e| format!("value is not UTF-8: {e}"))
+    }
+
     /// The value of the first header called `name`, if any.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         self.headers
@@ -70,28 +109,6 @@ fn slice<'a>(data: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
 }
 
 impl Batch {
-    /// Builds a batch from its flat parts (used by the generated bindings).
-    #[doc(hidden)]
-    pub fn from_parts(
-        base_seq: u64,
-        timestamps: Vec<i64>,
-        values: Vec<u8>,
-        value_ends: Vec<u32>,
-        keys: Vec<u8>,
-        key_ends: Vec<u32>,
-        headers: Vec<Header>,
-    ) -> Self {
-        Batch {
-            base_seq,
-            timestamps,
-            values,
-            value_ends,
-            keys,
-            key_ends,
-            headers,
-        }
-    }
-
     /// Builds a batch of unkeyed events from `(timestamp_ms, value)` pairs,
     /// for tests and benchmarks.
     pub fn from_values<V: AsRef<[u8]>>(base_seq: u64, events: &[(i64, V)]) -> Self {
@@ -107,18 +124,13 @@ impl Batch {
 
     /// Appends an event (for tests, benchmarks and native hosts).
     pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: &[u8]) {
-        self.timestamps.push(timestamp_ms);
-        self.values.extend_from_slice(value);
-        self.value_ends.push(self.values.len() as u32);
-        if let Some(k) = key {
-            self.keys.extend_from_slice(k);
-        }
-        self.key_ends.push(self.keys.len() as u32);
+        self.events.values.extend_from_slice(value);
+        self.events.end(timestamp_ms, key);
     }
 
     /// Attaches a header to the event at `index` (for tests).
     pub fn push_header(&mut self, index: u32, name: &str, value: &[u8]) {
-        self.headers.push(Header {
+        self.events.headers.push(Header {
             event: index,
             name: name.to_owned(),
             value: value.to_vec(),
@@ -127,12 +139,12 @@ impl Batch {
 
     /// Number of events.
     pub fn len(&self) -> usize {
-        self.timestamps.len()
+        self.events.len()
     }
 
     /// Whether the batch has no events.
     pub fn is_empty(&self) -> bool {
-        self.timestamps.is_empty()
+        self.len() == 0
     }
 
     /// Sequence number of the first event.
@@ -142,14 +154,13 @@ impl Batch {
 
     /// The event at `index`. Panics when out of range.
     pub fn get(&self, index: usize) -> Event<'_> {
-        let key = slice(&self.keys, &self.key_ends, index);
         Event {
             index: index as u32,
             seq: self.base_seq + index as u64,
-            timestamp_ms: self.timestamps[index],
-            key: if key.is_empty() { None } else { Some(key) },
-            value: slice(&self.values, &self.value_ends, index),
-            headers: &self.headers,
+            timestamp_ms: self.events.timestamps[index],
+            key: self.events.key(index),
+            value: self.events.value(index),
+            headers: &self.events.headers,
         }
     }
 
@@ -162,12 +173,7 @@ impl Batch {
 /// Events a plugin emits and records it refuses, written into flat buffers.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    pub(crate) timestamps: Vec<i64>,
-    pub(crate) values: Vec<u8>,
-    pub(crate) value_ends: Vec<u32>,
-    pub(crate) keys: Vec<u8>,
-    pub(crate) key_ends: Vec<u32>,
-    pub(crate) headers: Vec<Header>,
+    pub(crate) events: Events,
     pub(crate) rejections: Vec<Rejection>,
 }
 
@@ -195,24 +201,47 @@ impl Output {
         key: Option<&[u8]>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        self.timestamps.push(timestamp_ms);
-        write(&mut self.values);
-        self.value_ends.push(self.values.len() as u32);
-        if let Some(k) = key {
-            self.keys.extend_from_slice(k);
+        write(&mut self.events.values);
+        self.events.end(timestamp_ms, key);
+    }
+
+    /// Lets `write` emit at most one event for `event`, with its timestamp
+    /// and key: what `write` wrote is kept when it returns `Ok` (unless it
+    /// skipped the event), dropped when it returns `Err`, and the event is
+    /// then refused with that reason.
+    pub(crate) fn emit_one(
+        &mut self,
+        event: &Event<'_>,
+        write: impl FnOnce(&mut Emit<'_>) -> Result<(), String>,
+    ) {
+        let events = &mut self.events;
+        let (values, headers) = (events.values.len(), events.headers.len());
+        let mut emit = Emit {
+            value: &mut events.values,
+            headers: &mut events.headers,
+            index: events.timestamps.len() as u32,
+            skip: false,
+        };
+        match write(&mut emit) {
+            Ok(()) if !emit.skip => events.end(event.timestamp_ms, event.key),
+            result => {
+                events.values.truncate(values);
+                events.headers.truncate(headers);
+                if let Err(reason) = result {
+                    self.reject(event.index, reason);
+                }
+            }
         }
-        self.key_ends.push(self.keys.len() as u32);
     }
 
     /// Adds a header to the most recently emitted event. Panics if nothing
     /// has been emitted yet.
     pub fn header(&mut self, name: &str, value: &[u8]) {
         let event = self
-            .timestamps
             .len()
             .checked_sub(1)
             .expect("Output::header called before any emit") as u32;
-        self.headers.push(Header {
+        self.events.headers.push(Header {
             event,
             name: name.to_owned(),
             value: value.to_vec(),
@@ -230,33 +259,32 @@ impl Output {
 
     /// Number of events emitted so far.
     pub fn len(&self) -> usize {
-        self.timestamps.len()
+        self.events.len()
     }
 
     /// Whether nothing has been emitted.
     pub fn is_empty(&self) -> bool {
-        self.timestamps.is_empty()
+        self.len() == 0
     }
 
     /// Value of emitted event `i`.
     pub fn value(&self, i: usize) -> &[u8] {
-        slice(&self.values, &self.value_ends, i)
+        self.events.value(i)
     }
 
     /// Key of emitted event `i`, if any.
     pub fn key(&self, i: usize) -> Option<&[u8]> {
-        let k = slice(&self.keys, &self.key_ends, i);
-        if k.is_empty() { None } else { Some(k) }
+        self.events.key(i)
     }
 
     /// Timestamp of emitted event `i`.
     pub fn timestamp(&self, i: usize) -> i64 {
-        self.timestamps[i]
+        self.events.timestamps[i]
     }
 
     /// Headers of all emitted events.
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        &self.events.headers
     }
 
     /// Records refused so far.
@@ -273,13 +301,76 @@ impl Output {
 
     /// Empties the output, keeping its buffers' capacity.
     pub fn clear(&mut self) {
-        self.timestamps.clear();
-        self.values.clear();
-        self.value_ends.clear();
-        self.keys.clear();
-        self.key_ends.clear();
-        self.headers.clear();
+        let e = &mut self.events;
+        e.timestamps.clear();
+        e.values.clear();
+        e.value_ends.clear();
+        e.keys.clear();
+        e.key_ends.clear();
+        e.headers.clear();
         self.rejections.clear();
+    }
+}
+
+/// The one event a [`Map`](crate::Map) writes for an input event. It keeps
+/// the input's timestamp and key; write its value (`Emit` is an
+/// [`std::io::Write`], and [`Emit::json`] writes JSON) and add headers.
+pub struct Emit<'o> {
+    value: &'o mut Vec<u8>,
+    headers: &'o mut Vec<Header>,
+    /// Index the event gets in the output.
+    index: u32,
+    skip: bool,
+}
+
+impl Emit<'_> {
+    /// Appends bytes to the value.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.value.extend_from_slice(bytes);
+    }
+
+    /// The buffer the value is appended to, for writers that want a `Vec`.
+    /// It holds the values emitted before this one: append only.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        self.value
+    }
+
+    /// Appends `value` as JSON.
+    pub fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<(), String> {
+        serde_json::to_writer(&mut *self.value, value).map_err(|e| e.to_string())
+    }
+
+    /// Adds a header to the event.
+    pub fn header(&mut self, name: &str, value: &[u8]) {
+        self.headers.push(Header {
+            event: self.index,
+            name: name.to_owned(),
+            value: value.to_vec(),
+        });
+    }
+
+    /// Emits nothing for this input event (a filter dropping it).
+    pub fn skip(&mut self) {
+        self.skip = true;
+    }
+
+    /// Writes `event` unchanged: its value and headers.
+    pub fn copy(&mut self, event: &Event<'_>) {
+        self.extend_from_slice(event.value);
+        for h in event.headers() {
+            self.header(&h.name, &h.value);
+        }
+    }
+}
+
+impl std::io::Write for Emit<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.value.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -318,5 +409,44 @@ mod tests {
         assert_eq!(o.rejections()[0].reason, "bad");
         o.clear();
         assert!(o.is_empty());
+    }
+
+    #[test]
+    fn emit_one_keeps_or_drops_what_was_written() {
+        let mut b = Batch::from_values(0, &[(1, b"a".as_slice())]);
+        b.push(2, Some(b"k"), b"b");
+        b.push(3, None, b"c");
+        b.push_header(1, "h", b"v");
+        let mut o = Output::default();
+        o.emit_one(&b.get(0), |e| {
+            e.extend_from_slice(b"half");
+            e.header("x", b"y");
+            Err("no".into())
+        });
+        o.emit_one(&b.get(1), |e| {
+            e.copy(&b.get(1));
+            Ok(())
+        });
+        o.emit_one(&b.get(2), |e| {
+            e.extend_from_slice(b"gone");
+            e.skip();
+            Ok(())
+        });
+        assert_eq!(o.values_lossy(), ["b"]);
+        assert_eq!((o.timestamp(0), o.key(0)), (2, Some(&b"k"[..])));
+        assert_eq!(o.headers().len(), 1);
+        assert_eq!(
+            (o.headers()[0].event, o.headers()[0].name.as_str()),
+            (0, "h")
+        );
+        assert_eq!(o.rejections()[0].index, 0);
+        assert!(b.get(0).text().is_ok());
+        assert!(
+            Batch::from_values(0, &[(0, [0xffu8])])
+                .get(0)
+                .text()
+                .unwrap_err()
+                .starts_with("value is not UTF-8")
+        );
     }
 }

@@ -1,114 +1,140 @@
 //! Reading a plugin's `config` table.
 //!
 //! The host passes the stage's `config` table as JSON. [`parse`] turns it
-//! into a typed struct with an error an operator can act on, and
-//! [`Duration`] reads durations such as `"1s"`, `"250ms"` or `"2m"`.
+//! into a typed struct, with errors that name the key at fault, and
+//! [`Duration`] and [`ByteSize`] read `"1s"`, `"250ms"`, `"64MiB"` and the
+//! like exactly as the host reads its own pipeline files (they are the same
+//! types).
+//!
+//! ```
+//! use weir_plugin::config::{self, Duration};
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     window: Duration,
+//!     #[serde(default)]
+//!     labels: Vec<String>,
+//! }
+//!
+//! let c: Config = config::parse(r#"{"window":"2s"}"#).unwrap();
+//! assert_eq!(c.window.ms(), 2000);
+//! let e = config::parse::<Config>(r#"{"window":"2 weeks"}"#).err().unwrap();
+//! assert_eq!(e, r#"`window`: invalid duration "2 weeks": unknown unit "weeks" (use ms, s, m, h or d)"#);
+//! let e = config::parse::<Config>(r#"{"window":"1s","labels":[1]}"#).err().unwrap();
+//! assert!(e.starts_with("`labels[0]`: invalid type: integer `1`"), "{e}");
+//! ```
+
+mod units;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde_path_to_error::Segment;
 
-/// Parses the JSON config into `T`. Use `#[serde(deny_unknown_fields)]` on
-/// `T` so typos are reported instead of ignored.
+pub use units::{ByteSize, Duration, parse_bytes, parse_duration};
+
+/// Parses the JSON config into `T`; an empty config is `{}`. An error names
+/// the key it is about (`` `stats[2].fn`: unknown variant `median`, … ``),
+/// except for unknown keys, which name themselves. Use
+/// `#[serde(deny_unknown_fields)]` on `T` so typos are reported instead of
+/// ignored.
 pub fn parse<T: DeserializeOwned>(json: &str) -> Result<T, String> {
     let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| {
-        // serde_json appends " at line 1 column N"; the position in the
-        // re-serialised JSON means nothing to the author of the TOML file.
-        let msg = e.to_string();
-        match msg.find(" at line ") {
-            Some(i) => msg[..i].to_owned(),
-            None => msg,
-        }
-    })
+    let mut de = serde_json::Deserializer::from_str(json);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| message(e.inner(), e.path().iter().collect()))?;
+    de.end().map_err(|e| message(&e, Vec::new()))?;
+    Ok(value)
 }
 
-/// A duration in milliseconds, read from `"1s"`, `"500ms"`, `"2m"`, `"1h"`,
-/// `"1d"` or a plain integer of milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Duration(pub i64);
-
-impl Duration {
-    /// Milliseconds.
-    pub fn ms(self) -> i64 {
-        self.0
+/// `` `key`: `` and serde_json's message, without the " at line 1 column N"
+/// it appends (the position in the re-serialised JSON means nothing to the
+/// author of the TOML file). An unknown key is named by the message, so the
+/// path stops at the table it is in.
+fn message(e: &serde_json::Error, mut segments: Vec<&Segment>) -> String {
+    let msg = e.to_string();
+    let msg = msg.find(" at line ").map_or(&*msg, |i| &msg[..i]);
+    if let Some(Segment::Map { key }) = segments.last()
+        && msg.starts_with(&format!("unknown field `{key}`"))
+    {
+        segments.pop();
     }
-}
-
-/// Parses a duration such as `1s`, `250ms`, `1.5s`, `2m`, `1h` or `1d` into
-/// milliseconds.
-pub fn parse_duration(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        format!("invalid duration {text:?}: expected a number and a unit like \"1s\"")
-    })?;
-    let scale = match unit.trim() {
-        "ms" => 1.0,
-        "s" | "" => 1000.0,
-        "m" | "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
-        other => {
-            return Err(format!(
-                "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
-            ));
+    let mut key = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: k } | Segment::Enum { variant: k } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+            }
+            Segment::Unknown => key.push('?'),
         }
-    };
-    Ok((n * scale).round() as i64)
-}
-
-impl<'de> Deserialize<'de> for Duration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Ms(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Ms(ms) => Ok(Duration(ms)),
-            Raw::Text(t) => parse_duration(&t)
-                .map(Duration)
-                .map_err(serde::de::Error::custom),
-        }
+    }
+    if key.is_empty() {
+        msg.to_owned()
+    } else {
+        format!("`{key}`: {msg}")
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Stat {
+        name: String,
+        #[serde(rename = "fn")]
+        func: Func,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(rename_all = "lowercase")]
+    enum Func {
+        Mean,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct C {
+        window: Duration,
+        #[serde(default)]
+        stats: Vec<Stat>,
+    }
+
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1s"), Ok(1000));
-        assert_eq!(parse_duration("250ms"), Ok(250));
-        assert_eq!(parse_duration("1.5s"), Ok(1500));
-        assert_eq!(parse_duration("2m"), Ok(120_000));
-        assert!(parse_duration("fast").is_err());
-        assert!(
-            parse_duration("3 weeks")
-                .unwrap_err()
-                .contains("unknown unit")
+    fn unknown_keys_are_reported_without_positions() {
+        let e = parse::<C>(r#"{"windw":"1s"}"#).unwrap_err();
+        assert!(e.starts_with("unknown field `windw`, expected"), "{e}");
+        assert!(!e.contains("line"));
+        assert_eq!(
+            parse::<C>(r#"{"window":"2s"}"#).unwrap().window,
+            Duration::from_millis(2000)
         );
     }
 
     #[test]
-    fn parse_reports_unknown_fields_without_positions() {
-        #[derive(Deserialize, Debug)]
-        #[serde(deny_unknown_fields)]
-        #[allow(dead_code)]
-        struct C {
-            window: Duration,
-        }
-        let e = parse::<C>(r#"{"windw":"1s"}"#).unwrap_err();
-        assert!(e.starts_with("unknown field `windw`"), "{e}");
-        assert!(!e.contains("line"));
-        assert_eq!(
-            parse::<C>(r#"{"window":"2s"}"#).unwrap().window,
-            Duration(2000)
+    fn errors_name_the_key() {
+        let e = parse::<C>(r#"{"window":"1s","stats":[{"name":"a","fn":"median"}]}"#).unwrap_err();
+        assert!(
+            e.starts_with("`stats[0].fn`: unknown variant `median`"),
+            "{e}"
         );
+        let e = parse::<C>(r#"{"window":"fast"}"#).unwrap_err();
+        assert!(e.starts_with("`window`: invalid duration \"fast\""), "{e}");
+        let e =
+            parse::<C>(r#"{"window":"1s","stats":[{"name":"a","fn":"mean","x":1}]}"#).unwrap_err();
+        assert!(
+            e.starts_with("`stats[0]`: unknown field `x`, expected"),
+            "{e}"
+        );
+        assert!(parse::<C>(r#"{"stats":[]}"#).is_err());
+        assert!(parse::<C>(r#"{"window":"1s"} x"#).is_err());
     }
 }

@@ -1,4 +1,17 @@
-//! Number formatting that matches what users' existing consumers expect.
+//! Writing results the way users' existing consumers expect: the
+//! [`Format`] setting, and numbers printed as Python prints them.
+
+/// How a plugin writes its results: its `format` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// One JSON object per result (the default).
+    #[default]
+    Json,
+    /// The text the users' original ("seed") jobs printed, for the
+    /// consumers that read it today.
+    Seed,
+}
 
 /// Formats `x` exactly as Python's `repr(float)` does: the shortest
 /// digits that read back as the same float, a `.0` on integral values

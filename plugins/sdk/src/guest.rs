@@ -43,24 +43,31 @@ pub struct StageAdapter<T> {
     plugin: RefCell<T>,
 }
 
-fn into_result<T: Transform>(plugin: &T, out: Output) -> wit::BatchResult {
-    wit::BatchResult {
-        events: wit::Events {
-            timestamps: out.timestamps,
-            values: out.values,
-            value_ends: out.value_ends,
-            keys: out.keys,
-            key_ends: out.key_ends,
-            headers: out
-                .headers
-                .into_iter()
-                .map(|h| wit::Header {
+/// Moves flat events between the SDK's type and the bindings' (their
+/// fields are the same).
+macro_rules! events {
+    ($from:expr => $($events:ident)::+, $($header:ident)::+) => {{
+        let e = $from;
+        $($events)::+ {
+            timestamps: e.timestamps,
+            values: e.values,
+            value_ends: e.value_ends,
+            keys: e.keys,
+            key_ends: e.key_ends,
+            headers: (e.headers.into_iter())
+                .map(|h| $($header)::+ {
                     event: h.event,
                     name: h.name,
                     value: h.value,
                 })
                 .collect(),
-        },
+        }
+    }};
+}
+
+fn into_result<T: Transform>(plugin: &T, out: Output) -> wit::BatchResult {
+    wit::BatchResult {
+        events: events!(out.events => wit::Events, wit::Header),
         rejections: out
             .rejections
             .into_iter()
@@ -81,23 +88,10 @@ impl<T: Transform> GuestStage for StageAdapter<T> {
     }
 
     fn process(&self, input: wit::Batch) -> wit::BatchResult {
-        let e = input.events;
-        let batch = Batch::from_parts(
-            input.base_seq,
-            e.timestamps,
-            e.values,
-            e.value_ends,
-            e.keys,
-            e.key_ends,
-            e.headers
-                .into_iter()
-                .map(|h| crate::Header {
-                    event: h.event,
-                    name: h.name,
-                    value: h.value,
-                })
-                .collect(),
-        );
+        let batch = Batch {
+            base_seq: input.base_seq,
+            events: events!(input.events => crate::batch::Events, crate::Header),
+        };
         let mut plugin = self.plugin.borrow_mut();
         let mut out = Output::default();
         plugin.process(&batch, &mut out);

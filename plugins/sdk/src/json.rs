@@ -32,7 +32,7 @@ pub enum Scalar<'a> {
     Json(String),
 }
 
-impl Scalar<'_> {
+impl<'a> Scalar<'a> {
     /// The value as text: strings without quotes, `null` as the empty
     /// string, everything else as JSON.
     pub fn as_text(&self) -> Cow<'_, str> {
@@ -43,6 +43,15 @@ impl Scalar<'_> {
             Scalar::Float(f) => Cow::Owned(f.to_string()),
             Scalar::Str(s) => Cow::Borrowed(s),
             Scalar::Json(j) => Cow::Borrowed(j),
+        }
+    }
+
+    /// Like [`Scalar::as_text`], keeping a borrowed string borrowed.
+    pub fn into_text(self) -> Cow<'a, str> {
+        match self {
+            Scalar::Str(s) => s,
+            Scalar::Json(j) => Cow::Owned(j),
+            other => Cow::Owned(other.as_text().into_owned()),
         }
     }
 

@@ -2,59 +2,75 @@
 //!
 //! A Weir plugin is a WebAssembly component (target `wasm32-wasip2`) that the
 //! `weir` host loads into a sandbox and feeds with batches of events. This
-//! crate hides the component bindings: implement [`Transform`] on a type,
-//! call [`export!`] once, and the same code
+//! crate hides the component bindings: implement a trait on a type, call
+//! [`export!`] once, and the same code
 //!
 //! * builds as a component with `cargo build --target wasm32-wasip2`, and
 //! * compiles natively, so it can be unit-tested with `cargo test` and
 //!   benchmarked against its own WebAssembly build.
 //!
+//! Most plugins fit a shorthand, where the type is its own config:
+//!
+//! * [`Map`]: one event out for each event in (or a rejection), with state
+//!   kept across reloads: `export!(map Plugin)`;
+//! * [`Filter`]: events passed on unchanged or dropped: `export!(filter
+//!   Plugin)`;
+//! * [`window::Aggregate`]: events folded into tumbling or sliding windows,
+//!   one result per closed window: `export!(Windowed<Plugin>)`.
+//!
 //! ```
-//! use weir_plugin::{Batch, Output, Transform};
+//! use weir_plugin::{Emit, Event, Map};
 //!
 //! /// Upper-cases every value.
-//! struct Upper;
+//! #[derive(serde::Deserialize)]
+//! struct Upper {}
 //!
-//! impl Transform for Upper {
-//!     fn new(_config: &str) -> Result<Self, String> {
-//!         Ok(Upper)
-//!     }
-//!     fn process(&mut self, batch: &Batch, out: &mut Output) {
-//!         for event in batch.iter() {
-//!             out.emit_with(event.timestamp_ms, |buf| {
-//!                 buf.extend(event.value.iter().map(u8::to_ascii_uppercase))
-//!             });
-//!         }
+//! impl Map for Upper {
+//!     type State = ();
+//!     fn map(&mut self, event: &Event, _: &mut (), out: &mut Emit) -> Result<(), String> {
+//!         out.extend_from_slice(&event.value.to_ascii_uppercase());
+//!         Ok(())
 //!     }
 //! }
-//! weir_plugin::export!(Upper);
+//! weir_plugin::export!(map Upper);
 //!
 //! // Natively, drive it like the host would:
-//! let mut plugin = Upper::new("{}").unwrap();
-//! let batch = Batch::from_values(0, &[(1, b"abc".as_slice())]);
+//! use weir_plugin::{Batch, Mapped, Output, Transform};
+//! let mut plugin = Mapped::<Upper>::new("{}").unwrap();
 //! let mut out = Output::default();
-//! plugin.process(&batch, &mut out);
+//! plugin.process(&Batch::from_values(0, &[(1, "abc")]), &mut out);
 //! assert_eq!(out.value(0), b"ABC");
 //! ```
+//!
+//! Anything else implements [`Transform`] itself: batches in, any number of
+//! events out, ticks, flushes and snapshots by hand.
 //!
 //! Batches arrive flat (all values in one buffer), and [`Event`] borrows from
 //! it, so reading a batch allocates nothing per event. [`Output`] writes into
 //! flat buffers the same way.
 //!
-//! Window helpers for tumbling, sliding and session windows over event or
-//! processing time live in [`window`]; [`csv`], [`json`] and [`time`] read
-//! fields and timestamps without per-event allocation; [`format`] prints
-//! numbers the way existing consumers expect.
+//! The helpers the shorthands are made of serve hand-written plugins too:
+//! [`config`] parses the config (errors name the key; `"1s"` and `"64MiB"`
+//! read as the host reads them), [`state`] saves and loads versioned state,
+//! [`field`] reads the whole value, a JSON field or a CSV column,
+//! [`window`] keeps tumbling, sliding and session windows on processing or
+//! event time; [`csv`], [`json`] and [`time`] read fields and timestamps
+//! without per-event allocation; [`format`](mod@format) writes results as existing
+//! consumers expect.
 
 mod batch;
 pub mod config;
 pub mod csv;
+pub mod field;
 pub mod format;
 pub mod json;
+mod map;
+pub mod state;
 pub mod time;
 pub mod window;
 
-pub use batch::{Batch, Event, Header, Output, Rejection};
+pub use batch::{Batch, Emit, Event, Header, Output, Rejection};
+pub use map::{Filter, Map, Mapped};
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
@@ -69,8 +85,8 @@ pub mod guest;
 /// still sitting in open windows.
 pub trait Transform: Sized + 'static {
     /// Builds the stage from its `config` table, given as JSON. Return a
-    /// readable reason for a bad configuration; [`config::parse`] turns a
-    /// serde error into one.
+    /// readable reason for a bad configuration; [`config::parse`] gives one
+    /// that names the key.
     fn new(config: &str) -> Result<Self, String>;
 
     /// Processes one batch: emit results into `out`, and refuse individual
@@ -87,13 +103,14 @@ pub trait Transform: Sized + 'static {
         let _ = out;
     }
 
-    /// Serialises the plugin's state.
+    /// Serialises the plugin's state; [`state::save`] versions it.
     fn snapshot(&self) -> Vec<u8> {
         Vec::new()
     }
 
     /// Replaces the plugin's state with a snapshot, possibly taken by an
-    /// older build. Refuse incompatible state with a reason.
+    /// older build. Refuse incompatible state with a reason; [`state::load`]
+    /// refuses other versions.
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
         let _ = state;
         Ok(())
@@ -146,12 +163,20 @@ pub fn now_ms() -> i64 {
     }
 }
 
-/// Exports a [`Transform`] implementation as the plugin's `stage` resource.
+/// Exports the plugin as the component's `stage` resource: a
+/// [`Transform`] as `export!(Plugin)`, a [`Map`] as `export!(map Plugin)`, a
+/// [`Filter`] as `export!(filter Plugin)`.
 ///
 /// Use it once per plugin crate, at the crate root. It expands to nothing
 /// in native builds, so the crate still compiles and tests natively.
 #[macro_export]
 macro_rules! export {
+    (map $plugin:ty) => {
+        $crate::export!($crate::Mapped<$plugin>);
+    };
+    (filter $plugin:ty) => {
+        $crate::export!($crate::Mapped<$plugin>);
+    };
     ($plugin:ty) => {
         #[cfg(target_arch = "wasm32")]
         struct __WeirPluginComponent;

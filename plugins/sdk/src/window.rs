@@ -32,10 +32,52 @@
 //! The whole structure is serde-serialisable, so a plugin's
 //! [`snapshot`](crate::Transform::snapshot) can include its open windows and
 //! they survive restarts and hot reloads.
+//!
+//! [`Time`] is the `time` setting that picks the clock, and [`Aggregate`]
+//! the shorthand for a plugin that folds events into one set of windows:
+//! [`Windowed`] runs it, with the clock, late events, ticks, snapshots and
+//! held acknowledgements taken care of.
+
+mod aggregate;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::config::Duration;
+
+pub use aggregate::{Aggregate, Windowed, Windowing};
+
+/// Which clock assigns events to windows: a plugin's `time` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Time {
+    /// Arrival at the plugin (the default): windows close on ticks, so
+    /// results depend on how fast events arrive.
+    #[default]
+    Processing,
+    /// The event's own time: windows close as the watermark passes, so
+    /// results depend only on the events.
+    Event,
+}
+
+impl Time {
+    /// The `allowed_lateness` setting in milliseconds, 0 when absent.
+    /// Lateness only means something on event time.
+    pub fn lateness(self, allowed_lateness: Option<Duration>) -> Result<i64, String> {
+        let ms = allowed_lateness.map_or(0, Duration::ms);
+        if self == Time::Processing && ms != 0 {
+            return Err("allowed_lateness applies only to time = \"event\"".into());
+        }
+        Ok(ms)
+    }
+
+    /// The time to file a batch's events under: now on processing time,
+    /// `None` on event time, where each event brings its own.
+    pub fn arrival(self) -> Option<i64> {
+        (self == Time::Processing).then(crate::now_ms)
+    }
+}
 
 /// Shape of the windows: size, slide and allowed lateness, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -553,6 +595,25 @@ mod tests {
                 acc: 2
             }]
         );
+    }
+
+    #[test]
+    fn lateness_is_for_event_time() {
+        let second = Some(Duration::from_millis(1000));
+        assert_eq!(Time::Event.lateness(second), Ok(1000));
+        assert_eq!(Time::Event.lateness(None), Ok(0));
+        assert_eq!(
+            Time::Processing.lateness(Some(Duration::from_millis(0))),
+            Ok(0)
+        );
+        assert!(
+            Time::Processing
+                .lateness(second)
+                .unwrap_err()
+                .contains("only to time")
+        );
+        assert_eq!(Time::Event.arrival(), None);
+        assert!(Time::Processing.arrival().is_some());
     }
 
     #[test]

@@ -37,13 +37,16 @@ use std::io::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use weir_plugin::config::{Duration, parse_duration};
+use weir_plugin::field::{Field, Raw, Record};
 use weir_plugin::format::python_float;
 use weir_plugin::json::Scalar;
 use weir_plugin::time::{TimeZone, parse_timestamp_in};
 use weir_plugin::window::{Closed, Merge, WindowSpec, Windows};
-use weir_plugin::{Batch, Output, Transform};
+use weir_plugin::{Batch, Output, Transform, state};
 
 pub use acc::{Acc, GapSummary, Moments, Times};
+/// The SDK's setting types this plugin's [`Config`] uses.
+pub use weir_plugin::{field::FieldRef, format::Format, window::Time};
 
 /// Input layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -53,26 +56,6 @@ pub enum Input {
     Csv,
     /// One JSON object per event.
     Json,
-}
-
-/// Time domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Time {
-    /// Arrival time.
-    Processing,
-    /// The row's own timestamp.
-    Event,
-}
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// JSON objects.
-    Json,
-    /// Today's text lines.
-    Seed,
 }
 
 /// A statistic function.
@@ -112,23 +95,15 @@ impl<'de> Deserialize<'de> for WindowKind {
         match s.as_str() {
             "batch" => Ok(WindowKind::Batch),
             "since_start" => Ok(WindowKind::SinceStart),
-            other => parse_duration(other).map(WindowKind::Size).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "window must be \"batch\", \"since_start\" or a duration: {e}"
-                ))
-            }),
+            other => parse_duration(other)
+                .map(|d| WindowKind::Size(Duration(d).ms()))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "window must be \"batch\", \"since_start\" or a duration: {e}"
+                    ))
+                }),
         }
     }
-}
-
-/// A field reference: a name, or a 0-based CSV position.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum FieldRef {
-    /// By position.
-    Position(usize),
-    /// By name.
-    Name(String),
 }
 
 /// One statistic's settings.
@@ -162,7 +137,7 @@ pub struct Config {
     #[serde(default)]
     pub columns: Option<Vec<String>>,
     /// Time domain (default processing).
-    #[serde(default = "processing")]
+    #[serde(default)]
     pub time: Time,
     /// Field with the event time (event time).
     #[serde(default)]
@@ -179,22 +154,8 @@ pub struct Config {
     /// The statistics.
     pub stats: Vec<StatConfig>,
     /// Output format (default json).
-    #[serde(default = "json")]
+    #[serde(default)]
     pub format: Format,
-}
-
-fn processing() -> Time {
-    Time::Processing
-}
-fn json() -> Format {
-    Format::Json
-}
-
-/// Where a field is read from, resolved at start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Source {
-    Column(usize),
-    Key(String),
 }
 
 /// One statistic's live state.
@@ -223,9 +184,9 @@ struct Stat {
 pub struct WindowStats {
     config: Config,
     zone: TimeZone,
-    /// Distinct fields read per row: (where, is a timestamp).
-    fields: Vec<(Source, String, bool)>,
-    timestamp: Option<(Source, String)>,
+    /// Distinct fields read per row: (where, name, is a timestamp).
+    fields: Vec<(Field, String, bool)>,
+    timestamp: Option<(Field, String)>,
     /// Index in `values` of the timestamp, when a `gaps` statistic reads
     /// the same field (parsed once).
     timestamp_value: Option<usize>,
@@ -234,70 +195,48 @@ pub struct WindowStats {
     values: Vec<f64>,
 }
 
-/// Snapshot layout.
+/// Snapshot layout: name, window label and state of each statistic.
 #[derive(Serialize, Deserialize)]
-struct State {
-    version: u32,
-    stats: Vec<(String, String, StatState)>,
+struct Saved<S> {
+    stats: Vec<S>,
 }
 
 const STATE_VERSION: u32 = 1;
 
-impl WindowStats {
-    fn resolve(config: &Config, field: &FieldRef) -> Result<(Source, String), String> {
-        match (config.input, field) {
-            (Input::Csv, FieldRef::Position(p)) => Ok((Source::Column(*p), format!("column {p}"))),
-            (Input::Csv, FieldRef::Name(n)) => {
-                let cols = config.columns.as_ref().ok_or_else(|| {
-                    format!("field {n:?} is named, but no `columns` list the CSV header")
-                })?;
-                let p = cols
-                    .iter()
-                    .position(|c| c == n)
-                    .ok_or_else(|| format!("field {n:?} is not one of the columns {cols:?}"))?;
-                Ok((Source::Column(p), n.clone()))
-            }
-            (Input::Json, FieldRef::Name(n)) => Ok((Source::Key(n.clone()), n.clone())),
-            (Input::Json, FieldRef::Position(p)) => Err(format!(
-                "field {p} is a position; JSON input needs field names"
-            )),
-        }
-    }
+/// A field's text as the statistics read it; `None` when missing or JSON
+/// `null`.
+fn text<'r>(raw: Raw<'r>) -> Result<Option<Cow<'r, str>>, String> {
+    let utf8 = |b| std::str::from_utf8(b).map_err(|e| e.to_string());
+    Ok(match raw {
+        Raw::Missing | Raw::Json(Scalar::Null) => None,
+        Raw::Whole(b) | Raw::Column(&Cow::Borrowed(b)) => Some(Cow::Borrowed(utf8(b)?)),
+        Raw::Column(Cow::Owned(b)) => Some(Cow::Owned(String::from_utf8_lossy(b).into_owned())),
+        Raw::Json(v) => Some(v.into_text()),
+    })
+}
 
-    fn raw<'a>(
-        &self,
-        source: &Source,
-        value: &'a [u8],
-        fields: &[Cow<'a, [u8]>],
-    ) -> Result<Option<Cow<'a, str>>, String> {
-        match source {
-            Source::Column(p) => match fields.get(*p) {
-                None => Ok(None),
-                Some(Cow::Borrowed(b)) => Ok(Some(Cow::Borrowed(
-                    std::str::from_utf8(b).map_err(|e| e.to_string())?,
-                ))),
-                Some(Cow::Owned(b)) => {
-                    Ok(Some(Cow::Owned(String::from_utf8_lossy(b).into_owned())))
-                }
-            },
-            Source::Key(k) => match weir_plugin::json::field(value, k)? {
-                None | Some(Scalar::Null) => Ok(None),
-                Some(Scalar::Str(s)) => Ok(Some(s)),
-                Some(other) => Ok(Some(Cow::Owned(other.as_text().into_owned()))),
-            },
-        }
+impl WindowStats {
+    /// Where `field` is, and its name for messages.
+    fn resolve(config: &Config, field: &FieldRef) -> Result<(Field, String), String> {
+        let name = match field {
+            FieldRef::Position(p) => format!("column {p}"),
+            FieldRef::Name(n) => n.clone(),
+        };
+        let field = match config.input {
+            Input::Csv => Field::csv(field, config.columns.as_deref())?,
+            Input::Json => Field::json(field)?,
+        };
+        Ok((field, name))
     }
 
     /// Reads every field a statistic needs; the row's event time.
-    fn read_row<'a>(
+    fn read_row(
         &mut self,
-        value: &'a [u8],
-        arrival: i64,
-        parts: &mut Vec<Cow<'a, [u8]>>,
+        row: &mut Record<'_>,
+        arrival: Option<i64>,
     ) -> Result<Option<i64>, String> {
-        parts.clear();
         if self.config.input == Input::Csv {
-            weir_plugin::csv::split(value, parts)?;
+            let parts = row.columns()?;
             if let Some(h) = &self.header
                 && parts.len() == h.len()
                 && parts.iter().zip(h).all(|(p, h)| p.as_ref() == h.as_bytes())
@@ -306,10 +245,9 @@ impl WindowStats {
             }
         }
         for i in 0..self.fields.len() {
-            let (source, name, is_time) = &self.fields[i];
-            let text = self
-                .raw(source, value, parts)?
-                .ok_or_else(|| format!("field {name:?} is missing"))?;
+            let (field, name, is_time) = &self.fields[i];
+            let text =
+                text(row.get(field)?)?.ok_or_else(|| format!("field {name:?} is missing"))?;
             let x = if *is_time {
                 parse_timestamp_in(&text, self.zone).map_err(|e| format!("field {name:?}: {e}"))?
                     as f64
@@ -322,17 +260,15 @@ impl WindowStats {
             };
             self.values[i] = x;
         }
-        let ts = match (&self.config.time, &self.timestamp) {
-            (Time::Event, _) if self.timestamp_value.is_some() => {
-                self.values[self.timestamp_value.expect("checked")] as i64
-            }
-            (Time::Event, Some((source, name))) => {
-                let text = self
-                    .raw(source, value, parts)?
-                    .ok_or_else(|| format!("field {name:?} is missing"))?;
+        let ts = match (arrival, self.timestamp_value, &self.timestamp) {
+            (Some(now), _, _) => now,
+            (None, Some(i), _) => self.values[i] as i64,
+            (None, None, Some((field, name))) => {
+                let text =
+                    text(row.get(field)?)?.ok_or_else(|| format!("field {name:?} is missing"))?;
                 parse_timestamp_in(&text, self.zone).map_err(|e| format!("field {name:?}: {e}"))?
             }
-            _ => arrival,
+            (None, None, None) => unreachable!("event time is refused without `timestamp`"),
         };
         Ok(Some(ts))
     }
@@ -375,7 +311,7 @@ impl WindowStats {
             for Closed { start, end, acc } in closed {
                 let stat = &self.stats[i];
                 let func = stat.config.func;
-                let expect = stat.config.expect.map_or(0, |d| d.ms());
+                let expect = stat.config.expect.map_or(0, Duration::ms);
                 match stat.config.window {
                     WindowKind::SinceStart => {
                         let st = &mut self.stats[i].state;
@@ -484,14 +420,9 @@ impl Transform for WindowStats {
             (_, Some(f)) => Some(Self::resolve(&config, f)?),
             (_, None) => None,
         };
-        let batch = config.batch.map_or(5000, |d| d.ms());
-        let lateness = match (config.time, config.allowed_lateness) {
-            (Time::Processing, Some(d)) if d.ms() != 0 => {
-                return Err("allowed_lateness applies only to time = \"event\"".into());
-            }
-            (_, d) => d.map_or(0, |d| d.ms()),
-        };
-        let mut fields: Vec<(Source, String, bool)> = Vec::new();
+        let batch = config.batch.map_or(5000, Duration::ms);
+        let lateness = config.time.lateness(config.allowed_lateness)?;
+        let mut fields: Vec<(Field, String, bool)> = Vec::new();
         let mut stats = Vec::new();
         for sc in &config.stats {
             let (source, name) = Self::resolve(&config, &sc.field)
@@ -515,7 +446,7 @@ impl Transform for WindowStats {
             };
             let (size, slide) = match sc.window {
                 WindowKind::Batch | WindowKind::SinceStart => (batch, batch),
-                WindowKind::Size(s) => (s, sc.slide.map_or(s, |d| d.ms())),
+                WindowKind::Size(s) => (s, sc.slide.map_or(s, Duration::ms)),
             };
             if sc.slide.is_some() && !matches!(sc.window, WindowKind::Size(_)) {
                 return Err(format!(
@@ -527,7 +458,7 @@ impl Transform for WindowStats {
                 .map_err(|e| format!("stat {:?}: {e}", sc.name))?;
             stats.push(Stat {
                 name_json: serde_json::to_string(&sc.name).expect("strings serialise"),
-                label: label(sc.window, sc.slide.map(|d| d.ms())),
+                label: label(sc.window, sc.slide.map(Duration::ms)),
                 config: sc.clone(),
                 value,
                 state: StatState {
@@ -556,13 +487,11 @@ impl Transform for WindowStats {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let arrival = match self.config.time {
-            Time::Processing => weir_plugin::now_ms(),
-            Time::Event => 0,
-        };
-        let mut parts = Vec::new();
+        let arrival = self.config.time.arrival();
+        let mut row = Record::default();
         for event in batch.iter() {
-            let ts = match self.read_row(event.value, arrival, &mut parts) {
+            row.set(event);
+            let ts = match self.read_row(&mut row, arrival) {
                 Ok(Some(ts)) => ts,
                 Ok(None) => continue,
                 Err(reason) => {
@@ -614,26 +543,15 @@ impl Transform for WindowStats {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let state = State {
-            version: STATE_VERSION,
-            stats: self
-                .stats
-                .iter()
-                .map(|s| (s.config.name.clone(), s.label.clone(), s.state.clone()))
-                .collect(),
-        };
-        serde_json::to_vec(&state).expect("state serialises")
+        let stats = self.stats.iter();
+        let stats = stats
+            .map(|s| (&s.config.name, &s.label, &s.state))
+            .collect();
+        state::save(STATE_VERSION, &Saved { stats })
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let s: State =
-            serde_json::from_slice(state).map_err(|e| format!("unreadable state: {e}"))?;
-        if s.version != STATE_VERSION {
-            return Err(format!(
-                "state version {} is not supported (this build reads version {STATE_VERSION})",
-                s.version
-            ));
-        }
+        let s: Saved<(String, String, StatState)> = state::load(STATE_VERSION, state)?;
         let mine: Vec<(&str, &str)> = self
             .stats
             .iter()

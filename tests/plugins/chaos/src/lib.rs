@@ -15,7 +15,7 @@
 //! `{"tag": "x"}` prefixes every echoed value with `x:`.
 
 use serde::{Deserialize, Serialize};
-use weir_plugin::{Batch, Output, Transform};
+use weir_plugin::{Batch, Output, Transform, state};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +101,7 @@ impl Transform for Chaos {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        serde_json::to_vec(&State { total: self.total }).expect("serialises")
+        state::save(1, &State { total: self.total })
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
@@ -110,8 +110,7 @@ impl Transform for Chaos {
             Some("refuse") => return Err("asked to refuse state".into()),
             _ => {}
         }
-        let s: State = serde_json::from_slice(state).map_err(|e| e.to_string())?;
-        self.total = s.total;
+        self.total = state::load::<State>(1, state)?.total;
         Ok(())
     }
 }
