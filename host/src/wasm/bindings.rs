@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     world: "transform-plugin",
 });
 
-pub(super) use weir::plugin::types::{
+pub(super) use self::weir::plugin::types::{
     Batch as PluginBatch, BatchResult as PluginResult, Events as PluginEvents,
     Header as PluginHeader, Level as PluginLevel,
 };
