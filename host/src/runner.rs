@@ -28,9 +28,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::admin::{Admin, AdminError, AdminState};
-use crate::config::Pipeline;
-use crate::engine::{ReloadRequest, RunError, Topology};
+use crate::config::{Guarantee, Kind, Pipeline};
+use crate::engine::{ReloadRequest, RunError, Services, Topology};
+use crate::kafka::exactly_once::{self, ExactlyOnce};
+use crate::kafka::{Brokers, KafkaSetupError};
+use crate::stage::Transactional;
 use crate::telemetry::{Counters, ReloadReport, Telemetry};
 
 /// How [`start`] runs a pipeline.
@@ -52,6 +57,9 @@ pub enum StartError {
     /// Some stages could not be built; nothing runs.
     #[error(transparent)]
     Build(#[from] RunError),
+    /// The Kafka transaction of an exactly-once pipeline could not begin.
+    #[error("exactly-once: {0}")]
+    Transactions(#[from] KafkaSetupError),
 }
 
 /// What a run ended with.
@@ -116,6 +124,8 @@ pub struct Running {
     served: Option<JoinHandle<()>>,
     engine: JoinHandle<Result<(), RunError>>,
     started: Instant,
+    /// Exactly-once: the pipeline's transaction.
+    transactions: Option<Arc<ExactlyOnce>>,
 }
 
 /// Builds and starts `pipeline`. Must run on a multi-threaded Tokio
@@ -144,8 +154,23 @@ pub async fn start(pipeline: Pipeline, options: RunOptions) -> Result<Running, S
     let stages = pipeline.stages.len();
     let watched = options.watch.then(|| pipeline.clone());
     let file = pipeline.file.clone();
-    let topology =
-        tokio::task::block_in_place(|| Topology::start(pipeline, &telemetry, shutdown.clone()))?;
+    telemetry.set_guarantee(pipeline.options.guarantee.as_str());
+    let mut services = Services::default();
+    let transactions = match pipeline.options.guarantee {
+        Guarantee::AtLeastOnce => None,
+        Guarantee::ExactlyOnce => {
+            let settings = transaction_settings(&pipeline);
+            let txn = tokio::task::block_in_place(|| {
+                ExactlyOnce::start(settings, telemetry.transactions())
+            })?;
+            services.checkpoints = Some(txn.clone());
+            services.extensions.insert(txn.clone());
+            Some(txn)
+        }
+    };
+    let topology = tokio::task::block_in_place(|| {
+        Topology::start(pipeline, &telemetry, services, shutdown.clone())
+    })?;
     let mut admin_addr = None;
     let mut served = None;
     if let Some(admin) = admin {
@@ -181,7 +206,38 @@ pub async fn start(pipeline: Pipeline, options: RunOptions) -> Result<Running, S
         served,
         engine,
         started,
+        transactions,
     })
+}
+
+/// How an exactly-once pipeline's transaction reaches its cluster: the
+/// client settings of its Kafka stages (sinks first), its transactional id
+/// and its changelog topic.
+fn transaction_settings(pipeline: &Pipeline) -> exactly_once::Settings {
+    let mut stages: Vec<&crate::config::Stage> = pipeline.stages.values().collect();
+    stages.sort_by_key(|s| s.component.kind() != Kind::Sink);
+    let (brokers, client) = stages
+        .iter()
+        .find_map(|s| match s.component.hooks().transactional() {
+            Transactional::Kafka { brokers, client } => Some((brokers, client)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let name = pipeline.name();
+    exactly_once::Settings {
+        brokers: Brokers::from_setting(brokers.as_deref()),
+        client,
+        transactional_id: format!("weir-{name}-{}", pipeline.instance_id()),
+        changelog: pipeline
+            .options
+            .changelog
+            .clone()
+            .unwrap_or_else(|| format!("weir-{name}-{}-state", pipeline.instance_id())),
+        transaction_timeout: pipeline
+            .options
+            .transaction_timeout
+            .map_or(Duration::from_secs(60), |d| d.get()),
+    }
 }
 
 impl Running {
@@ -211,6 +267,16 @@ impl Running {
                 source: format!("the engine task failed: {e}").into(),
             }])),
         };
+        // The transaction open at the end is never committed: abort it now
+        // rather than at the broker's timeout (read_committed readers wait
+        // on an open transaction). After a failed run it may hold records.
+        if let Some(txn) = &self.transactions {
+            let txn = txn.clone();
+            let failed = result.is_err();
+            let _ =
+                tokio::task::spawn_blocking(move || if failed { txn.abort() } else { txn.close() })
+                    .await;
+        }
         // Let open taps and dashboard streams end cleanly.
         self.admin_stop.cancel();
         if let Some(served) = self.served {

@@ -4,14 +4,15 @@
 //! answered. Reloads pause and resume it around graph changes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::control::{Action, CheckpointReport, CheckpointReporter, SourceControl};
-use super::store::{Saved, SavedStage, store};
+use std::sync::Arc;
+
+use super::store::{CheckpointError, CheckpointStore, Saved, SavedStage};
 
 /// Who the coordinator waits for.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +35,7 @@ struct Partial {
 
 /// Collects reports and writes checkpoints.
 pub struct Coordinator {
-    dir: PathBuf,
+    store: Arc<dyn CheckpointStore>,
     interval: Duration,
     members: Members,
     sources: BTreeMap<String, mpsc::UnboundedSender<Action>>,
@@ -81,8 +82,13 @@ pub struct CheckpointSetup {
 }
 
 impl CheckpointSetup {
-    /// Sets up checkpoints in `dir`, resuming from `saved`.
-    pub fn new(dir: PathBuf, interval: Duration, members: Members, saved: Option<Saved>) -> Self {
+    /// Sets up checkpoints kept in `store`, resuming from `saved`.
+    pub fn new(
+        store: Arc<dyn CheckpointStore>,
+        interval: Duration,
+        members: Members,
+        saved: Option<Saved>,
+    ) -> Self {
         let (reports, reports_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
         let mut senders = BTreeMap::new();
@@ -94,7 +100,7 @@ impl CheckpointSetup {
         }
         CheckpointSetup {
             coordinator: Coordinator {
-                dir,
+                store,
                 interval,
                 members,
                 sources: senders,
@@ -143,8 +149,9 @@ impl CheckpointSetup {
         self.coordinator.saved.stages.get(stage).cloned()
     }
 
-    /// Starts the coordinator; it ends when every stage has ended.
-    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// Starts the coordinator; it ends when every stage has ended, with
+    /// the reason when its store failed for good (the pipeline then stops).
+    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<Result<(), String>> {
         let CheckpointSetup {
             coordinator,
             reports,
@@ -157,14 +164,31 @@ impl CheckpointSetup {
     }
 }
 
+/// The store failed for good: no further checkpoint, and the pipeline
+/// stops (its last checkpoint stays what a restart resumes from).
+fn fail(
+    failed: &mut bool,
+    fatal: &mut Option<String>,
+    reason: String,
+    shutdown: &CancellationToken,
+    store: &dyn CheckpointStore,
+) {
+    tracing::error!(reason, "checkpoints cannot go on; stopping the pipeline");
+    store.give_up(&reason);
+    *failed = true;
+    fatal.get_or_insert(reason);
+    shutdown.cancel();
+}
+
 impl Coordinator {
     async fn run(
         mut self,
         shutdown: CancellationToken,
         mut reports: mpsc::UnboundedReceiver<CheckpointReport>,
         mut control: mpsc::UnboundedReceiver<Control>,
-    ) {
+    ) -> Result<(), String> {
         let mut next_id = self.saved.id + 1;
+        let mut fatal: Option<String> = None;
         let mut pending: BTreeMap<u64, Partial> = BTreeMap::new();
         let mut live = self.members.clone();
         let mut done_positions: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -211,8 +235,10 @@ impl Coordinator {
                                 }
                             }
                         }
-                        if !failed {
-                            self.complete(&mut pending, &live, &done_positions, &done_stages);
+                        if !failed
+                            && let Err(reason) = self.complete(&mut pending, &live, &done_positions, &done_stages)
+                        {
+                            fail(&mut failed, &mut fatal, reason, &shutdown, self.store.as_ref());
                         }
                     }
                 },
@@ -225,10 +251,13 @@ impl Coordinator {
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
                     final_id = Some(next_id);
-                    if self.request(next_id, true, &live) {
-                        pending.insert(next_id, Partial { last: true, ..Partial::default() });
-                        next_id += 1;
-                    }
+                    // Tracked even when no source was asked: one that joins
+                    // later (a reload racing the shutdown) is asked for it,
+                    // and exactly-once sinks that answer it wait for its
+                    // commit.
+                    self.request(next_id, true, &live);
+                    pending.insert(next_id, Partial { last: true, ..Partial::default() });
+                    next_id += 1;
                 }
                 report = reports.recv() => {
                     let Some(report) = report else { break };
@@ -263,11 +292,14 @@ impl Coordinator {
                         }
                         CheckpointReport::Failed { stage } => {
                             tracing::warn!(stage, "a stage failed; keeping the last checkpoint");
+                            self.store.give_up(&format!("stage `{stage}` failed; no checkpoint follows"));
                             failed = true;
                         }
                     }
-                    if !failed {
-                        self.complete(&mut pending, &live, &done_positions, &done_stages);
+                    if !failed
+                        && let Err(reason) = self.complete(&mut pending, &live, &done_positions, &done_stages)
+                    {
+                        fail(&mut failed, &mut fatal, reason, &shutdown, self.store.as_ref());
                     }
                 }
             }
@@ -275,7 +307,11 @@ impl Coordinator {
         // Every stage has ended. If they all ended with their data, save the
         // final state (positions at the end, flushed windows).
         if !failed && !done_positions.is_empty() && live.sources.is_empty() && !stopping {
-            self.write(next_id, done_positions, done_stages);
+            self.write(next_id, done_positions, done_stages)?;
+        }
+        match fatal {
+            Some(reason) => Err(reason),
+            None => Ok(()),
         }
     }
 
@@ -351,7 +387,7 @@ impl Coordinator {
         live: &Members,
         done_positions: &BTreeMap<String, serde_json::Value>,
         done_stages: &BTreeMap<String, SavedStage>,
-    ) {
+    ) -> Result<(), String> {
         let ready: Vec<u64> = pending
             .iter()
             .filter(|(_, p)| {
@@ -361,7 +397,9 @@ impl Coordinator {
             })
             .map(|(id, _)| *id)
             .collect();
-        let Some(&newest) = ready.last() else { return };
+        let Some(&newest) = ready.last() else {
+            return Ok(());
+        };
         let p = pending.remove(&newest).expect("listed above");
         // Older checkpoints still pending are superseded.
         pending.retain(|id, _| *id > newest);
@@ -369,18 +407,24 @@ impl Coordinator {
         positions.extend(p.positions);
         let mut stages = done_stages.clone();
         stages.extend(p.snapshots);
-        self.write(newest, positions, stages);
+        self.write(newest, positions, stages)?;
         if p.last {
-            tracing::info!(checkpoint = newest, dir = %self.dir.display(), "final checkpoint written");
+            tracing::info!(
+                checkpoint = newest,
+                store = self.store.describe(),
+                "final checkpoint written"
+            );
         }
+        Ok(())
     }
 
+    /// Saves checkpoint `id`; `Err` when the store cannot go on.
     fn write(
         &mut self,
         id: u64,
         sources: BTreeMap<String, serde_json::Value>,
         stages: BTreeMap<String, SavedStage>,
-    ) {
+    ) -> Result<(), String> {
         // Stages that did not report (they ended earlier) keep what the
         // previous checkpoint holds for them.
         let mut all_sources = self.saved.sources.clone();
@@ -397,14 +441,98 @@ impl Coordinator {
             sources: all_sources,
             stages: all_stages,
         };
-        match store(&self.dir, &saved) {
+        let result = save_watched(&self.store, &saved);
+        self.saved = saved;
+        match result {
             Ok(()) => {
-                tracing::debug!(checkpoint = id, dir = %self.dir.display(), "checkpoint written")
+                tracing::debug!(
+                    checkpoint = id,
+                    store = self.store.describe(),
+                    "checkpoint written"
+                );
+                Ok(())
             }
+            Err(CheckpointError::Fatal(reason)) => Err(reason),
             Err(e) => {
-                tracing::error!(checkpoint = id, dir = %self.dir.display(), error = %e, "cannot write checkpoint")
+                tracing::error!(checkpoint = id, error = %e, "cannot write checkpoint");
+                Ok(())
             }
         }
-        self.saved = saved;
+    }
+}
+
+/// Saves `saved` on a thread of its own under a watchdog: a save that does
+/// not return within the store's [`CheckpointStore::save_limit`] (a hung
+/// broker call) is fatal, instead of holding the pipeline forever.
+fn save_watched(store: &Arc<dyn CheckpointStore>, saved: &Saved) -> Result<(), CheckpointError> {
+    let limit = store.save_limit();
+    let (done, result) = std::sync::mpsc::channel();
+    let (thread_store, thread_saved) = (store.clone(), saved.clone());
+    std::thread::Builder::new()
+        .name("weir-checkpoint".into())
+        .spawn(move || {
+            let _ = done.send(thread_store.save(&thread_saved));
+        })
+        .map_err(|e| CheckpointError::Write {
+            store: store.describe(),
+            reason: format!("cannot start the saving thread: {e}"),
+        })?;
+    tokio::task::block_in_place(|| result.recv_timeout(limit)).unwrap_or_else(|_| {
+        Err(CheckpointError::Fatal(format!(
+            "saving checkpoint {} to {} did not finish within {} s; stopping (watchdog)",
+            saved.id,
+            store.describe(),
+            limit.as_secs()
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store whose saves take `delay`.
+    struct Slow {
+        delay: std::time::Duration,
+    }
+
+    impl CheckpointStore for Slow {
+        fn load(&self) -> Result<Option<Saved>, CheckpointError> {
+            Ok(None)
+        }
+        fn save(&self, _: &Saved) -> Result<(), CheckpointError> {
+            std::thread::sleep(self.delay);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "slow store".into()
+        }
+        fn save_limit(&self) -> std::time::Duration {
+            std::time::Duration::from_millis(100)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_save_is_stopped_by_the_watchdog_and_a_prompt_one_is_not() {
+        let saved = Saved {
+            id: 7,
+            ..Saved::default()
+        };
+        let prompt: Arc<dyn CheckpointStore> = Arc::new(Slow {
+            delay: std::time::Duration::from_millis(1),
+        });
+        assert!(save_watched(&prompt, &saved).is_ok());
+        let hung: Arc<dyn CheckpointStore> = Arc::new(Slow {
+            delay: std::time::Duration::from_secs(5),
+        });
+        let started = std::time::Instant::now();
+        match save_watched(&hung, &saved) {
+            Err(CheckpointError::Fatal(reason)) => {
+                assert!(reason.contains("checkpoint 7"), "{reason}");
+                assert!(reason.contains("watchdog"), "{reason}");
+            }
+            other => panic!("expected the watchdog, got {other:?}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }

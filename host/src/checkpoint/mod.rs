@@ -33,4 +33,4 @@ pub mod store;
 pub use align::Alignment;
 pub use control::{Action, CheckpointReport, CheckpointReporter, SourceControl};
 pub use coordinator::{CheckpointSetup, Control, Members};
-pub use store::{CheckpointError, FILE, Saved, SavedStage, load};
+pub use store::{CheckpointError, CheckpointStore, FILE, FileStore, Saved, SavedStage, load};

@@ -1,5 +1,8 @@
-//! Checkpoint storage: `state_dir/checkpoint.json`, the source positions
-//! and transform snapshots of one checkpoint, written atomically.
+//! Checkpoint storage: where the source positions and transform snapshots
+//! of one checkpoint are made durable together. [`FileStore`] writes
+//! `state_dir/checkpoint.json` atomically; with `guarantee =
+//! "exactly-once"` a Kafka transaction is the store (`kafka::exactly_once`),
+//! so a checkpoint commits the pipeline's output with it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,6 +76,69 @@ pub enum CheckpointError {
         #[source]
         source: serde_json::Error,
     },
+    /// The checkpoint could not be written; later ones may succeed.
+    #[error("cannot write checkpoint to {store}: {reason}")]
+    Write {
+        /// Where.
+        store: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store cannot go on (a fenced or failed transaction): the
+    /// pipeline must stop, and restart from the last checkpoint.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Where checkpoints are kept. The coordinator calls [`CheckpointStore::save`]
+/// once every live stage has answered a checkpoint; the engine calls
+/// [`CheckpointStore::load`] at start.
+pub trait CheckpointStore: Send + Sync {
+    /// The last checkpoint made durable, if any.
+    fn load(&self) -> Result<Option<Saved>, CheckpointError>;
+    /// Makes `saved` durable. May block (a file sync, a transaction
+    /// commit).
+    fn save(&self, saved: &Saved) -> Result<(), CheckpointError>;
+    /// Where it keeps them, for messages.
+    fn describe(&self) -> String;
+    /// The longest a [`CheckpointStore::save`] may take: one that takes
+    /// longer is hung, and the coordinator's watchdog stops the pipeline.
+    fn save_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
+    /// No checkpoint will be saved any more (a stage or the store failed):
+    /// whatever waits for one must stop waiting.
+    fn give_up(&self, _reason: &str) {}
+}
+
+/// Checkpoints in `DIR/checkpoint.json` (`state_dir = DIR`).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Checkpoints in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        FileStore { dir }
+    }
+}
+
+impl CheckpointStore for FileStore {
+    fn load(&self) -> Result<Option<Saved>, CheckpointError> {
+        load(&self.dir)
+    }
+
+    fn save(&self, saved: &Saved) -> Result<(), CheckpointError> {
+        store(&self.dir, saved).map_err(|e| CheckpointError::Write {
+            store: self.dir.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
 }
 
 /// Reads `dir/checkpoint.json`, if there is one.
@@ -87,7 +153,7 @@ pub fn load(dir: &Path) -> Result<Option<Saved>, CheckpointError> {
     }
 }
 
-pub(crate) fn store(dir: &Path, saved: &Saved) -> std::io::Result<()> {
+fn store(dir: &Path, saved: &Saved) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{FILE}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;

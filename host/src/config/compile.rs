@@ -20,7 +20,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostics, improve_message, list};
-use super::{ComponentConfig, ConfigErrors, Kind, Options, Pipeline, Stage, env, graph};
+use super::{ComponentConfig, ConfigErrors, Kind, Options, Pipeline, Stage, env, graph, guarantee};
 use crate::sinks::SinkConfig;
 use crate::sources::SourceConfig;
 use crate::transforms::TransformConfig;
@@ -81,6 +81,9 @@ pub fn compile(
     }
 
     let mut options = Options::default();
+    let guarantee_line = options_table
+        .get("guarantee")
+        .map_or(1, |v| diag.line_of(v.span().start));
     if !options_table.is_empty() {
         let mut value = Spanned::new(root_span, DeValue::Table(options_table));
         env::interpolate(&mut value, env, &mut diag);
@@ -257,6 +260,7 @@ pub fn compile(
     }
 
     graph::check(&stages, &kinds, &input_spans, &dead_letter_spans, &mut diag);
+    guarantee::check(&options, &stages, guarantee_line, &mut diag);
 
     if diag.errors.is_empty() {
         Ok(Pipeline {

@@ -36,6 +36,7 @@ mod compile;
 mod diagnostic;
 mod env;
 mod graph;
+mod guarantee;
 pub mod render;
 
 use std::path::{Path, PathBuf};
@@ -174,9 +175,31 @@ pub struct Options {
     /// absent: no checkpoints.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
-    /// How often to checkpoint (default 10 s).
+    /// How often to checkpoint (default 10 s; with `guarantee =
+    /// "exactly-once"`, how often a transaction commits: default 100 ms).
     #[serde(default)]
     pub checkpoint_interval: Option<crate::units::Duration>,
+    /// What the pipeline promises when something fails: `at-least-once`
+    /// (default: nothing is lost, a crash may repeat records) or
+    /// `exactly-once` (Kafka to Kafka: every checkpoint is one Kafka
+    /// transaction holding the output, the dead letters, the input offsets
+    /// and the plugin state).
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// This process's identity in exactly-once mode (default: the
+    /// `WEIR_INSTANCE_ID` environment variable, else `0`): its transactional
+    /// id is `weir-<pipeline>-<instance_id>`, so a restarted process fences
+    /// its predecessor.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// How long a transaction may stay open before the broker aborts it
+    /// (exactly-once; default 60 s, as Kafka's producer).
+    #[serde(default)]
+    pub transaction_timeout: Option<crate::units::Duration>,
+    /// The compacted topic plugin state is kept in (exactly-once; default
+    /// `weir-<pipeline>-<instance_id>-state`: each instance its own).
+    #[serde(default)]
+    pub changelog: Option<String>,
     /// Address (`IP:PORT`) of the admin endpoint: status, metrics, reload,
     /// tap and dashboards. Absent: no endpoint (unless `--admin` is given).
     #[serde(default)]
@@ -185,6 +208,28 @@ pub struct Options {
     /// non-loopback address. Use `${VAR}` to keep it out of the file.
     #[serde(default)]
     pub admin_token: Option<String>,
+}
+
+/// What a pipeline promises about its output when a process or broker
+/// fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Nothing is lost; after a crash some records may be delivered twice.
+    #[default]
+    AtLeastOnce,
+    /// Every record's effect appears once, to read_committed readers.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    /// As written in pipeline files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
 }
 
 /// A checked pipeline, ready to build.
@@ -206,6 +251,46 @@ impl Pipeline {
         self.stages
             .values()
             .filter(move |s| s.inputs.iter().any(|i| i == name))
+    }
+
+    /// Sources and transforms whose dead-letter output is `name`: each
+    /// sends its checkpoint barriers and its end there too.
+    pub fn dead_letter_feeders<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Stage> + 'a {
+        self.stages.values().filter(move |s| {
+            s.dead_letter.as_deref() == Some(name) && s.component.kind() != Kind::Sink
+        })
+    }
+
+    /// The pipeline's name: its file name without the extension.
+    pub fn name(&self) -> String {
+        self.file.file_stem().map_or_else(
+            || "pipeline".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// How often checkpoints (or, exactly-once, transactions) happen.
+    pub fn checkpoint_interval(&self) -> std::time::Duration {
+        let default = match self.options.guarantee {
+            Guarantee::AtLeastOnce => std::time::Duration::from_secs(10),
+            Guarantee::ExactlyOnce => std::time::Duration::from_millis(100),
+        };
+        self.options
+            .checkpoint_interval
+            .map_or(default, |d| d.get())
+            .max(std::time::Duration::from_millis(1))
+    }
+
+    /// This process's instance id (exactly-once).
+    pub fn instance_id(&self) -> String {
+        self.options
+            .instance_id
+            .clone()
+            .or_else(|| std::env::var("WEIR_INSTANCE_ID").ok())
+            .unwrap_or_else(|| "0".to_owned())
     }
 
     /// Events per batch.

@@ -1,47 +1,52 @@
 //! Checkpoints as the engine sees them: the coordinator wired in at start
 //! (from `state_dir`), its members, and pausing it around graph changes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use super::{ReloadError, RunError, StageError, Topology};
-use crate::checkpoint::{CheckpointReporter, CheckpointSetup, Control, Members, SourceControl};
+use crate::checkpoint::{
+    CheckpointReporter, CheckpointSetup, CheckpointStore, Control, FileStore, Members,
+    SourceControl,
+};
 use crate::config::{Kind, Pipeline, Stage};
 
 /// How long a graph change waits for a checkpoint in flight to complete.
 const PAUSE_WAIT: Duration = Duration::from_secs(10);
 
 impl Topology {
-    /// The checkpoint coordinator's wiring, when `state_dir` is set.
-    pub(super) fn checkpoint_setup(&self) -> Result<Option<CheckpointSetup>, RunError> {
-        let Some(dir) = &self.pipeline.options.state_dir else {
-            return Ok(None);
+    /// The checkpoint coordinator's wiring: with the store the engine was
+    /// given, else with `state_dir`, else none.
+    pub(super) fn checkpoint_setup(
+        &self,
+        given: Option<Arc<dyn CheckpointStore>>,
+    ) -> Result<Option<CheckpointSetup>, RunError> {
+        let store: Arc<dyn CheckpointStore> = match (given, &self.pipeline.options.state_dir) {
+            (Some(store), _) => store,
+            (None, Some(dir)) => Arc::new(FileStore::new(dir.clone())),
+            (None, None) => return Ok(None),
         };
-        let saved = crate::checkpoint::load(dir).map_err(|e| {
+        let saved = tokio::task::block_in_place(|| store.load()).map_err(|e| {
             RunError::Build(vec![StageError {
-                stage: "state_dir".into(),
+                stage: "checkpoints".into(),
                 source: e.into(),
             }])
         })?;
         if let Some(s) = &saved {
             tracing::info!(
                 checkpoint = s.id,
-                dir = %dir.display(),
+                store = store.describe(),
                 written_ms = s.written_ms,
                 "restoring from checkpoint"
             );
         }
         let p = &self.pipeline;
-        let members = members(p);
-        let interval = p
-            .options
-            .checkpoint_interval
-            .map_or(Duration::from_secs(10), |d| d.get());
         Ok(Some(CheckpointSetup::new(
-            dir.clone(),
-            interval,
-            members,
+            store,
+            p.checkpoint_interval(),
+            members(p),
             saved,
         )))
     }
@@ -93,14 +98,16 @@ impl Topology {
     }
 }
 
-/// The stages a checkpoint waits for: sources, transforms, and sinks with
-/// data inputs.
+/// The stages a checkpoint waits for: sources, transforms, and sinks that
+/// receive barriers (from data inputs, or from the sources and transforms
+/// whose dead letters they take).
 pub(super) fn members(p: &Pipeline) -> Members {
     Members {
         sources: stages_of(p, |s| s.component.kind() == Kind::Source),
         transforms: stages_of(p, |s| s.component.kind() == Kind::Transform),
         sinks: stages_of(p, |s| {
-            s.component.kind() == Kind::Sink && !s.inputs.is_empty()
+            s.component.kind() == Kind::Sink
+                && (!s.inputs.is_empty() || p.dead_letter_feeders(&s.name).next().is_some())
         }),
     }
 }

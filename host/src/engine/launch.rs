@@ -86,15 +86,29 @@ impl Topology {
         let id = self.next_slot;
         self.next_slot += 1;
         let metrics = self.telemetry.metrics(&stage.name);
+        let kind = stage.component.kind();
+        let dead_letters = DeadLetters::new(
+            &stage.name,
+            dead_letter,
+            metrics.clone(),
+            id,
+            kind != Kind::Sink,
+        );
         StageSlot {
-            kind: stage.component.kind(),
+            kind,
             instance: 0,
             task: 0,
             started_ms: 0,
             state: StageState::Running,
             error: None,
-            output: Output::new(routes, metrics.clone(), self.telemetry.tap(&stage.name), id),
-            dead_letters: DeadLetters::new(&stage.name, dead_letter, metrics),
+            output: Output::new(
+                routes,
+                metrics,
+                self.telemetry.tap(&stage.name),
+                id,
+                Some(dead_letters.clone()),
+            ),
+            dead_letters,
             inbox: inbox.map(mpsc::Sender::downgrade),
             stop: CancellationToken::new(),
             handback: None,
@@ -155,6 +169,7 @@ impl Topology {
                     batch_size: self.pipeline.batch_size(),
                     stopping: self.shutdown.clone(),
                     writers_done: self.writers.token_for(&name),
+                    extensions: self.extensions.clone(),
                 })?
             }
             ComponentConfig::Transform(c) => {
@@ -169,6 +184,7 @@ impl Topology {
                     updates: rx,
                     reporter: self.reporter(&name),
                     resume,
+                    extensions: self.extensions.clone(),
                 })?
             }
             ComponentConfig::Sink(c) => c.component().build(SinkContext {
@@ -180,6 +196,7 @@ impl Topology {
                 metrics,
                 reporter: self.reporter(&name),
                 dashboards: self.telemetry.dashboards().clone(),
+                extensions: self.extensions.clone(),
             })?,
         };
         drop(entered);

@@ -28,16 +28,17 @@ mod reload_error;
 mod writers;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{CheckpointReport, CheckpointSetup, Control};
+use crate::checkpoint::{CheckpointReport, CheckpointSetup, CheckpointStore, Control};
 use crate::config::{Kind, Pipeline, Stage};
 use crate::event::Batch;
-use crate::stage::{BoxError, Inbox, Route};
+use crate::stage::{BoxError, Extensions, Inbox, Route};
 use crate::telemetry::{ReloadReport, StageState, StageStatus, Telemetry};
 use launch::{InputFrom, StageSlot};
 use plan::Fingerprints;
@@ -83,6 +84,16 @@ pub struct ReloadRequest {
     pub reply: Option<oneshot::Sender<ReloadReport>>,
 }
 
+/// What the engine is given besides the pipeline.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// Where checkpoints go when not to `state_dir` (with `guarantee =
+    /// "exactly-once"`: the Kafka transaction).
+    pub checkpoints: Option<Arc<dyn CheckpointStore>>,
+    /// Services the stages share (handed to every stage's context).
+    pub extensions: Extensions,
+}
+
 /// What a stage task returns: its name, instance and outcome.
 type StageResult = (String, u64, Result<(), BoxError>);
 
@@ -91,6 +102,8 @@ type StageResult = (String, u64, Result<(), BoxError>);
 pub struct Topology {
     pipeline: Pipeline,
     telemetry: Telemetry,
+    /// Handed to every stage.
+    extensions: Extensions,
     shutdown: CancellationToken,
     slots: IndexMap<String, StageSlot>,
     tasks: JoinSet<StageResult>,
@@ -104,7 +117,7 @@ pub struct Topology {
     reports: Option<mpsc::UnboundedSender<CheckpointReport>>,
     /// Reloads pause and resume checkpoints here.
     checkpoints: Option<mpsc::UnboundedSender<Control>>,
-    coordinator: Option<tokio::task::JoinHandle<()>>,
+    coordinator: Option<tokio::task::JoinHandle<Result<(), String>>>,
     failures: Vec<StageError>,
     reloads: u64,
 }
@@ -117,6 +130,7 @@ impl Topology {
     pub fn start(
         pipeline: Pipeline,
         telemetry: &Telemetry,
+        services: Services,
         shutdown: CancellationToken,
     ) -> Result<Topology, RunError> {
         let capacity = pipeline.options.channel_capacity.unwrap_or(8).max(1);
@@ -124,6 +138,7 @@ impl Topology {
         let mut topo = Topology {
             pipeline: pipeline.clone(),
             telemetry: telemetry.clone(),
+            extensions: services.extensions.clone(),
             shutdown,
             slots: IndexMap::new(),
             tasks: JoinSet::new(),
@@ -139,7 +154,7 @@ impl Topology {
             failures: Vec::new(),
             reloads: 0,
         };
-        topo.setup = topo.checkpoint_setup()?;
+        topo.setup = topo.checkpoint_setup(services.checkpoints)?;
         topo.reports = topo.setup.as_ref().map(|w| w.reports.clone());
         topo.checkpoints = topo.setup.as_ref().map(|w| w.control.clone());
 
@@ -149,10 +164,18 @@ impl Topology {
         for stage in pipeline.stages.values() {
             if stage.component.kind() != Kind::Source {
                 let (tx, rx) = mpsc::channel(capacity);
-                let hold_back = stage.component.kind() == Kind::Transform;
+                // Every stage with inputs aligns them: after one input's
+                // barrier its batches wait for the others' (a sink that
+                // took them early would put them in the wrong checkpoint,
+                // which exactly-once cannot have).
+                let hold_back = true;
                 inboxes.insert(
                     stage.name.clone(),
-                    Inbox::new(rx, stage.inputs.len(), hold_back),
+                    Inbox::new(
+                        rx,
+                        stage.inputs.len() + pipeline.dead_letter_feeders(&stage.name).count(),
+                        hold_back,
+                    ),
                 );
                 senders.insert(stage.name.clone(), tx);
             }
@@ -254,8 +277,13 @@ impl Topology {
             }
         }
         drop(self.reports.take());
-        if let Some(c) = self.coordinator.take() {
-            let _ = c.await;
+        if let Some(c) = self.coordinator.take()
+            && let Ok(Err(reason)) = c.await
+        {
+            self.failures.push(StageError {
+                stage: "checkpoints".into(),
+                source: reason.into(),
+            });
         }
         if self.failures.is_empty() {
             Ok(())
@@ -298,7 +326,7 @@ impl Topology {
             // Its consumers must see it gone, as when the stage owned its
             // senders alone.
             slot.output.close().await;
-            slot.dead_letters.retarget(None);
+            slot.dead_letters.retarget(None).await.end().await;
         }
         if let Some(r) = &self.reports {
             let _ = r.send(if result.is_ok() {

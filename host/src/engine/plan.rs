@@ -58,6 +58,14 @@ pub enum PlanError {
         /// Its kind in the new file.
         is: Kind,
     },
+    /// Exactly-once: a source would restart or go away mid-transaction.
+    #[error(
+        "source `{stage}` would restart or be removed, but in an exactly-once pipeline what it read since the last commit is in the open transaction and would be read again: restart weir to change it"
+    )]
+    ExactlyOnceSource {
+        /// The source.
+        stage: String,
+    },
 }
 
 /// Compares `old` and `new`. Fails when a change cannot be applied while
@@ -103,6 +111,17 @@ pub(crate) fn diff(
         .filter(|n| !new.stages.contains_key(*n))
         .cloned()
         .collect();
+    if new.options.guarantee == crate::config::Guarantee::ExactlyOnce
+        && let Some(stage) = plan
+            .restart
+            .iter()
+            .chain(&plan.remove)
+            .find(|n| old.stages[*n].component.kind() == Kind::Source)
+    {
+        return Err(PlanError::ExactlyOnceSource {
+            stage: stage.clone(),
+        });
+    }
     Ok(plan)
 }
 
@@ -117,6 +136,28 @@ mod tests {
 
     const BASE: &str =
         "[sources.a]\ntype = \"stdin\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"a\"]\n";
+
+    #[test]
+    fn exactly_once_refuses_to_restart_or_remove_a_source_but_not_a_sink() {
+        let head = "guarantee = \"exactly-once\"\n\n[sources.a]\ntype = \"kafka\"\nbrokers = \"k:9092\"\ntopic = \"in\"\ngroup = \"g\"\n\n";
+        let sink = |topic: &str| {
+            format!(
+                "[sinks.out]\ntype = \"kafka\"\ninputs = [\"a\"]\nbrokers = \"k:9092\"\ntopic = \"{topic}\"\n"
+            )
+        };
+        let old = pipeline(&format!("{head}{}", sink("x")));
+        let new_sink = pipeline(&format!("{head}{}", sink("y")));
+        let plan = diff(&old, &new_sink, &HashMap::new(), &HashMap::new()).unwrap();
+        assert_eq!(plan.restart, ["out"]);
+        let new_source = pipeline(&format!(
+            "{}{}",
+            head.replace("group = \"g\"", "group = \"h\""),
+            sink("x")
+        ));
+        let err = diff(&old, &new_source, &HashMap::new(), &HashMap::new()).unwrap_err();
+        assert_eq!(err, PlanError::ExactlyOnceSource { stage: "a".into() });
+        assert!(err.to_string().contains("restart weir"), "{err}");
+    }
 
     #[test]
     fn an_unchanged_file_keeps_everything() {

@@ -246,7 +246,7 @@ impl Topology {
             } else {
                 let (tx, rx) = mpsc::channel(self.capacity);
                 // Edges are attached later, each announcing itself.
-                let inbox = Inbox::new(rx, 0, kind == Kind::Transform);
+                let inbox = Inbox::new(rx, 0, true);
                 (Some(tx), InputFrom::Fresh(inbox))
             };
             let mut slot = self.new_slot(stage, Vec::new(), None, tx.as_ref());
@@ -350,8 +350,12 @@ impl Topology {
                 (stage.name.clone(), target)
             })
             .collect();
+        let mut detached = Vec::new();
         for (name, target) in retargets {
-            self.slots[&name].dead_letters.retarget(target);
+            detached.push(self.slots[&name].dead_letters.retarget(target).await);
+        }
+        for d in detached {
+            d.end().await;
         }
         let mut detach = Vec::new();
         for stage in pipeline.stages.values() {

@@ -45,8 +45,10 @@ struct Started {
 fn start(p: crate::config::Pipeline) -> Started {
     let telemetry = Telemetry::new(&p.file);
     let shutdown = CancellationToken::new();
-    let topology = tokio::task::block_in_place(|| Topology::start(p, &telemetry, shutdown.clone()))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let topology = tokio::task::block_in_place(|| {
+        Topology::start(p, &telemetry, Default::default(), shutdown.clone())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let (reloads, requests) = mpsc::unbounded_channel();
     Started {
         telemetry,

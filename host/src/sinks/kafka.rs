@@ -24,24 +24,25 @@
 //! `message.max.bytes`), goes to the dead-letter output with the reason.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use futures_util::FutureExt;
-use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer as _};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::event::{Acks, Event};
+use crate::kafka::delivery::{Delivery, DeliveryContext, DeliveryTarget, Producer};
+use crate::kafka::exactly_once::ExactlyOnce;
 use crate::kafka::{
     Brokers, OptionValue, Options, TopicSpec, check_reachable, client_config, ensure_topic,
 };
 use crate::stage::{
-    BoxError, Component, Item, Resource, Sink, SinkContext, StageTask, run_blocking,
+    BoxError, Component, Item, Resource, Sink, SinkContext, StageTask, Transactional, run_blocking,
 };
 use crate::telemetry::StageMetrics;
 use crate::units::Duration;
@@ -76,6 +77,19 @@ pub enum Compression {
     Lz4,
     /// Zstandard.
     Zstd,
+}
+
+impl Compression {
+    /// librdkafka's name of the codec (`compression.type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
 }
 
 /// `create_topic = { partitions = N, replication = R, config = { ... } }`.
@@ -134,6 +148,11 @@ struct InFlight {
     id: u64,
     remaining: AtomicUsize,
     failed: Mutex<Vec<(usize, String)>>,
+    /// A record of a transaction failed (refused at once, or not delivered):
+    /// the transaction must abort.
+    undelivered: AtomicBool,
+    /// Where the batch's id goes once every record has its report.
+    done: mpsc::UnboundedSender<u64>,
 }
 
 impl InFlight {
@@ -143,34 +162,37 @@ impl InFlight {
             .expect("failures lock")
             .push((index, reason));
     }
-}
 
-/// Per-record delivery opaque.
-struct Opaque {
-    batch: Arc<InFlight>,
-    index: usize,
-}
-
-struct SinkCtx {
-    done: mpsc::UnboundedSender<u64>,
-}
-
-impl ClientContext for SinkCtx {}
-
-impl ProducerContext for SinkCtx {
-    type DeliveryOpaque = Box<Opaque>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<Opaque>) {
-        if let Err((e, _)) = result {
-            opaque.batch.fail(opaque.index, describe(e, None));
+    fn complete_one(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _ = self.done.send(self.id);
         }
-        complete_one(&opaque.batch, &self.done);
     }
 }
 
-fn complete_one(batch: &InFlight, done: &mpsc::UnboundedSender<u64>) {
-    if batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        let _ = done.send(batch.id);
+impl DeliveryTarget for InFlight {
+    fn delivered(&self, index: usize, error: Option<&KafkaError>) {
+        if let Some(e) = error {
+            self.undelivered.store(true, Ordering::Release);
+            self.fail(index, describe(e, None));
+        }
+        self.complete_one();
+    }
+}
+
+/// The producer a sink writes with: its own, or (exactly-once) the
+/// pipeline's transactional one.
+enum Writer {
+    Own(Producer),
+    Transactional(Arc<ExactlyOnce>),
+}
+
+impl Writer {
+    fn producer(&self) -> &Producer {
+        match self {
+            Writer::Own(p) => p,
+            Writer::Transactional(t) => t.producer(),
+        }
     }
 }
 
@@ -220,17 +242,7 @@ impl Sink for KafkaSinkConfig {
                 .to_owned(),
             ),
             ("enable.idempotence", idempotent.to_string()),
-            (
-                "compression.type",
-                match self.compression {
-                    Compression::None => "none",
-                    Compression::Gzip => "gzip",
-                    Compression::Snappy => "snappy",
-                    Compression::Lz4 => "lz4",
-                    Compression::Zstd => "zstd",
-                }
-                .to_owned(),
-            ),
+            ("compression.type", self.compression.as_str().to_owned()),
             ("linger.ms", "5".to_owned()),
             ("client.id", format!("weir-{}", ctx.name)),
         ];
@@ -266,21 +278,25 @@ impl Sink for KafkaSinkConfig {
             .unwrap_or("1000000")
             .to_owned();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let producer: ThreadedProducer<SinkCtx> = config
-            .create_with_context(SinkCtx {
-                done: done_tx.clone(),
-            })
-            .map_err(|e| format!("cannot create Kafka producer: {e}"))?;
+        let writer = match ctx.extensions.get::<ExactlyOnce>() {
+            Some(txn) => Writer::Transactional(txn),
+            None => Writer::Own(
+                config
+                    .create_with_context(DeliveryContext)
+                    .map_err(|e| format!("cannot create Kafka producer: {e}"))?,
+            ),
+        };
         tracing::info!(
             brokers = brokers.describe(),
             topic = self.topic,
+            transactional = matches!(writer, Writer::Transactional(_)),
             "kafka sink ready"
         );
         let run = Run {
             topic: self.topic.clone(),
             key: self.key.clone(),
             max_bytes,
-            producer,
+            writer,
             done_tx,
         };
         Ok(run.run(ctx, done_rx).boxed())
@@ -291,13 +307,31 @@ impl Component for KafkaSinkConfig {
     fn writes(&self) -> Vec<Resource> {
         vec![Brokers::from_setting(self.brokers.as_deref()).topic(&self.topic)]
     }
+
+    fn transactional(&self) -> Transactional {
+        if self.acks != AckLevel::All || self.idempotent == Some(false) {
+            return Transactional::No(
+                "transactions need acks = \"all\" and an idempotent producer".into(),
+            );
+        }
+        // Under exactly-once every sink writes through the one
+        // transactional producer: its settings are the sinks' (which
+        // `weir validate` requires to agree).
+        let mut t = crate::kafka::transactional(&self.brokers, &self.options);
+        if let Transactional::Kafka { client, .. } = &mut t
+            && self.compression != Compression::None
+        {
+            client.push(("compression.type".into(), self.compression.as_str().into()));
+        }
+        t
+    }
 }
 
 struct Run {
     topic: String,
     key: Option<String>,
     max_bytes: String,
-    producer: ThreadedProducer<SinkCtx>,
+    writer: Writer,
     done_tx: mpsc::UnboundedSender<u64>,
 }
 
@@ -311,9 +345,16 @@ impl Run {
         let mut next_id = 0u64;
         let mut input_open = true;
         // A completed checkpoint barrier waits until everything produced
-        // before it is delivered; meanwhile no new input is taken.
+        // before it is delivered; meanwhile no new input is taken. In a
+        // transaction, the commit delivers it: the barrier is answered at
+        // once and input waits for the commit instead.
         let mut barrier: Option<u64> = None;
         while input_open || !waiting.is_empty() {
+            if let (Some(id), Writer::Transactional(txn)) = (barrier, &self.writer) {
+                ctx.reporter.sink_ready(id);
+                barrier = None;
+                txn.committed(id).await?;
+            }
             if let Some(id) = barrier
                 && waiting.is_empty()
             {
@@ -321,7 +362,7 @@ impl Run {
                 barrier = None;
             }
             tokio::select! {
-                Some(id) = done_rx.recv() => self.complete(&ctx, &mut waiting, id).await,
+                Some(id) = done_rx.recv() => self.complete(&ctx, &mut waiting, id).await?,
                 batch = ctx.input.recv(), if input_open && barrier.is_none() && waiting.len() < MAX_IN_FLIGHT => match batch {
                     Some(Item::Barrier { id, .. }) => barrier = Some(id),
                     Some(Item::End) => {}
@@ -333,6 +374,8 @@ impl Run {
                             id,
                             remaining: AtomicUsize::new(batch.events.len() + 1),
                             failed: Mutex::new(Vec::new()),
+                            undelivered: AtomicBool::new(false),
+                            done: self.done_tx.clone(),
                         });
                         let started = std::time::Instant::now();
                         self.produce(&batch.events, &state).await;
@@ -340,7 +383,7 @@ impl Run {
                         // The extra count taken above keeps an empty batch
                         // (or one whose records all failed at once) from
                         // completing before it is registered.
-                        complete_one(&state, &self.done_tx);
+                        state.complete_one();
                     }
                     None => input_open = false,
                 },
@@ -349,10 +392,12 @@ impl Run {
         if let Some(id) = barrier {
             ctx.reporter.sink_ready(id);
         }
-        let producer = self.producer;
-        run_blocking(move || producer.flush(StdDuration::from_secs(30)))
-            .await?
-            .map_err(|e| format!("flushing the producer failed: {e}"))?;
+        // A transaction's records are flushed by its commit.
+        if let Writer::Own(producer) = self.writer {
+            run_blocking(move || producer.flush(StdDuration::from_secs(30)))
+                .await?
+                .map_err(|e| format!("flushing the producer failed: {e}"))?;
+        }
         Ok(())
     }
 
@@ -373,10 +418,10 @@ impl Run {
                     value: Some(&value[..]),
                 });
             }
-            let mut record: BaseRecord<'_, [u8], [u8], Box<Opaque>> = BaseRecord::with_opaque_to(
+            let mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>> = BaseRecord::with_opaque_to(
                 &self.topic,
-                Box::new(Opaque {
-                    batch: state.clone(),
+                Box::new(Delivery {
+                    target: state.clone(),
                     index,
                 }),
             )
@@ -387,7 +432,7 @@ impl Run {
                 record = record.key(&k[..]);
             }
             loop {
-                match self.producer.send(record) {
+                match self.writer.producer().send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         // librdkafka's queue is full: wait for deliveries.
@@ -395,12 +440,17 @@ impl Run {
                         tokio::time::sleep(StdDuration::from_millis(5)).await;
                     }
                     Err((e, back)) => {
+                        // In a transaction a refused record cannot be set
+                        // aside: the transaction must not commit without it.
+                        if matches!(self.writer, Writer::Transactional(_)) {
+                            state.undelivered.store(true, Ordering::Release);
+                        }
                         state.fail(
                             index,
                             describe(&e, Some((event.value.len(), &self.max_bytes))),
                         );
                         drop(back);
-                        complete_one(state, &self.done_tx);
+                        state.complete_one();
                         break;
                     }
                 }
@@ -408,12 +458,33 @@ impl Run {
         }
     }
 
-    async fn complete(&self, ctx: &SinkContext, waiting: &mut HashMap<u64, Waiting>, id: u64) {
-        let Some(w) = waiting.remove(&id) else { return };
+    async fn complete(
+        &self,
+        ctx: &SinkContext,
+        waiting: &mut HashMap<u64, Waiting>,
+        id: u64,
+    ) -> Result<(), BoxError> {
+        let Some(w) = waiting.remove(&id) else {
+            return Ok(());
+        };
         // From produce to the last delivery report: latency, not busy time
         // (up to 64 batches are in flight at once).
         ctx.metrics.batch_time.observe(w.started.elapsed());
         let failed = std::mem::take(&mut *w.state.failed.lock().expect("failures lock"));
+        if let (Writer::Transactional(txn), true, Some((_, reason))) = (
+            &self.writer,
+            w.state.undelivered.load(Ordering::Acquire),
+            failed.first(),
+        ) {
+            // The transaction cannot commit; nothing of it becomes visible
+            // and the next start resumes from the last commit.
+            StageMetrics::add(&ctx.metrics.errors, failed.len() as u64);
+            return Err(format!(
+                "a record of the open transaction was not delivered; {}",
+                txn.explain(reason)
+            )
+            .into());
+        }
         let delivered = w.events.len() - failed.len();
         StageMetrics::add(&ctx.metrics.events_out, delivered as u64);
         if !failed.is_empty() {
@@ -430,5 +501,6 @@ impl Run {
                 .collect();
             ctx.dead_letters.send(dead, w.acks).await;
         }
+        Ok(())
     }
 }

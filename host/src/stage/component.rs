@@ -32,6 +32,25 @@ impl Resource {
     }
 }
 
+/// How a stage can take part in an exactly-once pipeline, where every
+/// checkpoint is one Kafka transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transactional {
+    /// It has no effect outside the pipeline (a transform: its state is in
+    /// the checkpoint).
+    Neutral,
+    /// Its reads or writes commit in a transaction on this Kafka cluster.
+    Kafka {
+        /// The `brokers` setting.
+        brokers: Option<String>,
+        /// librdkafka settings for a client of that cluster (security,
+        /// timeouts), as the stage's `options` give them.
+        client: Vec<(String, String)>,
+    },
+    /// It cannot, with the reason.
+    No(String),
+}
+
 /// Hooks every component type answers; each has a default for types that
 /// have nothing to say.
 pub trait Component: Send + Sync {
@@ -78,6 +97,12 @@ pub trait Component: Send + Sync {
     /// on from where the stopped one left off (sources with a position).
     fn resumes_where_stopped(&self) -> bool {
         false
+    }
+
+    /// How the stage takes part in an exactly-once pipeline (by default it
+    /// cannot: its effects could not be rolled back with a transaction).
+    fn transactional(&self) -> Transactional {
+        Transactional::No("its effects cannot be undone with a Kafka transaction".into())
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{DeadLetters, Input, Item, Output, Update};
+use super::{DeadLetters, Extensions, Input, Item, Output, Update};
 use crate::checkpoint::{Action, CheckpointReporter, SavedStage, SourceControl};
 use crate::event::{Batch, Marker};
 use crate::telemetry::{Dashboards, StageMetrics};
@@ -33,6 +33,8 @@ pub struct SourceContext {
     /// source reads has finished (a Kafka sink producing to the topic a
     /// Kafka source consumes); `None` when there is no such stage.
     pub writers_done: Option<CancellationToken>,
+    /// Services the stages of this pipeline share.
+    pub extensions: Extensions,
 }
 
 impl SourceContext {
@@ -90,6 +92,8 @@ pub struct TransformContext {
     pub reporter: CheckpointReporter,
     /// State saved by the last checkpoint, to restore.
     pub resume: Option<SavedStage>,
+    /// Services the stages of this pipeline share.
+    pub extensions: Extensions,
 }
 
 /// Handed to a sink when it starts.
@@ -107,6 +111,8 @@ pub struct SinkContext {
     pub reporter: CheckpointReporter,
     /// The pipeline's dashboards (the `dashboard` sink publishes here).
     pub dashboards: Dashboards,
+    /// Services the stages of this pipeline share.
+    pub extensions: Extensions,
 }
 
 impl SinkContext {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{RwLock, mpsc};
 
+use super::DeadLetters;
 use crate::event::{Batch, Marker};
 use crate::telemetry::{StageMetrics, TapPoint};
 
@@ -31,6 +32,9 @@ pub struct Output {
     metrics: Arc<StageMetrics>,
     tap: Arc<TapPoint>,
     index: u32,
+    /// The stage's dead-letter edge, which carries its barriers and its end
+    /// too.
+    dead_letters: Option<DeadLetters>,
 }
 
 impl Output {
@@ -39,12 +43,14 @@ impl Output {
         metrics: Arc<StageMetrics>,
         tap: Arc<TapPoint>,
         index: u32,
+        dead_letters: Option<DeadLetters>,
     ) -> Self {
         Output {
             routes: Arc::new(RwLock::new(routes)),
             metrics,
             tap,
             index,
+            dead_letters,
         }
     }
 
@@ -73,6 +79,11 @@ impl Output {
         batch.from = self.index;
         StageMetrics::add(&self.metrics.events_out, batch.events.len() as u64);
         self.tap.offer(&batch.events);
+        if let (Some(marker), Some(dead)) = (batch.marker, &self.dead_letters) {
+            // The dead-letter sink learns of barriers and the end from the
+            // same stage in the same order as of its rejected records.
+            dead.marker(marker).await;
+        }
         // Held while sending, so a reload rewires only between batches.
         let routes = self.routes.read().await;
         let Some((last, rest)) = routes.split_last() else {

@@ -31,8 +31,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::event::Event;
 use crate::stage::{
-    BoxError, Component, Processed, StageTask, Transform, TransformContext, run_blocking,
-    run_stateless,
+    BoxError, Component, Processed, StageTask, Transactional, Transform, TransformContext,
+    run_blocking, run_stateless,
 };
 
 /// Where a model output goes.
@@ -334,6 +334,11 @@ impl Transform for OnnxConfig {
 }
 
 impl Component for OnnxConfig {
+    fn transactional(&self) -> Transactional {
+        // Its state is in the checkpoint; it has no outside effect.
+        Transactional::Neutral
+    }
+
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         vec![&mut self.model]
     }

@@ -16,6 +16,7 @@ use super::ValueFormat;
 use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
 use crate::event::{Ack, Acks, Batch, Event, Marker, Origin};
+use crate::kafka::exactly_once::ExactlyOnce;
 use crate::stage::{Action, BoxError, SourceContext};
 use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
@@ -33,6 +34,8 @@ pub(super) struct Worker {
     pub(super) checkpointed: bool,
     /// Told downstream its input has ended (at the end of the data).
     pub(super) sent_end: bool,
+    /// Exactly-once: the pipeline's transaction.
+    pub(super) txn: Option<Arc<ExactlyOnce>>,
 }
 
 /// Records read but not yet sent downstream.
@@ -193,6 +196,13 @@ impl Worker {
                     break;
                 }
                 let last = matches!(action, Action::Checkpoint { last: true, .. });
+                // Exactly-once: the offsets this barrier reports commit
+                // under the group as it is now.
+                if let (Some(txn), Action::Checkpoint { .. }) = (&self.txn, action)
+                    && let Some(metadata) = consumer.group_metadata()
+                {
+                    txn.register_group(&ctx.name, metadata);
+                }
                 if ctx.act(&handle, action, || self.position()) {
                     self.checkpointed = last;
                     break;
@@ -200,6 +210,24 @@ impl Worker {
             }
             consumer.context().apply_acks(&consumer, StdDuration::ZERO);
             let mut polled = consumer.poll(StdDuration::from_millis(100));
+            let revoked = std::mem::take(
+                &mut *consumer
+                    .context()
+                    .revoked_mid_run
+                    .lock()
+                    .expect("revoked lock"),
+            );
+            if !revoked.is_empty() {
+                return Err(format!(
+                    "exactly-once: a rebalance took partitions {} from this process while their records were in the open transaction; stopping so that nothing is committed twice (start again to resume from the last commit; several processes on one exactly-once input are not supported yet)",
+                    revoked
+                        .iter()
+                        .map(|(t, p)| format!("{t}/{p}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+                .into());
+            }
             let mut got = 0;
             while let Some(result) = polled {
                 match result {
@@ -234,6 +262,11 @@ impl Worker {
                 last_end_check = Instant::now();
                 if Self::at_end(&consumer) {
                     tracing::info!("every assigned partition read to its end; stopping");
+                    if let Some(txn) = &self.txn
+                        && let Some(metadata) = consumer.group_metadata()
+                    {
+                        txn.register_group(&ctx.name, metadata);
+                    }
                     ctx.finish(&handle, self.position());
                     self.sent_end = true;
                     break;
@@ -308,10 +341,12 @@ impl Worker {
                 "stopping with undelivered records; they will be read again on restart"
             );
         }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
+        if self.txn.is_none() {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(())
+                | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "final offset commit failed"),
+            }
         }
         tracing::info!(
             rebalances = StageMetrics::get(&consumer.context().metrics.rebalances),

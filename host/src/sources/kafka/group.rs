@@ -39,6 +39,13 @@ pub(super) struct SourceCtx {
     /// Checkpointed positions not yet applied: a partition assigned for
     /// the first time in this process starts there, whatever the group
     /// has committed (the restored state covers everything before it).
+    /// Exactly-once: offsets are committed in the pipeline's transaction.
+    pub(super) transactional: bool,
+    /// Exactly-once: partitions a rebalance took away while the source
+    /// was reading. Their records since the last commit are in the open
+    /// transaction, and the next owner reads them again from the committed
+    /// offsets, so this process must not commit them.
+    pub(super) revoked_mid_run: Mutex<Vec<(String, i32)>>,
     pub(super) resume: Mutex<HashMap<(String, i32), i64>>,
 }
 
@@ -48,7 +55,12 @@ impl SourceCtx {
     pub fn apply_acks(&self, consumer: &BaseConsumer<SourceCtx>, wait: StdDuration) -> usize {
         let rx = self.acks.lock().expect("ack receiver lock");
         let mut tracker = self.tracker.lock().expect("tracker lock");
+        let transactional = self.transactional;
         let mut store = |t: &str, p: i32, o: i64| {
+            // Exactly-once: offsets commit in the transaction, not here.
+            if transactional {
+                return;
+            }
             if let Err(e) = consumer.store_offset(t, p, o) {
                 tracing::debug!(topic = t, partition = p, offset = o, error = %e, "cannot store offset (partition no longer assigned?)");
             }
@@ -208,7 +220,19 @@ impl ConsumerContext for SourceCtx {
                     .expect("tracker lock")
                     .pending_in(&revoked);
                 self.tracker.lock().expect("tracker lock").forget(&revoked);
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                if self.transactional
+                    && !self
+                        .abandon_in_flight
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    self.revoked_mid_run
+                        .lock()
+                        .expect("revoked lock")
+                        .extend(revoked.iter().cloned());
+                }
+                if !self.transactional
+                    && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+                {
                     tracing::debug!(error = %e, "commit on revoke");
                 }
                 tracing::info!(

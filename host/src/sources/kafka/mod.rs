@@ -42,10 +42,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Deserialize;
 
 pub use crate::kafka::committed_offsets;
+use crate::kafka::exactly_once::ExactlyOnce;
 use crate::kafka::{
     Brokers, Options, TopicSpec, check_reachable, client_config, ensure_topic, partition_count,
 };
-use crate::stage::{BoxError, Component, Resource, Source, SourceContext, StageTask, run_blocking};
+use crate::stage::{
+    BoxError, Component, Resource, Source, SourceContext, StageTask, Transactional, run_blocking,
+};
 use crate::units::Duration;
 use consume::{Worker, parse_positions};
 use group::{AckChannel, SourceCtx};
@@ -149,9 +152,14 @@ impl Source for KafkaSourceConfig {
             .commit_interval
             .map_or(5000, |d| d.get().as_millis() as u64)
             .max(1);
-        let defaults = [
+        // Exactly-once: offsets commit in the pipeline's transaction, only
+        // committed records are read, and the member keeps its identity
+        // across restarts (static membership) so a restarted process takes
+        // its partitions back at once.
+        let txn = ctx.extensions.get::<ExactlyOnce>();
+        let mut defaults = vec![
             ("group.id", group.clone()),
-            ("enable.auto.commit", "true".to_owned()),
+            ("enable.auto.commit", txn.is_none().to_string()),
             ("auto.commit.interval.ms", commit_ms.to_string()),
             ("enable.auto.offset.store", "false".to_owned()),
             (
@@ -167,6 +175,13 @@ impl Source for KafkaSourceConfig {
             // Consumer lag for /metrics comes from the client's statistics.
             ("statistics.interval.ms", "1000".to_owned()),
         ];
+        if let Some(txn) = &txn {
+            defaults.push(("isolation.level", "read_committed".to_owned()));
+            defaults.push((
+                "group.instance.id",
+                format!("{}-{}", txn.transactional_id(), ctx.name),
+            ));
+        }
         let config = client_config(&bootstrap, &defaults, &self.options);
         let timeout = self
             .connect_timeout
@@ -199,6 +214,8 @@ impl Source for KafkaSourceConfig {
             metrics: ctx.metrics.clone(),
             abandon_in_flight: std::sync::atomic::AtomicBool::new(false),
             resume: Mutex::new(HashMap::new()),
+            transactional: txn.is_some(),
+            revoked_mid_run: Mutex::new(Vec::new()),
         };
         let consumer: BaseConsumer<SourceCtx> = config
             .create_with_context(context)
@@ -238,6 +255,7 @@ impl Source for KafkaSourceConfig {
             next_offsets: std::collections::BTreeMap::new(),
             checkpointed: false,
             sent_end: false,
+            txn,
         };
         let handle = tokio::runtime::Handle::current();
         Ok(async move { run_blocking(move || worker.run(consumer, ctx, handle)).await? }.boxed())
@@ -248,5 +266,9 @@ impl Component for KafkaSourceConfig {
     fn reads(&self) -> Vec<Resource> {
         let brokers = Brokers::from_setting(self.brokers.as_deref());
         self.topic_list().iter().map(|t| brokers.topic(t)).collect()
+    }
+
+    fn transactional(&self) -> Transactional {
+        crate::kafka::transactional(&self.brokers, &self.options)
     }
 }

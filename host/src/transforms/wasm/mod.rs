@@ -32,7 +32,8 @@ use std::time::Duration as StdDuration;
 use serde::Deserialize;
 
 use crate::stage::{
-    BoxError, Component, StageTask, Transform, TransformContext, Update, UpdateOutcome,
+    BoxError, Component, StageTask, Transactional, Transform, TransformContext, Update,
+    UpdateOutcome,
 };
 use crate::units::{ByteSize, Duration};
 use crate::wasm::{Limits, Plugin, Runtime, resolve_plugin};
@@ -120,6 +121,11 @@ impl Transform for WasmConfig {
 }
 
 impl Component for WasmConfig {
+    fn transactional(&self) -> Transactional {
+        // Its state is in the checkpoint; it has no outside effect.
+        Transactional::Neutral
+    }
+
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         vec![&mut self.plugin]
     }

@@ -68,6 +68,7 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         updates,
         reporter,
         resume: _,
+        extensions: _,
     } = ctx;
     let worker = Worker {
         name: name.clone(),

@@ -1,0 +1,572 @@
+//! `guarantee = "exactly-once"`: every checkpoint of the pipeline is one
+//! Kafka transaction.
+//!
+//! One transactional producer per process serves every Kafka sink (dead
+//! letters included) and the state changelog. At each checkpoint the
+//! coordinator hands the checkpoint to [`ExactlyOnce::save`] once every
+//! stage has answered its barrier: the plugin snapshots that changed are
+//! written to a compacted changelog topic (key = stage), the sources'
+//! next offsets are added with `send_offsets_to_transaction` (each source's
+//! consumer-group metadata, fresh from its last barrier), and the
+//! transaction commits. Sinks take no input after a barrier until that
+//! commit, so what they produce after it goes into the next transaction.
+//!
+//! A restarted process uses the same transactional id
+//! (`weir-<pipeline>-<instance_id>`): `init_transactions` fences any
+//! predecessor still alive and aborts its open transaction, the consumer
+//! group resumes from the committed offsets, and [`ExactlyOnce::load`] reads
+//! the changelog (read_committed) for the state that goes with them. So a
+//! crash at any moment repeats nothing and loses nothing for read_committed
+//! readers.
+//!
+//! Errors follow librdkafka's classes: a retriable error is retried with
+//! the same arguments until the transaction timeout; an abortable one
+//! aborts the transaction, a fatal one (fenced by a newer instance) ends
+//! it; either stops the pipeline, which resumes from the last commit when
+//! started again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::changelog::{self, CHECKPOINT_HEADER};
+use super::delivery::{Delivery, DeliveryContext, FirstFailure, Producer};
+use super::instance_lock::{InstanceLock, lock_dir};
+use super::{Brokers, KafkaSetupError, TopicSpec, check_reachable, ensure_topic};
+use crate::checkpoint::{CheckpointError, CheckpointStore, Saved, SavedStage};
+use crate::telemetry::TransactionStats;
+
+/// How long one transactional call may wait before it is tried again; a
+/// broker that is down for longer is waited for until [`OUTAGE`].
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long retriable errors (a broker restarting, a coordinator moving)
+/// are retried before the pipeline gives up on a commit.
+const OUTAGE: Duration = Duration::from_secs(120);
+
+/// Largest state record: the changelog topic and the producer allow it.
+const MAX_RECORD_BYTES: &str = "16777216";
+
+/// How an exactly-once pipeline talks to its cluster.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `brokers` setting of the pipeline's Kafka stages.
+    pub brokers: Brokers,
+    /// librdkafka settings for every client (security, timeouts).
+    pub client: Vec<(String, String)>,
+    /// `weir-<pipeline>-<instance_id>`.
+    pub transactional_id: String,
+    /// The compacted topic plugin state goes to.
+    pub changelog: String,
+    /// How long a transaction may stay open before the broker aborts it.
+    pub transaction_timeout: Duration,
+}
+
+/// Where the transaction stands, for sinks waiting on a commit.
+#[derive(Debug, Clone, Default)]
+pub struct TxnState {
+    /// The last checkpoint committed.
+    pub committed: u64,
+    /// Why transactions stopped, if they did.
+    pub failed: Option<String>,
+}
+
+/// The transaction of an exactly-once pipeline.
+pub struct ExactlyOnce {
+    settings: Settings,
+    bootstrap: String,
+    producer: Producer,
+    state: watch::Sender<TxnState>,
+    /// Each Kafka source's consumer-group metadata, from its last barrier.
+    groups: Mutex<HashMap<String, ConsumerGroupMetadata>>,
+    /// The positions last committed per source: unchanged ones (a source
+    /// that has finished) are not sent again, so a group its member has
+    /// long left is not asked to take them.
+    committed_positions: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// The snapshot last committed per stage: unchanged ones are not
+    /// written again.
+    committed_states: Mutex<BTreeMap<String, SavedStage>>,
+    stats: Arc<TransactionStats>,
+    /// This host's claim on the transactional id, for the process's life.
+    _lock: InstanceLock,
+}
+
+impl std::fmt::Debug for ExactlyOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExactlyOnce")
+            .field("transactional_id", &self.settings.transactional_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExactlyOnce {
+    /// Connects, creates the changelog topic if needed, and takes over the
+    /// transactional id: a predecessor is fenced and its open transaction
+    /// aborted. Blocks (seconds at most, bounded by the transaction
+    /// timeout).
+    pub fn start(
+        settings: Settings,
+        stats: Arc<TransactionStats>,
+    ) -> Result<Arc<ExactlyOnce>, KafkaSetupError> {
+        let bootstrap = settings.brokers.bootstrap()?;
+        let lock = InstanceLock::take(&lock_dir(), &settings.transactional_id)
+            .map_err(KafkaSetupError::Transactions)?;
+        let timeout_ms = settings
+            .transaction_timeout
+            .as_millis()
+            .max(1000)
+            .to_string();
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &bootstrap);
+        // The user's settings first, then what transactions require.
+        for (k, v) in &settings.client {
+            config.set(k, v);
+        }
+        if config.get("message.max.bytes").is_none() {
+            config.set("message.max.bytes", MAX_RECORD_BYTES);
+        }
+        config
+            .set("transactional.id", &settings.transactional_id)
+            .set("transaction.timeout.ms", &timeout_ms)
+            // librdkafka refuses a message timeout above the transaction's.
+            .set("message.timeout.ms", &timeout_ms)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("client.id", &settings.transactional_id);
+        if config.get("linger.ms").is_none() {
+            config.set("linger.ms", "5");
+        }
+        // Right after a commit the coordinator answers the next
+        // transaction's first requests with CONCURRENT_TRANSACTIONS until
+        // its markers are written (a few ms); librdkafka's default 100 ms
+        // backoff would stall every checkpoint by that much.
+        if config.get("retry.backoff.ms").is_none() {
+            config.set("retry.backoff.ms", "5");
+        }
+        let connect = Duration::from_secs(10);
+        check_reachable(&config, &settings.brokers, connect)?;
+        let mut spec = TopicSpec::new(1, replication_for(&config, connect));
+        spec.config
+            .insert("cleanup.policy".into(), "compact".into());
+        spec.config
+            .insert("max.message.bytes".into(), MAX_RECORD_BYTES.into());
+        ensure_topic(
+            &config,
+            &settings.brokers,
+            &settings.changelog,
+            &spec,
+            connect,
+        )?;
+        let producer: Producer = config
+            .create_with_context(DeliveryContext)
+            .map_err(KafkaSetupError::Settings)?;
+        let deadline = Instant::now() + settings.transaction_timeout + connect;
+        retry_until(deadline, || producer.init_transactions(connect)).map_err(|e| {
+            KafkaSetupError::Transactions(format!(
+                "cannot take over transactional id {}: {}",
+                settings.transactional_id,
+                String::from(e)
+            ))
+        })?;
+        producer.begin_transaction().map_err(|e| {
+            KafkaSetupError::Transactions(format!("cannot begin a transaction: {e}"))
+        })?;
+        let _ = stats
+            .transactional_id
+            .set(settings.transactional_id.clone());
+        tracing::info!(
+            transactional_id = settings.transactional_id,
+            changelog = settings.changelog,
+            "exactly-once: transactional id taken over; transactions begin"
+        );
+        Ok(Arc::new(ExactlyOnce {
+            settings,
+            bootstrap,
+            producer,
+            state: watch::Sender::new(TxnState::default()),
+            groups: Mutex::new(HashMap::new()),
+            committed_positions: Mutex::new(BTreeMap::new()),
+            _lock: lock,
+            committed_states: Mutex::new(BTreeMap::new()),
+            stats,
+        }))
+    }
+
+    /// The transactional producer the pipeline's Kafka sinks produce with.
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// The transactional id.
+    pub fn transactional_id(&self) -> &str {
+        &self.settings.transactional_id
+    }
+
+    /// A Kafka source's consumer-group metadata at its latest barrier: its
+    /// offsets are committed in the transaction under this group.
+    pub fn register_group(&self, source: &str, metadata: ConsumerGroupMetadata) {
+        self.groups
+            .lock()
+            .expect("groups lock")
+            .insert(source.to_owned(), metadata);
+    }
+
+    /// Waits until checkpoint `id` (or a later one) has committed; `Err`
+    /// with the reason when transactions have stopped.
+    pub async fn committed(&self, id: u64) -> Result<(), String> {
+        let mut rx = self.state.subscribe();
+        let state = rx
+            .wait_for(|s| s.committed >= id || s.failed.is_some())
+            .await
+            .map_err(|_| "the transaction has ended".to_owned())?;
+        match &state.failed {
+            Some(reason) if state.committed < id => Err(reason.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops transactions: whatever waits for a commit fails with `reason`.
+    pub fn fail(&self, reason: &str) {
+        self.state.send_modify(|s| {
+            s.failed.get_or_insert_with(|| reason.to_owned());
+        });
+    }
+
+    /// At the end of a run that succeeded: the last checkpoint committed
+    /// everything, so the transaction begun after it holds nothing worth
+    /// keeping (or the tail of a drain that did not reach a final
+    /// checkpoint, which the next start processes again). Aborted, so it
+    /// does not stay open until the broker's timeout.
+    pub fn close(&self) {
+        self.fail("the pipeline finished");
+        if let Err(e) = self
+            .producer
+            .abort_transaction(self.settings.transaction_timeout)
+        {
+            tracing::debug!(error = %e, "closing the last transaction");
+        }
+    }
+
+    /// Aborts the open transaction (the pipeline stopped without
+    /// committing it), so read_committed readers are not held back until
+    /// the broker's timeout.
+    pub fn abort(&self) {
+        self.fail("the pipeline stopped");
+        match self
+            .producer
+            .abort_transaction(self.settings.transaction_timeout)
+        {
+            Ok(()) => {
+                self.stats.aborted();
+                tracing::info!(
+                    transactional_id = self.settings.transactional_id,
+                    "open transaction aborted"
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "abort on the way out"),
+        }
+    }
+
+    /// Why the transaction cannot go on, from a failure's text and the
+    /// producer's fatal error (a fence reaches a sink as a failed delivery
+    /// first): a fence is named as such.
+    pub fn explain(&self, failure: &str) -> String {
+        let fatal = self
+            .producer
+            .client()
+            .fatal_error()
+            .map(|(code, text)| format!("{code:?}: {text}"));
+        let seen = format!("{failure} {}", fatal.as_deref().unwrap_or_default()).to_lowercase();
+        if seen.contains("fenced") || seen.contains("producer_epoch") {
+            format!(
+                "transactional id {} was fenced ({}): another process took it over, or the broker aborted a transaction open longer than transaction_timeout ({} s); this instance stops",
+                self.settings.transactional_id,
+                fatal.as_deref().unwrap_or(failure),
+                self.settings.transaction_timeout.as_secs()
+            )
+        } else {
+            format!("transactions cannot go on: {failure}")
+        }
+    }
+
+    /// Adds the state records of the changed snapshots to the transaction.
+    fn write_states(&self, id: u64, saved: &Saved) -> Result<Vec<(String, SavedStage)>, String> {
+        let committed = self.committed_states.lock().expect("states lock").clone();
+        let failures = Arc::new(FirstFailure::default());
+        let mut written = Vec::new();
+        for (stage, state) in &saved.stages {
+            if committed.get(stage) == Some(state) {
+                continue;
+            }
+            let value = serde_json::to_vec(state).map_err(|e| e.to_string())?;
+            let id_text = id.to_string();
+            let mut record = BaseRecord::with_opaque_to(
+                &self.settings.changelog,
+                Box::new(Delivery {
+                    target: failures.clone(),
+                    index: 0,
+                }),
+            )
+            .key(stage.as_bytes())
+            .payload(&value[..])
+            .headers(OwnedHeaders::new().insert(Header {
+                key: CHECKPOINT_HEADER,
+                value: Some(id_text.as_bytes()),
+            }));
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err((e, _)) => return Err(format!("cannot write the state of `{stage}`: {e}")),
+                }
+            }
+            written.push((stage.clone(), state.clone()));
+        }
+        Ok(written)
+    }
+
+    /// Adds the sources' offsets to the transaction.
+    fn send_offsets(&self, saved: &Saved, deadline: Instant) -> Result<(), TxnError> {
+        let groups = self.groups.lock().expect("groups lock");
+        let committed = self
+            .committed_positions
+            .lock()
+            .expect("positions lock")
+            .clone();
+        for (source, position) in &saved.sources {
+            if committed.get(source) == Some(position) {
+                continue;
+            }
+            let Some(positions) = position.as_object() else {
+                continue;
+            };
+            let mut tpl = TopicPartitionList::new();
+            for (tp, offset) in positions {
+                let parsed = tp
+                    .rsplit_once('/')
+                    .and_then(|(t, p)| Some((t, p.parse::<i32>().ok()?, offset.as_i64()?)));
+                if let Some((topic, partition, offset)) = parsed {
+                    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                        .map_err(|e| TxnError::Fatal(e.to_string()))?;
+                }
+            }
+            if tpl.count() == 0 {
+                continue;
+            }
+            let metadata = groups.get(source).ok_or_else(|| {
+                TxnError::Fatal(format!(
+                    "source `{source}` reported offsets without its consumer group"
+                ))
+            })?;
+            retry_until(deadline, || {
+                self.producer
+                    .send_offsets_to_transaction(&tpl, metadata, CALL_TIMEOUT)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every record of the transaction is delivered.
+    /// `commit_transaction` flushes too, but rdkafka's flush waits for
+    /// delivery reports in 100 ms polls that the threaded producer's own
+    /// thread answers instead, which costs up to 100 ms per commit; a
+    /// zero-timeout flush (which also ends the linger at once) checked
+    /// every millisecond leaves the commit nothing to wait for.
+    fn flush(&self, deadline: Instant) -> Result<(), TxnError> {
+        loop {
+            match self.producer.flush(Duration::ZERO) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => {
+                    return Err(TxnError::Abortable(format!(
+                        "flushing the transaction: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn commit(&self, saved: &Saved) -> Result<(), TxnError> {
+        let started = Instant::now();
+        let deadline = started + OUTAGE.max(self.settings.transaction_timeout);
+        let written = self
+            .write_states(saved.id, saved)
+            .map_err(TxnError::Abortable)?;
+        let states_written = started.elapsed();
+        self.send_offsets(saved, deadline)?;
+        let offsets_sent = started.elapsed();
+        self.flush(deadline)?;
+        retry_until(deadline, || self.producer.commit_transaction(CALL_TIMEOUT))?;
+        tracing::debug!(
+            checkpoint = saved.id,
+            states = written.len(),
+            states_us = states_written.as_micros() as u64,
+            offsets_us = (offsets_sent - states_written).as_micros() as u64,
+            commit_us = (started.elapsed() - offsets_sent).as_micros() as u64,
+            "transaction committed"
+        );
+        self.committed_states
+            .lock()
+            .expect("states lock")
+            .extend(written);
+        self.committed_positions
+            .lock()
+            .expect("positions lock")
+            .extend(saved.sources.clone());
+        self.stats.committed(saved.id, started.elapsed());
+        // The next transaction is open before sinks hear of the commit:
+        // what they produce next belongs to it.
+        self.producer
+            .begin_transaction()
+            .map_err(|e| TxnError::Fatal(format!("cannot begin the next transaction: {e}")))?;
+        self.state.send_modify(|s| s.committed = saved.id);
+        Ok(())
+    }
+}
+
+/// How a transactional call failed, as librdkafka classifies it.
+#[derive(Debug)]
+enum TxnError {
+    /// The transaction must be aborted.
+    Abortable(String),
+    /// The producer cannot go on (fenced by a newer instance, ...).
+    Fatal(String),
+}
+
+/// Calls `f` until it succeeds, retrying retriable errors until `deadline`.
+fn retry_until(
+    deadline: Instant,
+    mut f: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), TxnError> {
+    loop {
+        match f() {
+            Ok(()) => return Ok(()),
+            // A commit flushes the transaction's records first; a flush
+            // that timed out is resumed by calling again.
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                if Instant::now() < deadline =>
+            {
+                tracing::warn!("transaction records not all delivered yet; retrying the commit");
+            }
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
+                tracing::warn!(error = %e, "transaction call not done yet (broker unreachable or busy); retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                return Err(TxnError::Abortable(e.to_string()));
+            }
+            Err(KafkaError::Transaction(e))
+                if e.is_fatal() || e.code() == RDKafkaErrorCode::Fenced =>
+            {
+                return Err(TxnError::Fatal(e.to_string()));
+            }
+            Err(e) => return Err(TxnError::Fatal(e.to_string())),
+        }
+    }
+}
+
+impl From<TxnError> for String {
+    fn from(e: TxnError) -> String {
+        match e {
+            TxnError::Abortable(s) | TxnError::Fatal(s) => s,
+        }
+    }
+}
+
+/// Replication of the changelog: three copies where the cluster has three
+/// brokers, else as many as it has.
+fn replication_for(config: &ClientConfig, timeout: Duration) -> i32 {
+    let mut probe = config.clone();
+    probe.remove("transactional.id");
+    let brokers = probe
+        .create::<BaseConsumer>()
+        .ok()
+        .and_then(|c| c.fetch_metadata(None, timeout).ok())
+        .map_or(1, |m| m.brokers().len());
+    brokers.clamp(1, 3) as i32
+}
+
+impl CheckpointStore for ExactlyOnce {
+    /// The state committed with the group's offsets: every stage's last
+    /// changelog record, read read_committed up to the end.
+    fn load(&self) -> Result<Option<Saved>, CheckpointError> {
+        let fail = |reason: String| CheckpointError::Write {
+            store: format!("changelog {}", self.settings.changelog),
+            reason,
+        };
+        let saved = changelog::read(
+            &self.bootstrap,
+            &self.settings.client,
+            &format!("{}-restore", self.settings.transactional_id),
+            &self.settings.changelog,
+            OUTAGE,
+        )
+        .map_err(fail)?;
+        if saved.id == 0 && saved.stages.is_empty() {
+            return Ok(None);
+        }
+        *self.committed_states.lock().expect("states lock") = saved.stages.clone();
+        self.state.send_modify(|s| s.committed = saved.id);
+        Ok(Some(saved))
+    }
+
+    fn save(&self, saved: &Saved) -> Result<(), CheckpointError> {
+        match self.commit(saved) {
+            Ok(()) => Ok(()),
+            Err(TxnError::Abortable(reason)) => {
+                let aborted = self
+                    .producer
+                    .abort_transaction(self.settings.transaction_timeout);
+                self.stats.aborted();
+                let reason = format!(
+                    "transaction of checkpoint {} aborted ({reason}){}; restart to resume from the last commit",
+                    saved.id,
+                    aborted
+                        .err()
+                        .map_or(String::new(), |e| format!(", and the abort failed: {e}"))
+                );
+                self.fail(&reason);
+                Err(CheckpointError::Fatal(reason))
+            }
+            Err(TxnError::Fatal(reason)) => {
+                let reason = self.explain(&reason);
+                self.fail(&reason);
+                Err(CheckpointError::Fatal(reason))
+            }
+        }
+    }
+
+    /// Retriable errors are retried for [`OUTAGE`]; one call more, and a
+    /// commit is hung.
+    fn save_limit(&self) -> Duration {
+        OUTAGE.max(self.settings.transaction_timeout) + 2 * CALL_TIMEOUT
+    }
+
+    /// Sinks waiting for a commit stop waiting: the pipeline is going down
+    /// and the open transaction will be aborted.
+    fn give_up(&self, reason: &str) {
+        self.fail(reason);
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Kafka transactions ({}, changelog {})",
+            self.settings.transactional_id, self.settings.changelog
+        )
+    }
+}
