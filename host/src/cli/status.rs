@@ -54,6 +54,15 @@ pub fn status(client: &AdminClient, json: bool) -> Result<ExitCode> {
         "reloads: {} applied, {} failed",
         s.reloads_ok, s.reloads_failed
     );
+    if !s.guarantee.is_empty() {
+        println!("guarantee: {}", s.guarantee);
+    }
+    if let Some(t) = &s.transactions {
+        println!(
+            "transactions ({}): {} committed, {} aborted, last commit {:.1} ms (checkpoint {})",
+            t.transactional_id, t.commits, t.aborts, t.last_commit_ms, t.checkpoint
+        );
+    }
     if let Some(r) = &s.last_reload {
         println!(
             "last reload {} ({}, {} ms): {}",

@@ -18,6 +18,7 @@ pub mod dashboards;
 pub mod prometheus;
 pub mod status;
 pub mod taps;
+pub mod transactions;
 
 use std::sync::{Arc, RwLock};
 
@@ -28,12 +29,14 @@ pub use dashboards::{Dashboard, Dashboards};
 pub use prometheus::StageLabels;
 pub use status::{Failure, ReloadReport, StageState, StageStatus, Status};
 pub use taps::{TAP_EVENTS_PER_SECOND, TAP_VALUE_BYTES, TapEvent, TapPoint};
+pub use transactions::{TransactionStats, TransactionStatus};
 
 /// The telemetry of one running pipeline; cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct Telemetry {
     inner: Arc<RwLock<Inner>>,
     dashboards: Dashboards,
+    transactions: Arc<std::sync::OnceLock<Arc<TransactionStats>>>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +100,17 @@ impl Telemetry {
     /// The pipeline's dashboards.
     pub fn dashboards(&self) -> &Dashboards {
         &self.dashboards
+    }
+
+    /// Records the pipeline's guarantee (`at-least-once`, `exactly-once`).
+    pub fn set_guarantee(&self, guarantee: &str) {
+        self.inner.write().expect("telemetry lock").header.guarantee = guarantee.to_owned();
+    }
+
+    /// The counters of the pipeline's Kafka transactions (exactly-once),
+    /// created on first use.
+    pub fn transactions(&self) -> Arc<TransactionStats> {
+        self.transactions.get_or_init(Default::default).clone()
     }
 
     /// Sets or replaces a stage's status entry.
@@ -174,6 +188,7 @@ impl Telemetry {
     pub fn status(&self) -> Status {
         let inner = self.inner.read().expect("telemetry lock");
         let mut status = inner.header.clone();
+        status.transactions = self.transactions.get().map(|t| t.read());
         status.stages = inner
             .stages
             .values()
@@ -188,7 +203,7 @@ impl Telemetry {
 
     /// Every stage's metrics in the Prometheus text format.
     pub fn prometheus(&self) -> String {
-        let (stages, reloads) = {
+        let (stages, reloads, guarantee) = {
             let inner = self.inner.read().expect("telemetry lock");
             let stages: Vec<(StageLabels, Arc<StageMetrics>)> = inner
                 .stages
@@ -206,9 +221,14 @@ impl Telemetry {
                 })
                 .collect();
             let reloads = (inner.header.reloads_ok, inner.header.reloads_failed);
-            (stages, reloads)
+            (stages, reloads, inner.header.guarantee.clone())
         };
-        prometheus::render_prometheus(&stages, reloads)
+        let mut text = prometheus::render_prometheus(&stages, reloads);
+        prometheus::render_guarantee(&mut text, &guarantee);
+        if let Some(t) = self.transactions.get() {
+            prometheus::render_transactions(&mut text, &t.read());
+        }
+        text
     }
 
     /// Every stage's counters, removed stages still draining included (the

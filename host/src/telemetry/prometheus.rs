@@ -109,3 +109,35 @@ fn escape(v: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// Appends the pipeline's delivery guarantee as an info-style gauge.
+pub fn render_guarantee(out: &mut String, guarantee: &str) {
+    if guarantee.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_pipeline_guarantee The pipeline's delivery guarantee (the label; the value is always 1).\n# TYPE weir_pipeline_guarantee gauge\nweir_pipeline_guarantee{{guarantee=\"{}\"}} 1",
+        escape(guarantee)
+    );
+}
+
+/// Appends the families of an exactly-once pipeline's transactions.
+pub fn render_transactions(out: &mut String, t: &super::TransactionStatus) {
+    let id = escape(&t.transactional_id);
+    let _ = writeln!(
+        out,
+        "# HELP weir_transactions_committed_total Kafka transactions committed (exactly-once).\n# TYPE weir_transactions_committed_total counter\nweir_transactions_committed_total{{transactional_id=\"{id}\"}} {}",
+        t.commits
+    );
+    let _ = writeln!(
+        out,
+        "# HELP weir_transactions_aborted_total Kafka transactions aborted (exactly-once).\n# TYPE weir_transactions_aborted_total counter\nweir_transactions_aborted_total{{transactional_id=\"{id}\"}} {}",
+        t.aborts
+    );
+    let _ = writeln!(
+        out,
+        "# HELP weir_transaction_commit_seconds How long the last commit took (offsets, state, commit).\n# TYPE weir_transaction_commit_seconds gauge\nweir_transaction_commit_seconds{{transactional_id=\"{id}\"}} {}",
+        t.last_commit_ms / 1000.0
+    );
+}

@@ -150,4 +150,10 @@ pub struct Status {
     pub reloads_failed: u64,
     /// The last reload.
     pub last_reload: Option<ReloadReport>,
+    /// What the pipeline promises: `at-least-once` or `exactly-once`.
+    #[serde(default)]
+    pub guarantee: String,
+    /// Its Kafka transactions (exactly-once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactions: Option<super::transactions::TransactionStatus>,
 }
