@@ -29,7 +29,20 @@ impl Cluster {
     /// Starts `nodes` nodes with `scripts/kafka`; they stop when this
     /// process exits (`--parent`).
     fn start(nodes: u32) -> Cluster {
-        let dir = super::target_dir().join(format!("kafka-test-{}-{nodes}", std::process::id()));
+        Self::start_named(nodes, &format!("kafka-test-{}-{nodes}", std::process::id()))
+    }
+
+    /// A cluster of `nodes` nodes for one test alone (a test that restarts
+    /// brokers must not disturb the others); stopped when dropped.
+    pub fn dedicated(nodes: u32, name: &str) -> Dedicated {
+        Dedicated(Self::start_named(
+            nodes,
+            &format!("kafka-{name}-{}", std::process::id()),
+        ))
+    }
+
+    fn start_named(nodes: u32, name: &str) -> Cluster {
+        let dir = super::target_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let started = Instant::now();
         let out = Command::new(super::repo().join("scripts/kafka"))
@@ -77,6 +90,33 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A cluster of one test's own, stopped when dropped.
+#[derive(Debug)]
+pub struct Dedicated(pub Cluster);
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        let _ = Command::new(super::repo().join("scripts/kafka"))
+            .arg("stop")
+            .arg(&self.0.dir)
+            .output();
+    }
+}
+
+/// The node (1-based) leading `topic`'s `partition`.
+pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let c: BaseConsumer = client(bootstrap).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .map(|p| p.leader())
+        .expect("partition has a leader")
 }
 
 /// The shared single-node broker, started on first use.
@@ -226,9 +266,16 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
         .collect()
 }
 
-/// Committed offsets of `group` per partition (-1 when none).
+/// Committed offsets of `group` per partition (0 when none).
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    weir::sources::kafka::committed_offsets(bootstrap, group, topic, partitions).unwrap()
+    // A partition with nothing committed (-1) is at its start: the
+    // producer's sticky partitioner may leave a partition empty, and an
+    // empty partition has nothing to commit.
+    weir::sources::kafka::committed_offsets(bootstrap, group, topic, partitions)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.max(0))
+        .collect()
 }
 
 /// A record read back by [`read_all`].
@@ -249,13 +296,26 @@ pub struct Record {
 }
 
 /// Every record of `topic`, read from the beginning of each partition up to
-/// the end-of-partition events librdkafka reports.
+/// the end-of-partition events librdkafka reports (read_committed:
+/// records of aborted transactions are not seen).
 pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Record> {
+    read_isolated(bootstrap, topic, partitions, "read_committed")
+}
+
+/// [`read_all`] with the isolation level `isolation` (`read_committed` or
+/// `read_uncommitted`).
+pub fn read_isolated(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<Record> {
     use rdkafka::error::KafkaError;
     use rdkafka::message::Headers;
     let c: BaseConsumer = client(bootstrap)
         .set("group.id", "test-reader")
         .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();

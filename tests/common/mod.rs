@@ -589,12 +589,19 @@ impl Background {
     /// Waits for the process to exit by itself with status 0; returns the
     /// log.
     pub fn finish(&mut self, timeout: Duration) -> String {
+        let status = self.exit_status(timeout);
+        let text = self.log_text();
+        assert!(status.success(), "weir failed ({status}):\n{text}");
+        text
+    }
+
+    /// Waits until the process exits, successfully or not; kills it and
+    /// panics with its log after `timeout`.
+    pub fn exit_status(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let text = self.log_text();
-                assert!(status.success(), "weir failed ({status}):\n{text}");
-                return text;
+                return status;
             }
             if start.elapsed() > timeout {
                 let _ = self.child.kill();
