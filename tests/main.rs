@@ -15,6 +15,7 @@ mod kafka_groups;
 mod kafka_replication;
 mod kafka_sink;
 mod kafka_source;
+mod scale_out;
 mod onnx;
 mod operator;
 mod plugin_build;

@@ -31,6 +31,9 @@ pub enum Origin {
     },
     /// A line of a file (1-based).
     Line(u64),
+    /// Derived from the records of one input partition (the output of a
+    /// plugin task), so stages further on keep it in that partition's task.
+    Partition(i32),
 }
 
 /// One event.
@@ -95,6 +98,10 @@ impl Event {
             Some(Origin::Line(line)) => {
                 self.headers
                     .push(("weir.line".into(), Bytes::from(line.to_string())));
+            }
+            Some(Origin::Partition(partition)) => {
+                self.headers
+                    .push(("weir.partition".into(), Bytes::from(partition.to_string())));
             }
             None => {}
         }
@@ -207,6 +214,15 @@ pub enum Marker {
     /// A new input joins (a reload added an edge); alignment now waits for
     /// it too. Consumed by the receiving stage's input, never seen by stages.
     Join,
+    /// The source's consumer group took partitions away from this process
+    /// (`generation` names the list in the pipeline's
+    /// [`Handover`](crate::stage::Handover)): everything of theirs came
+    /// before this marker, and stages that keep state per partition release
+    /// it.
+    Revoked {
+        /// Which revocation.
+        generation: u64,
+    },
 }
 
 /// A batch of events and the acknowledgements of the records behind them,

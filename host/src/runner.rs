@@ -34,8 +34,9 @@ use crate::admin::{Admin, AdminError, AdminState};
 use crate::config::{Guarantee, Kind, Pipeline};
 use crate::engine::{ReloadRequest, RunError, Services, Topology};
 use crate::kafka::exactly_once::{self, ExactlyOnce};
-use crate::kafka::{Brokers, KafkaSetupError};
-use crate::stage::Transactional;
+use crate::kafka::instance_lock::{InstanceLock, lock_dir};
+use crate::kafka::{Brokers, KafkaSetupError, StaticMembership};
+use crate::stage::{Handover, Transactional};
 use crate::telemetry::{Counters, ReloadReport, Telemetry};
 
 /// How [`start`] runs a pipeline.
@@ -60,6 +61,9 @@ pub enum StartError {
     /// The Kafka transaction of an exactly-once pipeline could not begin.
     #[error("exactly-once: {0}")]
     Transactions(#[from] KafkaSetupError),
+    /// Another process on this host runs with the same instance id.
+    #[error("instance id: {0}")]
+    Instance(String),
 }
 
 /// What a run ended with.
@@ -126,6 +130,8 @@ pub struct Running {
     started: Instant,
     /// Exactly-once: the pipeline's transaction.
     transactions: Option<Arc<ExactlyOnce>>,
+    /// At-least-once with an instance id: this host's claim on it.
+    _instance_lock: Option<InstanceLock>,
 }
 
 /// Builds and starts `pipeline`. Must run on a multi-threaded Tokio
@@ -156,12 +162,29 @@ pub async fn start(pipeline: Pipeline, options: RunOptions) -> Result<Running, S
     let file = pipeline.file.clone();
     telemetry.set_guarantee(pipeline.options.guarantee.as_str());
     let mut services = Services::default();
+    // Stages with a task per partition learn here which partitions their
+    // Kafka sources gave away or took over.
+    services.extensions.insert(Arc::new(Handover::default()));
+    let member = pipeline.static_member_id();
+    let mut instance_lock = None;
+    if let Some(id) = &member {
+        telemetry.set_instance(id);
+        services
+            .extensions
+            .insert(Arc::new(StaticMembership { id: id.clone() }));
+        if pipeline.options.guarantee == Guarantee::AtLeastOnce {
+            // Exactly-once takes the same lock for its transactional id.
+            instance_lock = Some(
+                InstanceLock::take(&lock_dir(), id)
+                    .map_err(|e| StartError::Instance(e.to_string()))?,
+            );
+        }
+    }
     let transactions = match pipeline.options.guarantee {
         Guarantee::AtLeastOnce => None,
         Guarantee::ExactlyOnce => {
-            let settings = transaction_settings(&pipeline);
             let txn = tokio::task::block_in_place(|| {
-                ExactlyOnce::start(settings, telemetry.transactions())
+                ExactlyOnce::start(transaction_settings(&pipeline), telemetry.transactions())
             })?;
             services.checkpoints = Some(txn.clone());
             services.extensions.insert(txn.clone());
@@ -207,6 +230,7 @@ pub async fn start(pipeline: Pipeline, options: RunOptions) -> Result<Running, S
         engine,
         started,
         transactions,
+        _instance_lock: instance_lock,
     })
 }
 
@@ -232,7 +256,16 @@ fn transaction_settings(pipeline: &Pipeline) -> exactly_once::Settings {
             .options
             .changelog
             .clone()
-            .unwrap_or_else(|| format!("weir-{name}-{}-state", pipeline.instance_id())),
+            .unwrap_or_else(|| format!("weir-{name}-state")),
+        input_partitions: pipeline
+            .stages
+            .values()
+            .filter_map(|s| s.component.hooks().input_partitions())
+            .filter_map(Result::ok)
+            .flatten()
+            .map(|(_, n)| n)
+            .max()
+            .unwrap_or(1),
         transaction_timeout: pipeline
             .options
             .transaction_timeout

@@ -125,6 +125,24 @@ impl CheckpointReporter {
         });
     }
 
+    /// A transform's state at barrier `id`, already saved (with its
+    /// tasks).
+    pub fn snapshot_saved(&self, id: u64, saved: SavedStage) {
+        self.send(CheckpointReport::Snapshot {
+            id,
+            stage: self.stage.clone(),
+            saved,
+        });
+    }
+
+    /// A transform's final state, already saved (with its tasks).
+    pub fn stage_done_saved(&self, saved: SavedStage) {
+        self.send(CheckpointReport::StageDone {
+            stage: self.stage.clone(),
+            saved,
+        });
+    }
+
     /// A transform's final state.
     pub fn stage_done(&self, next_seq: u64, state: &[u8]) {
         self.send(CheckpointReport::StageDone {
@@ -183,6 +201,8 @@ pub struct SourceControl {
     /// Filled with the source's position when it stops on request, so a
     /// replacing instance can go on from there.
     pub(crate) stopped_at: Option<std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>>,
+    /// Asks the coordinator for a checkpoint out of turn.
+    pub(crate) urgent: Option<mpsc::UnboundedSender<super::coordinator::Control>>,
 }
 
 impl SourceControl {
@@ -195,6 +215,17 @@ impl SourceControl {
             reporter: CheckpointReporter::off(stage),
             resume: None,
             stopped_at: None,
+            urgent: None,
+        }
+    }
+
+    /// Asks for a checkpoint now, without waiting for the interval (a
+    /// source handing partitions over needs its work committed); it comes
+    /// as an [`Action::Checkpoint`] like any other. Does nothing without
+    /// checkpoints.
+    pub fn request_checkpoint(&self) {
+        if let Some(tx) = &self.urgent {
+            let _ = tx.send(super::coordinator::Control::Now);
         }
     }
 
@@ -213,6 +244,7 @@ impl SourceControl {
             reporter,
             resume,
             stopped_at: None,
+            urgent: None,
         }
     }
 

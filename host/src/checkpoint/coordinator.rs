@@ -56,6 +56,9 @@ pub enum Control {
         /// Where its requests go.
         commands: mpsc::UnboundedSender<Action>,
     },
+    /// A checkpoint now, out of turn (a source handing partitions over);
+    /// ignored while paused or stopping.
+    Now,
     /// Request checkpoints again, from the stages in `members` (the
     /// pipeline after the reload). Stages no longer in it are forgotten,
     /// saved state included; new ones, and those in `started` (restarted
@@ -126,17 +129,21 @@ impl CheckpointSetup {
             stage: stage.to_owned(),
             commands: tx,
         });
-        SourceControl::checkpointing(Some(rx), reporter, None, CancellationToken::new())
+        let mut c = SourceControl::checkpointing(Some(rx), reporter, None, CancellationToken::new());
+        c.urgent = Some(control.clone());
+        c
     }
 
     /// The control channel of source `stage`.
     pub fn source_control(&mut self, stage: &str, shutdown: CancellationToken) -> SourceControl {
-        SourceControl::checkpointing(
+        let mut c = SourceControl::checkpointing(
             self.commands.remove(stage),
             self.reporter(stage),
             self.coordinator.saved.sources.get(stage).cloned(),
             shutdown,
-        )
+        );
+        c.urgent = Some(self.control.clone());
+        c
     }
 
     /// A reporter for `stage`.
@@ -214,6 +221,12 @@ impl Coordinator {
                     Control::Pause(reply) => {
                         is_paused = true;
                         paused.push(reply);
+                    }
+                    Control::Now => {
+                        if !stopping && !is_paused && self.request(next_id, false, &live) {
+                            pending.insert(next_id, Partial::default());
+                            next_id += 1;
+                        }
                     }
                     Control::Source { stage, commands } => {
                         if let Some(id) = final_id {

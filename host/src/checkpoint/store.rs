@@ -19,13 +19,33 @@ pub struct SavedStage {
     pub next_seq: u64,
     /// The plugin's snapshot, hex-encoded.
     pub state: String,
+    /// A stage with one plugin instance per input partition: each task's
+    /// own state, by partition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<i32, SavedStage>,
 }
 
 impl SavedStage {
-    pub(crate) fn new(next_seq: u64, state: &[u8]) -> Self {
+    /// State `state` with the host's next sequence number `next_seq`.
+    pub fn new(next_seq: u64, state: &[u8]) -> Self {
+        let mut hex = String::with_capacity(state.len() * 2);
+        for b in state {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+        }
         SavedStage {
             next_seq,
-            state: state.iter().map(|b| format!("{b:02x}")).collect(),
+            state: hex,
+            tasks: BTreeMap::new(),
+        }
+    }
+
+    /// This state without its tasks' (what one changelog record holds).
+    pub fn without_tasks(&self) -> SavedStage {
+        SavedStage {
+            next_seq: self.next_seq,
+            state: self.state.clone(),
+            tasks: BTreeMap::new(),
         }
     }
 

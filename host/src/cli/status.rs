@@ -31,23 +31,60 @@ pub fn status(client: &AdminClient, json: bool) -> Result<ExitCode> {
     }
     let s: weir::telemetry::Status = serde_json::from_str(&body)
         .with_context(|| format!("unexpected answer from the admin endpoint ({code}): {body}"))?;
-    println!("pipeline {} (pid {})", s.pipeline, s.pid);
+    match &s.instance {
+        Some(member) => println!("pipeline {} (pid {}, member {member})", s.pipeline, s.pid),
+        None => println!("pipeline {} (pid {})", s.pipeline, s.pid),
+    }
     println!(
-        "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
-        "STAGE", "KIND", "TYPE", "INSTANCE", "STATE", "IN", "OUT", "REJECTED", "ERRORS"
+        "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7} {:>6} {:>10}",
+        "STAGE",
+        "KIND",
+        "TYPE",
+        "INSTANCE",
+        "STATE",
+        "IN",
+        "OUT",
+        "REJECTED",
+        "ERRORS",
+        "TASKS",
+        "STATE_SIZE"
     );
     for st in &s.stages {
+        let c = &st.counters;
+        let plugin = st.type_name == "wasm";
         println!(
-            "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7}",
+            "{:<20} {:<9} {:<11} {:>8} {:<8} {:>12} {:>12} {:>9} {:>7} {:>6} {:>10}",
             st.name,
             st.kind,
             st.type_name,
             st.instance,
             format!("{:?}", st.state).to_lowercase(),
-            st.counters.events_in,
-            st.counters.events_out,
-            st.counters.rejected,
-            st.counters.errors
+            c.events_in,
+            c.events_out,
+            c.rejected,
+            c.errors,
+            if plugin {
+                c.partitions.len().to_string()
+            } else {
+                "-".into()
+            },
+            if plugin {
+                format!("{} B", c.state_bytes)
+            } else {
+                "-".into()
+            },
+        );
+    }
+    for st in s.stages.iter().filter(|st| !st.counters.partitions.is_empty()) {
+        println!(
+            "tasks of {}: partitions {}",
+            st.name,
+            st.counters
+                .partitions
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         );
     }
     println!(

@@ -89,7 +89,7 @@ pub fn render(
         ),
         String::new(),
         format!(
-            "{:<20} {:<9} {:<10} {:<7} {:>9} {:>9} {:>7} {:>7} {:>8} {:>9} {:>5}",
+            "{:<20} {:<9} {:<10} {:<7} {:>9} {:>9} {:>7} {:>7} {:>8} {:>5} {:>9} {:>9} {:>5}",
             "STAGE",
             "KIND",
             "TYPE",
@@ -99,6 +99,8 @@ pub fn render(
             "REJ/s",
             "ERRORS",
             "LAG",
+            "TASKS",
+            "STATE_SZ",
             "MEMORY",
             "BUSY%"
         ),
@@ -109,7 +111,7 @@ pub fn render(
         let rate = |f: fn(&Rates) -> f64| r.as_ref().map_or("-".to_owned(), |r| human(f(r)));
         let c = &st.counters;
         let row = format!(
-            "{:<20} {:<9} {:<10} {:<7} {:>9} {:>9} {:>7} {:>7} {:>8} {:>9} {:>5}",
+            "{:<20} {:<9} {:<10} {:<7} {:>9} {:>9} {:>7} {:>7} {:>8} {:>5} {:>9} {:>9} {:>5}",
             truncate(&st.name, 20),
             st.kind,
             truncate(&st.type_name, 10),
@@ -120,6 +122,16 @@ pub fn render(
             human(c.errors as f64),
             if st.type_name == "kafka" && st.kind == "source" {
                 human(c.lag as f64)
+            } else {
+                "-".into()
+            },
+            if st.type_name == "wasm" {
+                c.partitions.len().to_string()
+            } else {
+                "-".into()
+            },
+            if st.type_name == "wasm" {
+                bytes(c.state_bytes)
             } else {
                 "-".into()
             },

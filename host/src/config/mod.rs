@@ -186,10 +186,14 @@ pub struct Options {
     /// and the plugin state).
     #[serde(default)]
     pub guarantee: Guarantee,
-    /// This process's identity in exactly-once mode (default: the
-    /// `WEIR_INSTANCE_ID` environment variable, else `0`): its transactional
-    /// id is `weir-<pipeline>-<instance_id>`, so a restarted process fences
-    /// its predecessor.
+    /// This process's identity among the processes running this pipeline
+    /// (default: the `WEIR_INSTANCE_ID` environment variable; exactly-once
+    /// without either: `0`). With it, Kafka sources are static members of
+    /// their groups (`group.instance.id = weir-<pipeline>-<instance_id>-<stage>`),
+    /// so a restarted process takes its partitions back at once, and a second
+    /// live process with the same id on a host is refused; exactly-once, its
+    /// transactional id is `weir-<pipeline>-<instance_id>`, so a restarted
+    /// process fences its predecessor.
     #[serde(default)]
     pub instance_id: Option<String>,
     /// How long a transaction may stay open before the broker aborts it
@@ -197,7 +201,8 @@ pub struct Options {
     #[serde(default)]
     pub transaction_timeout: Option<crate::units::Duration>,
     /// The compacted topic plugin state is kept in (exactly-once; default
-    /// `weir-<pipeline>-<instance_id>-state`: each instance its own).
+    /// `weir-<pipeline>-state`, shared by every instance, with as many
+    /// partitions as the input: a task's state moves with its partition).
     #[serde(default)]
     pub changelog: Option<String>,
     /// Address (`IP:PORT`) of the admin endpoint: status, metrics, reload,
@@ -282,6 +287,16 @@ impl Pipeline {
             .checkpoint_interval
             .map_or(default, |d| d.get())
             .max(std::time::Duration::from_millis(1))
+    }
+
+    /// The static group membership of this process's Kafka sources,
+    /// `weir-<pipeline>-<instance_id>`: when an instance id is set (or from
+    /// the environment), and always under exactly-once.
+    pub fn static_member_id(&self) -> Option<String> {
+        let explicit = self.options.instance_id.is_some()
+            || std::env::var_os("WEIR_INSTANCE_ID").is_some();
+        (explicit || self.options.guarantee == Guarantee::ExactlyOnce)
+            .then(|| format!("weir-{}-{}", self.name(), self.instance_id()))
     }
 
     /// This process's instance id (exactly-once).

@@ -22,6 +22,7 @@
 
 mod checkpoints;
 mod launch;
+mod partitioning;
 pub mod plan;
 mod reload;
 mod reload_error;
@@ -133,6 +134,10 @@ impl Topology {
         services: Services,
         shutdown: CancellationToken,
     ) -> Result<Topology, RunError> {
+        let refused = partitioning::check(&pipeline);
+        if !refused.is_empty() {
+            return Err(RunError::Build(refused));
+        }
         let capacity = pipeline.options.channel_capacity.unwrap_or(8).max(1);
         let writers = WriterWaits::new(&pipeline);
         let mut topo = Topology {

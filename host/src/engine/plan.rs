@@ -190,6 +190,7 @@ mod tests {
             memory_limit: None,
             tick_interval: None,
             on_incompatible_state: Default::default(),
+            scope: Default::default(),
         };
         old.stages.insert(
             "t".into(),

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use super::changelog::{self, CHECKPOINT_HEADER};
 use super::delivery::{Delivery, DeliveryContext, FirstFailure, Producer};
 use super::instance_lock::{InstanceLock, lock_dir};
-use super::{Brokers, KafkaSetupError, TopicSpec, check_reachable, ensure_topic};
+use super::{Brokers, KafkaSetupError, TopicSpec, check_reachable, ensure_topic, partition_count};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Saved, SavedStage};
 use crate::telemetry::TransactionStats;
 
@@ -64,8 +64,12 @@ pub struct Settings {
     pub client: Vec<(String, String)>,
     /// `weir-<pipeline>-<instance_id>`.
     pub transactional_id: String,
-    /// The compacted topic plugin state goes to.
+    /// The compacted topic plugin state goes to, shared by every process
+    /// of the pipeline.
     pub changelog: String,
+    /// Partitions of the pipeline's Kafka input (the largest of its
+    /// topics): the changelog has as many.
+    pub input_partitions: i32,
     /// How long a transaction may stay open before the broker aborts it.
     pub transaction_timeout: Duration,
 }
@@ -85,15 +89,18 @@ pub struct ExactlyOnce {
     bootstrap: String,
     producer: Producer,
     state: watch::Sender<TxnState>,
-    /// Each Kafka source's consumer-group metadata, from its last barrier.
-    groups: Mutex<HashMap<String, ConsumerGroupMetadata>>,
+    /// How to get each Kafka source's consumer-group metadata, fresh at
+    /// each commit (a rebalance since the barrier changes its generation).
+    groups: Mutex<HashMap<String, GroupMetadata>>,
     /// The positions last committed per source: unchanged ones (a source
     /// that has finished) are not sent again, so a group its member has
     /// long left is not asked to take them.
     committed_positions: Mutex<BTreeMap<String, serde_json::Value>>,
-    /// The snapshot last committed per stage: unchanged ones are not
-    /// written again.
+    /// The snapshot last committed per changelog key (a stage, or a
+    /// stage's task): unchanged ones are not written again.
     committed_states: Mutex<BTreeMap<String, SavedStage>>,
+    /// Partitions of the changelog (the input's).
+    changelog_partitions: i32,
     stats: Arc<TransactionStats>,
     /// This host's claim on the transactional id, for the process's life.
     _lock: InstanceLock,
@@ -153,7 +160,8 @@ impl ExactlyOnce {
         }
         let connect = Duration::from_secs(10);
         check_reachable(&config, &settings.brokers, connect)?;
-        let mut spec = TopicSpec::new(1, replication_for(&config, connect));
+        let input_partitions = settings.input_partitions.max(1);
+        let mut spec = TopicSpec::new(input_partitions, replication_for(&config, connect));
         spec.config
             .insert("cleanup.policy".into(), "compact".into());
         spec.config
@@ -165,6 +173,14 @@ impl ExactlyOnce {
             &spec,
             connect,
         )?;
+        let changelog_partitions =
+            partition_count(&config, &settings.changelog, connect)?.unwrap_or(1) as i32;
+        if changelog_partitions < input_partitions {
+            return Err(KafkaSetupError::Transactions(format!(
+                "changelog topic {} has {changelog_partitions} partitions but the input has {input_partitions}: the state of input partition p is kept in changelog partition p; add partitions to it (kafka-topics.sh --alter --partitions {input_partitions}) or name a new one with `changelog`",
+                settings.changelog
+            )));
+        }
         let producer: Producer = config
             .create_with_context(DeliveryContext)
             .map_err(KafkaSetupError::Settings)?;
@@ -196,6 +212,7 @@ impl ExactlyOnce {
             committed_positions: Mutex::new(BTreeMap::new()),
             _lock: lock,
             committed_states: Mutex::new(BTreeMap::new()),
+            changelog_partitions,
             stats,
         }))
     }
@@ -210,13 +227,18 @@ impl ExactlyOnce {
         &self.settings.transactional_id
     }
 
-    /// A Kafka source's consumer-group metadata at its latest barrier: its
-    /// offsets are committed in the transaction under this group.
-    pub fn register_group(&self, source: &str, metadata: ConsumerGroupMetadata) {
+    /// How to get a Kafka source's consumer-group metadata: its offsets
+    /// are committed in the transaction under the group as it is at the
+    /// commit.
+    pub fn register_group(
+        &self,
+        source: &str,
+        metadata: impl Fn() -> Option<ConsumerGroupMetadata> + Send + Sync + 'static,
+    ) {
         self.groups
             .lock()
             .expect("groups lock")
-            .insert(source.to_owned(), metadata);
+            .insert(source.to_owned(), Box::new(metadata));
     }
 
     /// Waits until checkpoint `id` (or a later one) has committed; `Err`
@@ -297,43 +319,100 @@ impl ExactlyOnce {
         }
     }
 
-    /// Adds the state records of the changed snapshots to the transaction.
+    /// Adds the state records of the changed snapshots to the transaction:
+    /// a stage's own state to changelog partition 0, each task's to its
+    /// partition.
     fn write_states(&self, id: u64, saved: &Saved) -> Result<Vec<(String, SavedStage)>, String> {
         let committed = self.committed_states.lock().expect("states lock").clone();
         let failures = Arc::new(FirstFailure::default());
         let mut written = Vec::new();
         for (stage, state) in &saved.stages {
-            if committed.get(stage) == Some(state) {
-                continue;
-            }
-            let value = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-            let id_text = id.to_string();
-            let mut record = BaseRecord::with_opaque_to(
-                &self.settings.changelog,
-                Box::new(Delivery {
-                    target: failures.clone(),
-                    index: 0,
-                }),
-            )
-            .key(stage.as_bytes())
-            .payload(&value[..])
-            .headers(OwnedHeaders::new().insert(Header {
-                key: CHECKPOINT_HEADER,
-                value: Some(id_text.as_bytes()),
-            }));
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    Err((e, _)) => return Err(format!("cannot write the state of `{stage}`: {e}")),
+            let own = (None, state.without_tasks());
+            let tasks = state.tasks.iter().map(|(p, t)| (Some(*p), t.clone()));
+            for (partition, state) in std::iter::once(own).chain(tasks) {
+                let key = changelog::key(stage, partition);
+                if committed.get(&key) == Some(&state) {
+                    continue;
                 }
+                let target = partition.unwrap_or(0);
+                if target >= self.changelog_partitions {
+                    return Err(format!(
+                        "task of partition {target} of `{stage}` has no changelog partition (the changelog has {})",
+                        self.changelog_partitions
+                    ));
+                }
+                let value = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+                let id_text = id.to_string();
+                let mut record = BaseRecord::with_opaque_to(
+                    &self.settings.changelog,
+                    Box::new(Delivery {
+                        target: failures.clone(),
+                        index: 0,
+                    }),
+                )
+                .partition(target)
+                .key(key.as_bytes())
+                .payload(&value[..])
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: CHECKPOINT_HEADER,
+                    value: Some(id_text.as_bytes()),
+                }));
+                loop {
+                    match self.producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                            record = back;
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        Err((e, _)) => return Err(format!("cannot write the state of `{key}`: {e}")),
+                    }
+                }
+                written.push((key, state));
             }
-            written.push((stage.clone(), state.clone()));
         }
         Ok(written)
+    }
+
+    /// The state the tasks of input `partitions` start from in this
+    /// process: every stage's last committed record for them (stage, partition, state).
+    pub fn restore_tasks(&self, partitions: &[i32]) -> Result<Vec<(String, i32, SavedStage)>, String> {
+        let wanted: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| *p < self.changelog_partitions)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = changelog::read(
+            &self.bootstrap,
+            &self.settings.client,
+            &format!("{}-restore", self.settings.transactional_id),
+            &self.settings.changelog,
+            &wanted,
+            OUTAGE,
+        )?;
+        let mut committed = self.committed_states.lock().expect("states lock");
+        let mut states = Vec::new();
+        for (key, state) in found.states {
+            if let (stage, Some(p)) = changelog::parse_key(&key)
+                && wanted.contains(&p)
+            {
+                committed.insert(key, state.clone());
+                states.push((stage, p, state));
+            }
+        }
+        Ok(states)
+    }
+
+    /// This process no longer owns input `partitions`: what it remembers
+    /// committing for their tasks is forgotten (their next owner writes
+    /// their state).
+    pub fn forget_tasks(&self, partitions: &[i32]) {
+        self.committed_states
+            .lock()
+            .expect("states lock")
+            .retain(|key, _| !matches!(changelog::parse_key(key).1, Some(p) if partitions.contains(&p)));
     }
 
     /// Adds the sources' offsets to the transaction.
@@ -364,14 +443,14 @@ impl ExactlyOnce {
             if tpl.count() == 0 {
                 continue;
             }
-            let metadata = groups.get(source).ok_or_else(|| {
+            let metadata = groups.get(source).and_then(|m| m()).ok_or_else(|| {
                 TxnError::Fatal(format!(
                     "source `{source}` reported offsets without its consumer group"
                 ))
             })?;
             retry_until(deadline, || {
                 self.producer
-                    .send_offsets_to_transaction(&tpl, metadata, CALL_TIMEOUT)
+                    .send_offsets_to_transaction(&tpl, &metadata, CALL_TIMEOUT)
             })?;
         }
         Ok(())
@@ -438,6 +517,9 @@ impl ExactlyOnce {
         Ok(())
     }
 }
+
+/// Gets a source's consumer-group metadata as it is now.
+type GroupMetadata = Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>;
 
 /// How a transactional call failed, as librdkafka classifies it.
 #[derive(Debug)]
@@ -509,20 +591,35 @@ impl CheckpointStore for ExactlyOnce {
             store: format!("changelog {}", self.settings.changelog),
             reason,
         };
-        let saved = changelog::read(
+        let found = changelog::read(
             &self.bootstrap,
             &self.settings.client,
             &format!("{}-restore", self.settings.transactional_id),
             &self.settings.changelog,
+            &[0],
             OUTAGE,
         )
         .map_err(fail)?;
-        if saved.id == 0 && saved.stages.is_empty() {
+        // Stages' own state; tasks' state is read when their partitions
+        // are assigned.
+        let stages: BTreeMap<String, SavedStage> = found
+            .states
+            .into_iter()
+            .filter(|(key, _)| changelog::parse_key(key).1.is_none())
+            .collect();
+        if found.checkpoint == 0 && stages.is_empty() {
             return Ok(None);
         }
-        *self.committed_states.lock().expect("states lock") = saved.stages.clone();
-        self.state.send_modify(|s| s.committed = saved.id);
-        Ok(Some(saved))
+        self.committed_states
+            .lock()
+            .expect("states lock")
+            .extend(stages.clone());
+        self.state.send_modify(|s| s.committed = found.checkpoint);
+        Ok(Some(Saved {
+            id: found.checkpoint,
+            stages,
+            ..Saved::default()
+        }))
     }
 
     fn save(&self, saved: &Saved) -> Result<(), CheckpointError> {

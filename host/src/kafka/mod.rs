@@ -22,6 +22,17 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
 
+/// This process's lasting identity in its consumer groups (static
+/// membership, KIP-345), shared with the Kafka sources through the
+/// pipeline's extensions: `weir-<pipeline>-<instance_id>`. A source's member
+/// id is this plus its stage name, so a restarted process takes its
+/// partitions back without a rebalance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticMembership {
+    /// `weir-<pipeline>-<instance_id>`.
+    pub id: String,
+}
+
 /// Why a Kafka client, topic or the embedded broker could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {

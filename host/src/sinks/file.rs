@@ -69,7 +69,7 @@ fn write_all(
                 ctx.reporter.sink_ready(id);
                 continue;
             }
-            Item::End => continue,
+            Item::End | Item::Revoked { .. } => continue,
         };
         write_lines(batch, format, &mut buf, &ctx.metrics, |lines| {
             file.write_all(lines)

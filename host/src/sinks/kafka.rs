@@ -365,7 +365,7 @@ impl Run {
                 Some(id) = done_rx.recv() => self.complete(&ctx, &mut waiting, id).await?,
                 batch = ctx.input.recv(), if input_open && barrier.is_none() && waiting.len() < MAX_IN_FLIGHT => match batch {
                     Some(Item::Barrier { id, .. }) => barrier = Some(id),
-                    Some(Item::End) => {}
+                    Some(Item::End | Item::Revoked { .. }) => {}
                     Some(Item::Batch(batch)) => {
                         StageMetrics::add(&ctx.metrics.events_in, batch.events.len() as u64);
                         let id = next_id;

@@ -51,6 +51,18 @@ pub enum Transactional {
     No(String),
 }
 
+/// How a transform keeps state over partitioned input (a Kafka source's
+/// partitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioning {
+    /// One task per input partition: every Kafka input must have the same
+    /// number of partitions (co-partitioned).
+    PerPartition,
+    /// One state for the whole input: its Kafka input must have one
+    /// partition.
+    Global,
+}
+
 /// Hooks every component type answers; each has a default for types that
 /// have nothing to say.
 pub trait Component: Send + Sync {
@@ -97,6 +109,19 @@ pub trait Component: Send + Sync {
     /// on from where the stopped one left off (sources with a position).
     fn resumes_where_stopped(&self) -> bool {
         false
+    }
+
+    /// Transforms that keep state per input partition, or need all of it in
+    /// one place: checked against the partitions of their Kafka inputs at
+    /// start.
+    fn partitioning(&self) -> Option<Partitioning> {
+        None
+    }
+
+    /// Sources: the partition count of every topic the stage reads (asks
+    /// the cluster; blocks). `None` for sources without partitions.
+    fn input_partitions(&self) -> Option<Result<Vec<(String, i32)>, BoxError>> {
+        None
     }
 
     /// How the stage takes part in an exactly-once pipeline (by default it

@@ -124,7 +124,7 @@ impl SinkContext {
             match self.input.recv().await? {
                 Item::Batch(b) => return Some(b),
                 Item::Barrier { id, .. } => self.reporter.sink_ready(id),
-                Item::End => {}
+                Item::End | Item::Revoked { .. } => {}
             }
         }
     }
@@ -135,7 +135,7 @@ impl SinkContext {
             match self.input.blocking_recv()? {
                 Item::Batch(b) => return Some(b),
                 Item::Barrier { id, .. } => self.reporter.sink_ready(id),
-                Item::End => {}
+                Item::End | Item::Revoked { .. } => {}
             }
         }
     }

@@ -88,7 +88,7 @@ impl DeadLetters {
     /// Sends a checkpoint barrier or the end down the edge, after every
     /// record rejected before it.
     pub(crate) async fn marker(&self, marker: Marker) {
-        if !self.with_markers || matches!(marker, Marker::Join) {
+        if !self.with_markers || matches!(marker, Marker::Join | Marker::Revoked { .. }) {
             return;
         }
         if marker == Marker::End && self.ended.swap(true, Ordering::AcqRel) {

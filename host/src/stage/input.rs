@@ -32,6 +32,12 @@ pub enum Item {
     },
     /// Every input has ended for good: flush and finish.
     End,
+    /// An upstream Kafka source gave partitions away (see
+    /// [`Marker::Revoked`]); stages without per-partition state pass it on.
+    Revoked {
+        /// Which revocation.
+        generation: u64,
+    },
 }
 
 /// The state of a stage's input that survives restarts of the stage.
@@ -75,6 +81,7 @@ impl Inbox {
                 let done = self.align.barrier(batch.from, id, last);
                 self.completed(done)
             }
+            Some(Marker::Revoked { generation }) => Some(Item::Revoked { generation }),
             Some(Marker::End) => {
                 let (done, all_ended) = self.align.end();
                 if all_ended {

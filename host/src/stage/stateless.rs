@@ -58,6 +58,14 @@ pub fn run_stateless(
                     return Ok(());
                 }
             }
+            Item::Revoked { generation } => {
+                if out
+                    .blocking_marker(handle, Marker::Revoked { generation })
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
             Item::End => {
                 reporter.stage_done(0, &[]);
                 let _ = out.blocking_marker(handle, Marker::End);

@@ -34,6 +34,11 @@ macro_rules! counters {
             /// Plugins: linear memory allocated by the running instance (a
             /// gauge).
             pub memory_bytes: AtomicU64,
+            /// Stages with one plugin instance per input partition: the
+            /// partitions whose tasks run here, and each task's state size
+            /// in bytes (its last snapshot); -1 is the task of events that
+            /// come from no partition.
+            pub tasks: Mutex<Vec<(i32, u64)>>,
             /// Time to process one batch (plugin call, model run, sink
             /// write).
             pub batch_time: Histogram,
@@ -52,19 +57,31 @@ macro_rules! counters {
             /// partitions.
             #[serde(default)]
             pub lag: i64,
-            /// WASM transforms: the plugin instance's linear memory, bytes.
+            /// WASM transforms: the plugin instances' linear memory, bytes.
             #[serde(default)]
             pub memory_bytes: u64,
+            /// WASM transforms fed by Kafka: the input partitions whose
+            /// tasks (plugin instances with their own state) run in this
+            /// process.
+            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            pub partitions: Vec<i32>,
+            /// WASM transforms: the size of the state of every task (their
+            /// last snapshots), bytes.
+            #[serde(default)]
+            pub state_bytes: u64,
         }
 
         impl StageMetrics {
             /// Reads every counter.
             pub fn read(&self) -> Counters {
+                let (partitions, state_bytes) = self.task_reading();
                 Counters {
                     $( $field: self.$field.load(Ordering::Relaxed), )*
                     busy_ms: self.busy_ns.load(Ordering::Relaxed) / 1_000_000,
                     lag: self.total_lag(),
                     memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
+                    partitions,
+                    state_bytes,
                 }
             }
         }
@@ -155,6 +172,15 @@ impl StageMetrics {
     /// Sets a gauge.
     pub fn set(gauge: &AtomicU64, v: u64) {
         gauge.store(v, Ordering::Relaxed);
+    }
+
+    /// The partitions with tasks here, and their state's total size.
+    fn task_reading(&self) -> (Vec<i32>, u64) {
+        let tasks = self.tasks.lock().expect("tasks lock");
+        (
+            tasks.iter().map(|t| t.0).filter(|p| *p >= 0).collect(),
+            tasks.iter().map(|t| t.1).sum(),
+        )
     }
 
     /// Total consumer lag over every partition (0 when unknown).

@@ -102,6 +102,11 @@ impl Telemetry {
         &self.dashboards
     }
 
+    /// Records this process's static member id.
+    pub fn set_instance(&self, id: &str) {
+        self.inner.write().expect("telemetry lock").header.instance = Some(id.to_owned());
+    }
+
     /// Records the pipeline's guarantee (`at-least-once`, `exactly-once`).
     pub fn set_guarantee(&self, guarantee: &str) {
         self.inner.write().expect("telemetry lock").header.guarantee = guarantee.to_owned();

@@ -156,4 +156,8 @@ pub struct Status {
     /// Its Kafka transactions (exactly-once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transactions: Option<super::transactions::TransactionStatus>,
+    /// This process's static member id in its consumer groups
+    /// (`weir-<pipeline>-<instance_id>`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }

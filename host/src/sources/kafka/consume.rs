@@ -1,8 +1,10 @@
-//! The consumer's loop: poll, check and batch records, answer checkpoint
-//! requests, stop at the end of the data (`exit_at_end`) or when told, and
-//! on the way out wait for what is in flight and commit.
+//! The consumer's loop: poll, check and batch records (one partition per
+//! batch, so a partition's records and acknowledgements stay apart from
+//! the others'), answer checkpoint requests, hand revoked partitions over,
+//! stop at the end of the data (`exit_at_end`) or when told, and on the
+//! way out wait for what is in flight and commit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -17,7 +19,7 @@ use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
 use crate::event::{Ack, Acks, Batch, Event, Marker, Origin};
 use crate::kafka::exactly_once::ExactlyOnce;
-use crate::stage::{Action, BoxError, SourceContext};
+use crate::stage::{Action, BoxError, Handover, SourceContext};
 use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
 
@@ -36,11 +38,24 @@ pub(super) struct Worker {
     pub(super) sent_end: bool,
     /// Exactly-once: the pipeline's transaction.
     pub(super) txn: Option<Arc<ExactlyOnce>>,
+    /// Where revoked partitions are announced to stages with tasks.
+    pub(super) handover: Option<Arc<Handover>>,
+    /// How long a hand-over may take before the source gives up.
+    pub(super) rebalance_timeout: StdDuration,
+    /// A static member (one of several processes): on shutdown, open
+    /// windows are handed over with the partitions instead of flushed.
+    pub(super) release_on_stop: bool,
 }
 
-/// Records read but not yet sent downstream.
+/// Records read but not yet sent downstream, by partition.
 #[derive(Default)]
 struct Pending {
+    parts: BTreeMap<i32, Part>,
+}
+
+/// One partition's share of [`Pending`].
+#[derive(Default)]
+struct Part {
     events: Vec<Event>,
     rejected: Vec<(Event, String)>,
     ranges: HashMap<(Arc<str>, i32), i64>,
@@ -59,6 +74,7 @@ impl Worker {
     fn take(&mut self, m: &BorrowedMessage<'_>, pending: &mut Pending) {
         let topic = self.topic(m.topic());
         let (partition, offset) = (m.partition(), m.offset());
+        let pending = pending.parts.entry(partition).or_default();
         let last = pending
             .ranges
             .entry((topic.clone(), partition))
@@ -107,6 +123,18 @@ impl Worker {
         ctx: &SourceContext,
         handle: &tokio::runtime::Handle,
         pending: &mut Pending,
+    ) -> Result<(), crate::stage::Closed> {
+        for (_, mut part) in std::mem::take(&mut pending.parts) {
+            self.flush_part(ctx, handle, &mut part)?;
+        }
+        Ok(())
+    }
+
+    fn flush_part(
+        &mut self,
+        ctx: &SourceContext,
+        handle: &tokio::runtime::Handle,
+        pending: &mut Part,
     ) -> Result<(), crate::stage::Closed> {
         if pending.ranges.is_empty() {
             return Ok(());
@@ -182,7 +210,7 @@ impl Worker {
 
     pub fn run(
         mut self,
-        consumer: BaseConsumer<SourceCtx>,
+        consumer: Arc<BaseConsumer<SourceCtx>>,
         mut ctx: SourceContext,
         handle: tokio::runtime::Handle,
     ) -> Result<(), BoxError> {
@@ -196,13 +224,6 @@ impl Worker {
                     break;
                 }
                 let last = matches!(action, Action::Checkpoint { last: true, .. });
-                // Exactly-once: the offsets this barrier reports commit
-                // under the group as it is now.
-                if let (Some(txn), Action::Checkpoint { .. }) = (&self.txn, action)
-                    && let Some(metadata) = consumer.group_metadata()
-                {
-                    txn.register_group(&ctx.name, metadata);
-                }
                 if ctx.act(&handle, action, || self.position()) {
                     self.checkpointed = last;
                     break;
@@ -210,6 +231,12 @@ impl Worker {
             }
             consumer.context().apply_acks(&consumer, StdDuration::ZERO);
             let mut polled = consumer.poll(StdDuration::from_millis(100));
+            if let Some(reason) = consumer.context().failed.lock().expect("failed lock").take() {
+                return Err(reason.into());
+            }
+            if self.hand_over_revoked(&consumer, &mut ctx, &handle, &mut pending)? {
+                break;
+            }
             let revoked = std::mem::take(
                 &mut *consumer
                     .context()
@@ -248,6 +275,9 @@ impl Worker {
                     break;
                 }
                 polled = consumer.poll(StdDuration::ZERO);
+                if self.hand_over_revoked(&consumer, &mut ctx, &handle, &mut pending)? {
+                    break;
+                }
             }
             if got > 0 {
                 if self.flush(&ctx, &handle, &mut pending).is_err() {
@@ -262,11 +292,6 @@ impl Worker {
                 last_end_check = Instant::now();
                 if Self::at_end(&consumer) {
                     tracing::info!("every assigned partition read to its end; stopping");
-                    if let Some(txn) = &self.txn
-                        && let Some(metadata) = consumer.group_metadata()
-                    {
-                        txn.register_group(&ctx.name, metadata);
-                    }
                     ctx.finish(&handle, self.position());
                     self.sent_end = true;
                     break;
@@ -274,6 +299,152 @@ impl Worker {
             }
         }
         self.finish(consumer, ctx, &handle)
+    }
+
+    /// Hands over the partitions a cooperative rebalance revoked: what was
+    /// read from them goes downstream first; under exactly-once a
+    /// checkpoint (one transaction) commits it with their tasks' state and
+    /// offsets, at-least-once their tasks are released and the offsets of
+    /// what was delivered are committed; then they are unassigned. True
+    /// when the source must stop (a final checkpoint came instead).
+    fn hand_over_revoked(
+        &mut self,
+        consumer: &BaseConsumer<SourceCtx>,
+        ctx: &mut SourceContext,
+        handle: &tokio::runtime::Handle,
+        pending: &mut Pending,
+    ) -> Result<bool, BoxError> {
+        let lists = std::mem::take(&mut *consumer.context().revoking.lock().expect("revoking lock"));
+        for tpl in lists {
+            if self.hand_over(consumer, ctx, handle, pending, &tpl)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn hand_over(
+        &mut self,
+        consumer: &BaseConsumer<SourceCtx>,
+        ctx: &mut SourceContext,
+        handle: &tokio::runtime::Handle,
+        pending: &mut Pending,
+        tpl: &TopicPartitionList,
+    ) -> Result<bool, BoxError> {
+        let started = Instant::now();
+        let revoked: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut partitions: Vec<i32> = revoked.iter().map(|r| r.1).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let lost = consumer.assignment_lost();
+        if self.flush(ctx, handle, pending).is_err() {
+            return Ok(true);
+        }
+        // The tasks of these partitions are released: records they hold
+        // come back undelivered, on purpose.
+        self.tracker
+            .lock()
+            .expect("tracker lock")
+            .releasing(&revoked);
+        let marker = self
+            .handover
+            .as_ref()
+            .map(|h| h.revoke(partitions.clone()));
+        if let Some(txn) = self.txn.clone() {
+            if lost {
+                return Err(format!(
+                    "exactly-once: partitions {} were taken from this process without a hand-over (its group session expired: was it paused or cut off?); stopping, so that nothing it read since the last commit is committed twice (start again to rejoin)",
+                    super::group::describe(tpl)
+                )
+                .into());
+            }
+            let Some(id) = self.checkpoint_now(ctx, handle)? else {
+                return Ok(true);
+            };
+            if let Some(marker) = marker {
+                let _ = ctx.out.blocking_marker(handle, marker);
+            }
+            let limit = self.rebalance_timeout.max(StdDuration::from_secs(30));
+            match handle.block_on(tokio::time::timeout(limit, txn.committed(id))) {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => return Err(reason.into()),
+                Err(_) => {
+                    return Err(format!(
+                        "exactly-once: the hand-over commit of partitions {} did not finish within {} s; stopping",
+                        super::group::describe(tpl),
+                        limit.as_secs()
+                    )
+                    .into());
+                }
+            }
+            tracing::debug!(checkpoint = id, "hand-over committed");
+            txn.forget_tasks(&partitions);
+            self.tracker.lock().expect("tracker lock").forget(&revoked);
+        } else {
+            if let Some(marker) = marker {
+                let _ = ctx.out.blocking_marker(handle, marker);
+            }
+            let deadline = Instant::now() + self.rebalance_timeout;
+            while self
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .pending_in(&revoked)
+                && Instant::now() < deadline
+            {
+                consumer
+                    .context()
+                    .apply_acks(consumer, StdDuration::from_millis(20));
+            }
+            self.tracker.lock().expect("tracker lock").forget(&revoked);
+            if !lost
+                && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+            {
+                tracing::debug!(error = %e, "commit on revoke");
+            }
+        }
+        self.next_offsets
+            .retain(|(t, p), _| !revoked.iter().any(|(rt, rp)| &**t == rt && p == rp));
+        if let Err(e) = consumer.incremental_unassign(tpl) {
+            tracing::warn!(error = %e, "cannot unassign revoked partitions");
+        }
+        tracing::info!(
+            partitions = %super::group::describe(tpl),
+            took_ms = started.elapsed().as_millis() as u64,
+            "partitions handed over"
+        );
+        Ok(false)
+    }
+
+    /// Asks for a checkpoint now and carries it out; its id, or `None` when
+    /// the source must stop (the pipeline's final checkpoint came).
+    fn checkpoint_now(
+        &mut self,
+        ctx: &mut SourceContext,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Option<u64>, BoxError> {
+        ctx.control.request_checkpoint();
+        let deadline = Instant::now() + self.rebalance_timeout.max(StdDuration::from_secs(30));
+        loop {
+            if let Some(action) = ctx.control.poll() {
+                let last = matches!(action, Action::Checkpoint { last: true, .. });
+                if ctx.act(handle, action, || self.position()) {
+                    self.checkpointed = last;
+                    return Ok(None);
+                }
+                if let Action::Checkpoint { id, .. } = action {
+                    return Ok(Some(id));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("exactly-once: no checkpoint came to hand revoked partitions over (is a reload holding checkpoints?); stopping".into());
+            }
+            std::thread::sleep(StdDuration::from_millis(2));
+        }
     }
 
     /// The next offset to read of every partition read so far, for a
@@ -291,13 +462,17 @@ impl Worker {
     /// was delivered.
     fn finish(
         self,
-        consumer: BaseConsumer<SourceCtx>,
+        consumer: Arc<BaseConsumer<SourceCtx>>,
         ctx: SourceContext,
         handle: &tokio::runtime::Handle,
     ) -> Result<(), BoxError> {
         if let Ok(assignment) = consumer.assignment() {
             let _ = consumer.pause(&assignment);
         }
+        consumer
+            .context()
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if self.checkpointed {
             // The final checkpoint holds the offsets and the state of
             // everything read; records still held downstream (open windows)
@@ -307,10 +482,37 @@ impl Worker {
                 .abandon_in_flight
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         } else if ctx.stopping.is_cancelled() && !self.sent_end {
-            // The pipeline is stopping: tell downstream this input has
-            // ended, so transforms flush their open windows now and the
-            // acknowledgements of what they held arrive while we wait.
-            let _ = ctx.out.blocking_marker(handle, Marker::End);
+            match (&self.handover, self.release_on_stop) {
+                // One of several processes sharing the group: the open
+                // windows are not complete, the partitions' next owner
+                // completes them. Release the tasks (what they hold is
+                // read again from the committed offsets).
+                (Some(handover), true) => {
+                    let assigned: Vec<(String, i32)> = consumer
+                        .assignment()
+                        .map(|a| {
+                            a.elements()
+                                .iter()
+                                .map(|e| (e.topic().to_owned(), e.partition()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    self.tracker
+                        .lock()
+                        .expect("tracker lock")
+                        .releasing(&assigned);
+                    let mut partitions: Vec<i32> = assigned.iter().map(|a| a.1).collect();
+                    partitions.sort_unstable();
+                    partitions.dedup();
+                    let _ = ctx.out.blocking_marker(handle, handover.revoke(partitions));
+                }
+                // The pipeline is stopping: tell downstream this input has
+                // ended, so transforms flush their open windows now and the
+                // acknowledgements of what they held arrive while we wait.
+                _ => {
+                    let _ = ctx.out.blocking_marker(handle, Marker::End);
+                }
+            }
         }
         let SourceContext {
             name: _,

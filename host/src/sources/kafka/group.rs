@@ -1,6 +1,12 @@
 //! The consumer's context: acknowledgements applied to the offset tracker,
-//! rebalances (a revoke waits for in-flight records of its partitions and
-//! commits), commit outcomes, and lag from the client's statistics.
+//! rebalances, commit outcomes, and lag from the client's statistics.
+//!
+//! Under cooperative rebalancing (the default) a revoke is handed to the
+//! poll loop (`consume::Worker::hand_over`), which commits the partitions'
+//! work and releases their tasks before it unassigns them; an assign first
+//! reads, under exactly-once, the state of the partitions' tasks from the
+//! changelog into the pipeline's [`Handover`]. Under eager rebalancing a
+//! revoke waits here for in-flight records and commits.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
@@ -16,6 +22,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::offsets::Tracker;
 use crate::event::AckTarget;
+use crate::kafka::exactly_once::ExactlyOnce;
+use crate::stage::Handover;
 use crate::telemetry::StageMetrics;
 
 /// Where acknowledgements of batches arrive, by batch id.
@@ -47,6 +55,18 @@ pub(super) struct SourceCtx {
     /// offsets, so this process must not commit them.
     pub(super) revoked_mid_run: Mutex<Vec<(String, i32)>>,
     pub(super) resume: Mutex<HashMap<(String, i32), i64>>,
+    /// Cooperative revokes waiting for the poll loop to hand the
+    /// partitions over.
+    pub(super) revoking: Mutex<Vec<TopicPartitionList>>,
+    /// Set when the consumer is closing: revokes are finished at once.
+    pub(super) closing: std::sync::atomic::AtomicBool,
+    /// Exactly-once: the transaction, whose changelog holds the state of
+    /// assigned partitions.
+    pub(super) txn: Option<Arc<ExactlyOnce>>,
+    /// Where state of assigned partitions goes for the stages' tasks.
+    pub(super) handover: Option<Arc<Handover>>,
+    /// Why the state of an assigned partition could not be read.
+    pub(super) failed: Mutex<Option<String>>,
 }
 
 impl SourceCtx {
@@ -102,7 +122,58 @@ impl ClientContext for SourceCtx {
     }
 }
 
+/// `topic/partition, ...` of a partition list, for logs.
+pub(super) fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl SourceCtx {
+    /// Exactly-once: reads the state the tasks of newly assigned
+    /// partitions start from. The committed offsets are fetched first:
+    /// read_committed, librdkafka waits for a previous owner's transaction
+    /// to settle, and that transaction wrote the state with the offsets.
+    fn restore_state(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let (Some(txn), Some(handover)) = (&self.txn, &self.handover) else {
+            return;
+        };
+        let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        if partitions.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        if let Err(e) = consumer.committed_offsets(tpl.clone(), self.rebalance_timeout) {
+            tracing::warn!(error = %e, "cannot fetch the committed offsets of assigned partitions");
+        }
+        match txn.restore_tasks(&partitions) {
+            Ok(states) => {
+                handover.clear(&partitions);
+                let (tasks, mut bytes) = (states.len(), 0);
+                for (stage, partition, saved) in states {
+                    bytes += saved.state.len() / 2;
+                    handover.restore(&stage, partition, saved);
+                }
+                tracing::info!(
+                    partitions = ?partitions,
+                    tasks,
+                    state_bytes = bytes,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "state of assigned partitions read from the changelog"
+                );
+            }
+            Err(e) => {
+                *self.failed.lock().expect("failed lock") = Some(format!(
+                    "cannot read the state of assigned partitions {partitions:?} from the changelog: {e}"
+                ));
+            }
+        }
+    }
+
     /// Sets the start offset of newly assigned partitions that have a
     /// checkpointed position.
     fn start_at_checkpoint(&self, tpl: &mut TopicPartitionList) {
@@ -149,12 +220,40 @@ impl ConsumerContext for SourceCtx {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.start_at_checkpoint(tpl);
+                self.restore_state(consumer, tpl);
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
                 if cooperative {
-                    consumer.incremental_assign(tpl)
+                    // A partition this process paused when it gave it away
+                    // stays paused in the client until resumed.
+                    consumer
+                        .incremental_assign(tpl)
+                        .and_then(|()| consumer.resume(tpl))
                 } else {
                     consumer.assign(tpl)
                 }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                if cooperative
+                    && !self
+                        .closing
+                        .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                // The poll loop commits what was read from them and
+                // releases their tasks, then unassigns them. Nothing more
+                // is fetched from them meanwhile.
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::debug!(error = %e, "pausing revoked partitions");
+                }
+                tracing::info!(
+                    partitions = %describe(tpl),
+                    lost = consumer.assignment_lost(),
+                    "partitions revoked; handing them over"
+                );
+                self.revoking
+                    .lock()
+                    .expect("revoking lock")
+                    .push(tpl.clone());
+                Ok(())
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));

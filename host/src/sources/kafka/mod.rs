@@ -44,10 +44,11 @@ use serde::Deserialize;
 pub use crate::kafka::committed_offsets;
 use crate::kafka::exactly_once::ExactlyOnce;
 use crate::kafka::{
-    Brokers, Options, TopicSpec, check_reachable, client_config, ensure_topic, partition_count,
+    Brokers, StaticMembership, Options, TopicSpec, check_reachable, client_config, ensure_topic, partition_count,
 };
 use crate::stage::{
-    BoxError, Component, Resource, Source, SourceContext, StageTask, Transactional, run_blocking,
+    BoxError, Component, Handover, Resource, Source, SourceContext, StageTask, Transactional,
+    run_blocking,
 };
 use crate::units::Duration;
 use consume::{Worker, parse_positions};
@@ -157,6 +158,8 @@ impl Source for KafkaSourceConfig {
         // across restarts (static membership) so a restarted process takes
         // its partitions back at once.
         let txn = ctx.extensions.get::<ExactlyOnce>();
+        let membership = ctx.extensions.get::<StaticMembership>();
+        let handover = ctx.extensions.get::<Handover>();
         let mut defaults = vec![
             ("group.id", group.clone()),
             ("enable.auto.commit", txn.is_none().to_string()),
@@ -172,15 +175,20 @@ impl Source for KafkaSourceConfig {
             ),
             ("enable.partition.eof", "false".to_owned()),
             ("client.id", format!("weir-{}", ctx.name)),
+            // Partitions move one at a time and the others keep flowing
+            // (KIP-429); a revoked partition is handed over first.
+            (
+                "partition.assignment.strategy",
+                "cooperative-sticky".to_owned(),
+            ),
             // Consumer lag for /metrics comes from the client's statistics.
             ("statistics.interval.ms", "1000".to_owned()),
         ];
-        if let Some(txn) = &txn {
+        if txn.is_some() {
             defaults.push(("isolation.level", "read_committed".to_owned()));
-            defaults.push((
-                "group.instance.id",
-                format!("{}-{}", txn.transactional_id(), ctx.name),
-            ));
+        }
+        if let Some(member) = &membership {
+            defaults.push(("group.instance.id", format!("{}-{}", member.id, ctx.name)));
         }
         let config = client_config(&bootstrap, &defaults, &self.options);
         let timeout = self
@@ -216,10 +224,24 @@ impl Source for KafkaSourceConfig {
             resume: Mutex::new(HashMap::new()),
             transactional: txn.is_some(),
             revoked_mid_run: Mutex::new(Vec::new()),
+            revoking: Mutex::new(Vec::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            txn: txn.clone(),
+            handover: handover.clone(),
+            failed: Mutex::new(None),
         };
-        let consumer: BaseConsumer<SourceCtx> = config
-            .create_with_context(context)
-            .map_err(|e| format!("cannot create Kafka consumer: {e}"))?;
+        let consumer: Arc<BaseConsumer<SourceCtx>> = Arc::new(
+            config
+                .create_with_context(context)
+                .map_err(|e| format!("cannot create Kafka consumer: {e}"))?,
+        );
+        if let Some(txn) = &txn {
+            // Offsets commit in the transaction under the group as it is
+            // at the commit (weakly held: the consumer closes with the
+            // source).
+            let weak = Arc::downgrade(&consumer);
+            txn.register_group(&ctx.name, move || weak.upgrade()?.group_metadata());
+        }
         if brokers == Brokers::Embedded && ctx.control.resume.is_some() {
             // The embedded broker starts empty in every process: saved
             // offsets point into topics that no longer exist.
@@ -256,6 +278,11 @@ impl Source for KafkaSourceConfig {
             checkpointed: false,
             sent_end: false,
             txn,
+            release_on_stop: membership.is_some(),
+            handover,
+            rebalance_timeout: self
+                .rebalance_timeout
+                .map_or(StdDuration::from_secs(10), Duration::get),
         };
         let handle = tokio::runtime::Handle::current();
         Ok(async move { run_blocking(move || worker.run(consumer, ctx, handle)).await? }.boxed())
@@ -270,5 +297,30 @@ impl Component for KafkaSourceConfig {
 
     fn transactional(&self) -> Transactional {
         crate::kafka::transactional(&self.brokers, &self.options)
+    }
+
+    fn input_partitions(&self) -> Option<Result<Vec<(String, i32)>, BoxError>> {
+        let brokers = Brokers::from_setting(self.brokers.as_deref());
+        if brokers == Brokers::Embedded {
+            let n = self.partitions.unwrap_or(1);
+            return Some(Ok(self.topic_list().into_iter().map(|t| (t, n)).collect()));
+        }
+        let count = || -> Result<Vec<(String, i32)>, BoxError> {
+            let bootstrap = brokers.bootstrap()?;
+            let config = client_config(&bootstrap, &[], &self.options);
+            let timeout = self
+                .connect_timeout
+                .map_or(StdDuration::from_secs(10), Duration::get);
+            let mut counts = Vec::new();
+            for t in self.topic_list() {
+                // A topic that does not exist yet is created by whoever
+                // writes it first; it cannot be checked now.
+                if let Some(n) = partition_count(&config, &t, timeout)? {
+                    counts.push((t, n as i32));
+                }
+            }
+            Ok(counts)
+        };
+        Some(count())
     }
 }

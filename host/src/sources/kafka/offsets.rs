@@ -13,8 +13,12 @@ pub(super) type Tp = (Arc<str>, i32);
 #[derive(Default)]
 pub(super) struct Tracker {
     next_id: u64,
-    /// (topic, partition) -> (batch id, last offset, done) in order.
-    parts: HashMap<Tp, VecDeque<(u64, i64, bool)>>,
+    /// (topic, partition) -> (batch id, last offset, delivered, failed) in
+    /// order.
+    parts: HashMap<Tp, VecDeque<(u64, i64, bool, bool)>>,
+    /// Partitions being handed to another process: undelivered records of
+    /// theirs are expected.
+    releasing: std::collections::HashSet<Tp>,
     /// batch id -> partitions it touched.
     batches: HashMap<u64, Vec<Tp>>,
     failed_logged: u64,
@@ -29,7 +33,7 @@ impl Tracker {
             self.parts
                 .entry(tp.clone())
                 .or_default()
-                .push_back((id, last, false));
+                .push_back((id, last, false, false));
             touched.push(tp);
         }
         self.batches.insert(id, touched);
@@ -54,7 +58,12 @@ impl Tracker {
             if let Some(entry) = queue.iter_mut().find(|e| e.0 == id) {
                 if delivered {
                     entry.2 = true;
+                } else if self.releasing.contains(&tp) {
+                    // A task let go of the partition: the next owner reads
+                    // these records again.
+                    entry.3 = true;
                 } else {
+                    entry.3 = true;
                     self.failed_logged += 1;
                     tracing::error!(
                         topic = &*tp.0,
@@ -65,7 +74,7 @@ impl Tracker {
                 }
             }
             let mut last_done = None;
-            while let Some(&(_, last, true)) = queue.front() {
+            while let Some(&(_, last, true, _)) = queue.front() {
                 last_done = Some(last);
                 queue.pop_front();
             }
@@ -79,13 +88,25 @@ impl Tracker {
         revoked.iter().any(|(t, p)| {
             self.parts
                 .iter()
-                .any(|((tt, pp), q)| &**tt == t && pp == p && !q.is_empty())
+                .any(|((tt, pp), q)| {
+                    &**tt == t && pp == p && q.iter().any(|e| !e.2 && !e.3)
+                })
         })
+    }
+
+    /// Undelivered records of `partitions` are expected from now on (their
+    /// tasks are released).
+    pub fn releasing(&mut self, partitions: &[(String, i32)]) {
+        for (t, p) in partitions {
+            self.releasing.insert((t.as_str().into(), *p));
+        }
     }
 
     pub fn forget(&mut self, revoked: &[(String, i32)]) {
         self.parts
             .retain(|(t, p), _| !revoked.iter().any(|(rt, rp)| &**t == rt && p == rp));
+        self.releasing
+            .retain(|(t, p)| !revoked.iter().any(|(rt, rp)| &**t == rt && p == rp));
     }
 }
 
@@ -126,7 +147,12 @@ mod tests {
         t.resolve(a, false, &mut |_, _, o| stored.push(o));
         t.resolve(b, true, &mut |_, _, o| stored.push(o));
         assert!(stored.is_empty());
+        // Nothing is in flight any more, but nothing past `a` is stored.
+        assert!(!t.pending_in(&[("t".into(), 0)]));
+        let c = t.register([(tp.clone(), 29)].into());
         assert!(t.pending_in(&[("t".into(), 0)]));
+        t.resolve(c, true, &mut |_, _, o| stored.push(o));
+        assert!(stored.is_empty());
         t.forget(&[("t".into(), 0)]);
         assert!(!t.pending_in(&[("t".into(), 0)]));
     }

@@ -10,7 +10,16 @@
 //! memory_limit = "64MiB"    # linear memory cap
 //! tick_interval = "100ms"   # how often processing time is advanced
 //! dead_letter = "rejected"  # sink for refused records and failed batches
+//! scope = "partition"       # one instance per Kafka input partition (default), or "global"
 //! ```
+//!
+//! Fed by Kafka, the stage runs one plugin instance (a *task*) per input
+//! partition, all sharing the compiled component, each with its own state,
+//! sequence numbers and snapshots; events from no partition (files, other
+//! plugins) go to one more task. So a partition's state can move to another
+//! `weir` process of the same consumer group with the partition. A stage
+//! whose state must see every partition declares `scope = "global"` and is
+//! refused at start unless its Kafka input has a single partition.
 //!
 //! Each stage runs its plugin on a dedicated thread. A call that traps,
 //! runs past its deadline or hits the memory cap fails only its batch: the
@@ -24,6 +33,7 @@
 //! the plugin of a running stage in place, with its state.
 
 mod swap;
+mod task;
 mod worker;
 
 use std::path::PathBuf;
@@ -32,7 +42,7 @@ use std::time::Duration as StdDuration;
 use serde::Deserialize;
 
 use crate::stage::{
-    BoxError, Component, StageTask, Transactional, Transform, TransformContext, Update,
+    BoxError, Component, Partitioning, StageTask, Transactional, Transform, TransformContext, Update,
     UpdateOutcome,
 };
 use crate::units::{ByteSize, Duration};
@@ -61,6 +71,21 @@ pub struct WasmConfig {
     /// `reset` (log it and start with empty state).
     #[serde(default)]
     pub on_incompatible_state: OnIncompatibleState,
+    /// Whether state is kept per input partition (default) or must see
+    /// every partition (`global`: only for a one-partition input).
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// See [`WasmConfig::scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One task per input partition.
+    #[default]
+    Partition,
+    /// One state for the whole input, which must have one partition.
+    Global,
 }
 
 /// See [`WasmConfig::on_incompatible_state`].
@@ -121,6 +146,13 @@ impl Transform for WasmConfig {
 }
 
 impl Component for WasmConfig {
+    fn partitioning(&self) -> Option<Partitioning> {
+        Some(match self.scope {
+            Scope::Partition => Partitioning::PerPartition,
+            Scope::Global => Partitioning::Global,
+        })
+    }
+
     fn transactional(&self) -> Transactional {
         // Its state is in the checkpoint; it has no outside effect.
         Transactional::Neutral

@@ -1,10 +1,11 @@
 //! The worker of a `wasm` stage: a thread that feeds batches to the
-//! plugin, forwards its output with the acknowledgements it releases
-//! (`hold-from`), answers checkpoint barriers with snapshots, takes plugin
-//! swaps between batches, and recovers from a failed call by re-creating
-//! the instance from its last snapshot and replaying the calls since.
+//! plugin's tasks (one instance per input partition, see [`super::task`]),
+//! forwards their output with the acknowledgements they release
+//! (`hold-from`), answers checkpoint barriers with every task's snapshot,
+//! releases the tasks of partitions the consumer group moved away, and
+//! takes plugin swaps between batches, for every task.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -13,52 +14,19 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::swap::{Swap, carry_state};
-use super::{OnIncompatibleState, WasmConfig};
-use crate::event::{Acks, Batch, Event, Marker};
+use super::task::{Shared, Task, TaskKey, partition_of};
+use super::WasmConfig;
+use crate::event::{Batch, Event, Marker};
 use crate::stage::{
-    BoxError, CheckpointReporter, DeadLetters, Input, Item, Output, StageTask, TransformContext,
-    Update, Updated,
+    BoxError, Handover, Input, Item, SavedStage, StageTask, TransformContext, Update, Updated,
 };
-use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
-use crate::wasm::{CallError, Instance, Limits, Plugin, PluginInput, PluginOutput};
+use crate::wasm::Instance;
 
 /// Instantiates the plugin of `config` (restoring checkpointed state) and
 /// returns the task that runs it on a thread of its own.
 pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageTask, BoxError> {
     let plugin = config.load_plugin()?;
-    let limits = config.limits();
-    let config_json = config.config_json();
-    let mut instance = Instance::new(&plugin, &ctx.name, &config_json, limits)?;
-    let mut next_seq = 0;
-    if let Some(saved) = &ctx.resume {
-        let state = saved.bytes()?;
-        match instance.restore(&state)? {
-            Ok(()) => {
-                next_seq = saved.next_seq;
-                tracing::info!(
-                    bytes = state.len(),
-                    "plugin state restored from the checkpoint"
-                );
-            }
-            Err(reason) if config.on_incompatible_state == OnIncompatibleState::Reset => {
-                tracing::warn!(
-                    reason,
-                    "plugin refused the checkpointed state; starting empty (on_incompatible_state = \"reset\")"
-                );
-            }
-            Err(reason) => {
-                return Err(format!(
-                    "plugin refused the checkpointed state: {reason} (set on_incompatible_state = \"reset\" to start with empty state)"
-                )
-                .into());
-            }
-        }
-    }
-    let snapshot = instance
-        .snapshot()
-        .map_err(|e| format!("snapshot after start failed: {e}"))?;
-    let tick_every = config.tick_every();
     let TransformContext {
         name,
         input,
@@ -67,28 +35,40 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         metrics,
         updates,
         reporter,
-        resume: _,
-        extensions: _,
+        resume,
+        extensions,
     } = ctx;
-    let worker = Worker {
+    let shared = Shared {
         name: name.clone(),
         plugin,
-        config_json,
-        limits,
-        instance,
-        snapshot,
-        log: Vec::new(),
-        last_snapshot: Instant::now(),
-        next_seq,
-        held: VecDeque::new(),
+        config_json: config.config_json(),
+        limits: config.limits(),
+        on_incompatible_state: config.on_incompatible_state,
         out,
         dead_letters,
         metrics,
         handle: Handle::current(),
+    };
+    let mut saved_tasks = BTreeMap::new();
+    let global = match resume {
+        Some(saved) => {
+            saved_tasks = saved.tasks.clone();
+            Task::restored(&shared, None, &saved)?
+        }
+        None => Task::new(&shared, None)?,
+    };
+    let mut tasks = BTreeMap::new();
+    tasks.insert(None, global);
+    let worker = Worker {
+        shared,
+        tasks,
+        saved_tasks,
+        handover: extensions.get::<Handover>(),
         reporter,
         keep_windows: false,
-        tick_every,
+        tick_every: config.tick_every(),
     };
+    worker.publish();
     Ok(async move {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         // The stage's span follows the work onto the plugin thread.
@@ -108,35 +88,18 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
     .boxed())
 }
 
-/// A call made since the last snapshot, replayed into a re-created instance.
-enum LogEntry {
-    Process(PluginInput),
-    Tick(i64),
-}
-
-/// Snapshot at least this often (or every [`SNAPSHOT_EVERY_CALLS`] calls),
-/// bounding the replay log kept for recovery.
-const SNAPSHOT_EVERY: StdDuration = StdDuration::from_secs(1);
-const SNAPSHOT_EVERY_CALLS: usize = 64;
-
 struct Worker {
-    name: String,
-    plugin: Plugin,
-    config_json: String,
-    limits: Limits,
-    instance: Instance,
-    snapshot: Vec<u8>,
-    log: Vec<LogEntry>,
-    last_snapshot: Instant,
-    next_seq: u64,
-    /// Acknowledgements of input batches, by the sequence number one past
-    /// their last event, until the plugin no longer holds them.
-    held: VecDeque<(u64, Acks)>,
-    out: Output,
-    dead_letters: DeadLetters,
-    metrics: Arc<StageMetrics>,
-    handle: Handle,
-    reporter: CheckpointReporter,
+    shared: Shared,
+    /// Every task: `None` for events from no partition (always there),
+    /// `Some(p)` for input partition `p`.
+    tasks: BTreeMap<TaskKey, Task>,
+    /// Partition tasks' state from the checkpoint this run started from,
+    /// restored when the partition's first event arrives.
+    saved_tasks: BTreeMap<i32, SavedStage>,
+    /// Where state of partitions assigned to this process waits, and which
+    /// partitions a revoke took.
+    handover: Option<Arc<Handover>>,
+    reporter: crate::stage::CheckpointReporter,
     /// A final checkpoint holds the open windows: do not flush them.
     keep_windows: bool,
     tick_every: StdDuration,
@@ -151,7 +114,7 @@ enum Wake {
 
 /// Whether the worker goes on after an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     /// Keep processing.
     Continue,
     /// Stop: downstream has gone away, or every input ended and the stage
@@ -168,7 +131,7 @@ impl Worker {
         let mut next_tick = Instant::now() + self.tick_every;
         let mut updates_open = true;
         loop {
-            let msg = self.handle.block_on(async {
+            let msg = self.shared.handle.block_on(async {
                 tokio::select! {
                     biased;
                     u = updates.recv(), if updates_open => Wake::Update(u),
@@ -209,35 +172,112 @@ impl Worker {
         }
     }
 
-    /// Routes an input item: data to the plugin, barriers and the end to
-    /// the checkpoint and shutdown logic.
+    /// Routes an input item: data to the tasks, barriers, revokes and the
+    /// end to the checkpoint, hand-over and shutdown logic.
     fn dispatch(&mut self, item: Item) -> Result<Flow, BoxError> {
         match item {
             Item::Batch(batch) => self.on_batch(batch),
             Item::Barrier { id, last } => self.on_barrier(id, last),
+            Item::Revoked { generation } => self.on_revoked(generation),
             Item::End => {
                 self.on_end()?;
-                let state = self
-                    .instance
-                    .snapshot()
-                    .unwrap_or_else(|_| self.snapshot.clone());
-                self.reporter.stage_done(self.next_seq, &state);
-                let _ = self.out.blocking_marker(&self.handle, Marker::End);
+                let saved = self.saved(false);
+                self.reporter.stage_done_saved(saved);
+                let _ = self
+                    .shared
+                    .out
+                    .blocking_marker(&self.shared.handle, Marker::End);
                 Ok(Flow::Stop)
             }
         }
     }
 
+    /// The task of `key`, created (with the state this process was handed
+    /// for the partition, or that the checkpoint holds) on first use.
+    fn task(&mut self, key: TaskKey) -> Result<&mut Task, BoxError> {
+        if !self.tasks.contains_key(&key) {
+            let Some(partition) = key else {
+                unreachable!("the task of events from no partition always exists")
+            };
+            let handed = self
+                .handover
+                .as_ref()
+                .and_then(|h| h.take(&self.shared.name, partition));
+            let task = match handed.or_else(|| self.saved_tasks.remove(&partition)) {
+                Some(saved) => Task::restored(&self.shared, key, &saved)?,
+                None => Task::new(&self.shared, key)?,
+            };
+            tracing::info!(
+                partition,
+                state_bytes = task.state_bytes(),
+                "task started"
+            );
+            self.tasks.insert(key, task);
+            self.publish();
+        }
+        Ok(self.tasks.get_mut(&key).expect("inserted above"))
+    }
+
+    fn on_batch(&mut self, batch: Batch) -> Result<Flow, BoxError> {
+        // A Kafka source sends one partition per batch; split otherwise.
+        let first = batch.events.first().map_or(None, partition_of);
+        let one_task = batch.events.iter().all(|e| partition_of(e) == first);
+        if one_task {
+            return self.on_task_batch(first, batch);
+        }
+        let mut groups: BTreeMap<TaskKey, Vec<Event>> = BTreeMap::new();
+        for e in batch.events {
+            groups.entry(partition_of(&e)).or_default().push(e);
+        }
+        for (key, events) in groups {
+            let part = Batch::with_acks(events, batch.acks.clone());
+            if self.on_task_batch(key, part)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn on_task_batch(&mut self, key: TaskKey, batch: Batch) -> Result<Flow, BoxError> {
+        self.task(key)?;
+        let Worker { shared, tasks, .. } = self;
+        tasks
+            .get_mut(&key)
+            .expect("created above")
+            .process(shared, batch)
+    }
+
+    fn on_tick(&mut self, now: i64) -> Result<Flow, BoxError> {
+        let Worker { shared, tasks, .. } = self;
+        for task in tasks.values_mut() {
+            if task.tick(shared, now)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        self.publish();
+        Ok(Flow::Continue)
+    }
+
+    fn on_end(&mut self) -> Result<(), BoxError> {
+        let Worker { shared, tasks, .. } = self;
+        for task in tasks.values_mut() {
+            task.flush(shared);
+        }
+        Ok(())
+    }
+
     /// Every input delivered barrier `id`: snapshot, report, forward.
     fn on_barrier(&mut self, id: u64, last: bool) -> Result<Flow, BoxError> {
-        self.take_snapshot()?;
-        self.reporter.snapshot(id, self.next_seq, &self.snapshot);
+        let saved = self.saved(true);
+        self.reporter.snapshot_saved(id, saved);
+        self.publish();
         if last {
             self.keep_windows = true;
         }
         if self
+            .shared
             .out
-            .blocking_marker(&self.handle, Marker::Barrier { id, last })
+            .blocking_marker(&self.shared.handle, Marker::Barrier { id, last })
             .is_err()
         {
             return Ok(Flow::Stop);
@@ -245,237 +285,137 @@ impl Worker {
         Ok(Flow::Continue)
     }
 
-    /// Replaces the running instance with `swap`'s, carrying the state
-    /// over, between two batches. On any failure the running instance
-    /// stays and the reason goes back to the reload.
-    fn swap(&mut self, mut swap: Swap) -> Result<Updated, String> {
+    /// The consumer group moved partitions away: their tasks end without
+    /// flushing (their state went with the partition: in the transaction
+    /// committed before this marker, or by re-reading from the committed
+    /// offsets, which stay behind what the tasks hold).
+    fn on_revoked(&mut self, generation: u64) -> Result<Flow, BoxError> {
+        let partitions = self
+            .handover
+            .as_ref()
+            .map(|h| h.revoked(generation))
+            .unwrap_or_default();
+        for p in &partitions {
+            if let Some(task) = self.tasks.remove(&Some(*p)) {
+                task.release();
+                tracing::info!(partition = p, "task released: its partition moved away");
+            }
+            self.saved_tasks.remove(p);
+        }
+        self.publish();
+        if self
+            .shared
+            .out
+            .blocking_marker(&self.shared.handle, Marker::Revoked { generation })
+            .is_err()
+        {
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Every task's state, snapshotting those that changed when `fresh`.
+    fn saved(&mut self, fresh: bool) -> SavedStage {
+        let Worker { shared, tasks, .. } = self;
+        let mut global = None;
+        let mut by_partition = BTreeMap::new();
+        for (key, task) in tasks.iter_mut() {
+            let saved = if fresh {
+                task.saved_now(shared)
+            } else {
+                task.saved_final(shared)
+            };
+            match key {
+                None => global = Some(saved),
+                Some(p) => {
+                    by_partition.insert(*p, saved);
+                }
+            }
+        }
+        let mut saved = global.unwrap_or_else(|| SavedStage::new(0, &[]));
+        saved.tasks = by_partition;
+        saved
+    }
+
+    /// Tells the stage's counters which tasks run and their state sizes.
+    fn publish(&self) {
+        let mut memory = 0;
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|(k, t)| {
+                memory += t.memory_bytes();
+                (k.unwrap_or(-1), t.state_bytes() as u64)
+            })
+            .collect();
+        *self.shared.metrics.tasks.lock().expect("tasks lock") = tasks;
+        crate::telemetry::StageMetrics::set(&self.shared.metrics.memory_bytes, memory);
+    }
+
+    /// Replaces every task's instance with one of `swap`'s plugin, each
+    /// keeping its own state, between two batches. All or nothing: on any
+    /// failure every task keeps its running instance and the reason goes
+    /// back to the reload.
+    fn swap(&mut self, swap: Swap) -> Result<Updated, String> {
         let started = Instant::now();
-        let carried = carry_state(&self.name, &mut self.instance, &mut swap)?;
         let Swap {
             config,
             plugin,
             instance,
         } = swap;
-        self.instance = instance;
-        self.plugin = plugin;
-        self.snapshot = carried.snapshot;
-        self.config_json = config.config_json();
-        self.limits = config.limits();
+        let mut first = Some(instance);
+        let mut prepared = Vec::with_capacity(self.tasks.len());
+        let mut state_bytes = 0;
+        let mut resets = 0;
+        for (key, task) in self.tasks.iter_mut() {
+            let instance = match first.take() {
+                Some(i) => i,
+                None => {
+                    Instance::new(&plugin, &self.shared.name, &config.config_json(), config.limits())
+                        .map_err(|e| format!("cannot instantiate the new plugin: {e}"))?
+                }
+            };
+            let mut one = Swap {
+                config: config.clone(),
+                plugin: plugin.clone(),
+                instance,
+            };
+            let carried = carry_state(&self.shared.name, task.instance_mut(), &mut one)
+                .map_err(|e| match key {
+                    Some(p) => format!("task of partition {p}: {e}"),
+                    None => e,
+                })?;
+            state_bytes += carried.state_bytes;
+            resets += usize::from(carried.reset.is_some());
+            prepared.push((*key, one.instance, carried.snapshot));
+        }
+        for (key, instance, snapshot) in prepared {
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.replace(instance, snapshot);
+            }
+        }
+        self.shared.plugin = plugin;
+        self.shared.config_json = config.config_json();
+        self.shared.limits = config.limits();
+        self.shared.on_incompatible_state = config.on_incompatible_state;
         self.tick_every = config.tick_every();
-        self.log.clear();
-        self.last_snapshot = Instant::now();
+        self.publish();
         let pause_us = started.elapsed().as_micros() as u64;
-        if carried.reset.is_none() {
+        if resets == 0 {
             tracing::info!(
-                state_bytes = carried.state_bytes,
+                tasks = self.tasks.len(),
+                state_bytes,
                 pause_us,
                 "plugin swapped in with the running state"
             );
         } else {
-            tracing::info!(pause_us, "plugin swapped in, empty");
+            tracing::info!(
+                tasks = self.tasks.len(),
+                resets,
+                pause_us,
+                "plugin swapped in; tasks whose state it refused start empty"
+            );
         }
         Ok(Updated { pause_us })
-    }
-
-    fn on_batch(&mut self, batch: Batch) -> Result<Flow, BoxError> {
-        let n = batch.events.len() as u64;
-        StageMetrics::add(&self.metrics.events_in, n);
-        StageMetrics::add(&self.metrics.batches, 1);
-        let pb = PluginInput::from_events(self.next_seq, &batch.events);
-        self.next_seq += n;
-        self.held.push_back((self.next_seq, batch.acks.clone()));
-        let started = Instant::now();
-        let result = self.instance.process(&pb);
-        self.metrics.record_batch(started.elapsed());
-        StageMetrics::set(&self.metrics.memory_bytes, self.instance.memory_bytes());
-        let flow = match result {
-            Ok(res) => {
-                self.log.push(LogEntry::Process(pb));
-                self.handle_result(res, Some(&batch))
-            }
-            Err(e) => {
-                self.report(&e, "process", batch.events.len());
-                let reason = e.to_string();
-                let rejected = batch
-                    .events
-                    .iter()
-                    .cloned()
-                    .map(|ev| (ev, reason.clone()))
-                    .collect();
-                self.dead_letters
-                    .blocking_send(&self.handle, rejected, batch.acks.clone());
-                self.recover()?;
-                Flow::Continue
-            }
-        };
-        self.maybe_snapshot()?;
-        Ok(flow)
-    }
-
-    fn on_tick(&mut self, now: i64) -> Result<Flow, BoxError> {
-        match self.instance.tick(now) {
-            Ok(res) => {
-                self.log.push(LogEntry::Tick(now));
-                let flow = self.handle_result(res, None);
-                self.maybe_snapshot()?;
-                Ok(flow)
-            }
-            Err(e) => {
-                self.report(&e, "tick", 0);
-                self.recover()?;
-                Ok(Flow::Continue)
-            }
-        }
-    }
-
-    fn on_end(&mut self) -> Result<(), BoxError> {
-        match self.instance.flush() {
-            Ok(res) => {
-                let _ = self.handle_result(res, None);
-            }
-            Err(e) => self.report(&e, "flush", 0),
-        }
-        // Whatever the plugin still holds is released now: the input ended.
-        self.held.clear();
-        Ok(())
-    }
-
-    fn report(&self, e: &CallError, call: &str, events: usize) {
-        StageMetrics::add(&self.metrics.errors, 1);
-        let action = if events > 0 {
-            if self.dead_letters.is_configured() {
-                "batch sent to the dead-letter output"
-            } else {
-                "batch dropped (no dead_letter set)"
-            }
-        } else {
-            "call skipped"
-        };
-        tracing::error!(
-            call,
-            reason = %e,
-            events,
-            "plugin call failed; {action}; re-creating the instance from its last snapshot"
-        );
-    }
-
-    fn handle_result(&mut self, res: PluginOutput, input: Option<&Batch>) -> Flow {
-        if let Some(input) = input
-            && !res.rejections.is_empty()
-        {
-            let rejected: Vec<(Event, String)> = res
-                .rejections
-                .into_iter()
-                .filter_map(|r| {
-                    input
-                        .events
-                        .get(r.index as usize)
-                        .map(|e| (e.clone(), r.reason))
-                })
-                .collect();
-            self.dead_letters
-                .blocking_send(&self.handle, rejected, input.acks.clone());
-        }
-        let events = match res.events {
-            Ok(events) => events,
-            Err(msg) => {
-                StageMetrics::add(&self.metrics.errors, 1);
-                tracing::error!(
-                    reason = msg,
-                    "plugin returned a malformed batch; output dropped"
-                );
-                Vec::new()
-            }
-        };
-        let acks = self.release(res.hold_from);
-        if events.is_empty() {
-            return Flow::Continue;
-        }
-        match self
-            .out
-            .blocking_send(&self.handle, Batch::with_acks(events, acks))
-        {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Stop,
-        }
-    }
-
-    /// Takes the acknowledgements of every input batch the plugin no longer
-    /// holds.
-    fn release(&mut self, hold_from: Option<u64>) -> Acks {
-        let limit = hold_from.unwrap_or(u64::MAX);
-        let mut acks = Acks::none();
-        while let Some((end, _)) = self.held.front() {
-            if *end > limit {
-                break;
-            }
-            let (_, a) = self.held.pop_front().expect("front exists");
-            acks.merge(a);
-        }
-        acks
-    }
-
-    fn maybe_snapshot(&mut self) -> Result<(), BoxError> {
-        if self.log.len() < SNAPSHOT_EVERY_CALLS && self.last_snapshot.elapsed() < SNAPSHOT_EVERY {
-            return Ok(());
-        }
-        self.take_snapshot()
-    }
-
-    /// Snapshots the instance, which empties the replay log; a failed
-    /// snapshot is a failed call (reported, instance re-created).
-    fn take_snapshot(&mut self) -> Result<(), BoxError> {
-        match self.instance.snapshot() {
-            Ok(s) => {
-                self.snapshot = s;
-                self.log.clear();
-                self.last_snapshot = Instant::now();
-            }
-            Err(e) => {
-                self.report(&e, "snapshot", 0);
-                self.recover()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Replaces a failed instance: a fresh one, restored from the last
-    /// snapshot, with the calls since then replayed (their output was already
-    /// sent, so it is discarded).
-    fn recover(&mut self) -> Result<(), BoxError> {
-        let mut fresh = Instance::new(&self.plugin, &self.name, &self.config_json, self.limits)
-            .map_err(|e| format!("cannot re-create plugin instance: {e}"))?;
-        match fresh.restore(&self.snapshot) {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                tracing::error!(
-                    reason,
-                    "plugin refused its own snapshot; continuing with empty state"
-                )
-            }
-            Err(e) => return Err(format!("plugin trapped restoring its snapshot: {e}").into()),
-        }
-        let mut replayed = 0;
-        for entry in &self.log {
-            let r = match entry {
-                LogEntry::Process(pb) => fresh.process(pb).map(drop),
-                LogEntry::Tick(t) => fresh.tick(*t).map(drop),
-            };
-            if let Err(e) = r {
-                tracing::error!(
-                    reason = %e,
-                    "replaying calls since the last snapshot failed; state since then is lost"
-                );
-                fresh = Instance::new(&self.plugin, &self.name, &self.config_json, self.limits)
-                    .map_err(|e| format!("cannot re-create plugin instance: {e}"))?;
-                let _ = fresh.restore(&self.snapshot);
-                self.log.clear();
-                break;
-            }
-            replayed += 1;
-        }
-        tracing::info!(replayed, "plugin instance re-created");
-        self.instance = fresh;
-        Ok(())
     }
 }
