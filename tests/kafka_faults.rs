@@ -29,7 +29,7 @@ fn an_unreachable_broker_is_reported_within_ten_seconds_naming_the_address() {
 fn killed_with_sigkill_and_restarted_nothing_is_lost() {
     let b = broker();
     create_topic(b, "kill-in", 3);
-    const N: usize = 100_000;
+    const N: usize = 400_000;
     produce(b, "kill-in", (0..N).map(|i| format!("id-{i}").into_bytes()));
     let p = Pipeline::new(
         r#"
@@ -55,7 +55,7 @@ topic = "kill-out"
 create_topic = { partitions = 1 }
 "#,
     );
-    // The first run is killed once a fifth of the records are through.
+    // The first run is killed once a twentieth of the records are through.
     let mut child = p
         .command()
         .stdout(Stdio::null())
@@ -66,7 +66,7 @@ create_topic = { partitions = 1 }
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let produced = end_offsets(b, "kill-out", 1).first().copied().unwrap_or(0);
-        if produced >= (N / 5) as i64 {
+        if produced >= (N / 20) as i64 {
             break;
         }
         assert!(

@@ -527,8 +527,11 @@ fn top_shows_the_running_stages_in_a_terminal_and_quits_on_q() {
             .unwrap_or_else(|| panic!("{stage}:\n{screen}"));
         assert_eq!((row[1], row[2], row[3]), (kind, ty, "running"), "{screen}");
     }
-    // The plugin's memory shows in MiB/KiB.
-    assert!(rows["count"][9].ends_with("iB"), "{screen}");
+    // Its tasks (none per partition: a file feeds it), the size of its
+    // state and the plugin's memory, in B/KiB/MiB.
+    assert_eq!(rows["count"][9], "0", "{screen}");
+    assert!(rows["count"][10].ends_with('B'), "{screen}");
+    assert!(rows["count"][11].ends_with("iB"), "{screen}");
 
     // `q` quits and restores the terminal.
     tmux.cmd(&["send-keys", "-t", "top", "q"]);

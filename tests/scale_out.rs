@@ -151,21 +151,29 @@ fn elastic_run(name: &str, guarantee: &str, n: usize) -> BTreeMap<(i64, String),
             produce_records(&b, &input, &closers(n));
         })
     };
-    let progress = |at_least: i64| {
-        let deadline = Instant::now() + Duration::from_secs(120);
+    let progress = |at_least: i64, running: &[&Background]| {
+        let deadline = Instant::now() + Duration::from_secs(180);
         while end_offsets(b, &out, PARTITIONS).iter().sum::<i64>() < at_least {
-            assert!(Instant::now() < deadline, "no progress to {at_least} outputs");
+            assert!(
+                Instant::now() < deadline,
+                "no progress to {at_least} outputs; logs:\n{}",
+                running
+                    .iter()
+                    .map(|r| r.log_text())
+                    .collect::<Vec<_>>()
+                    .join("\n-----\n")
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
     let (mut a, _da) = instance(p.file(), &format!("{name}-a"));
-    progress(200);
+    progress(200, &[&a]);
     let (mut bb, _db) = instance(p.file(), &format!("{name}-b"));
     bb.wait_for("task started", Duration::from_secs(60));
-    progress(2_000);
+    progress(2_000, &[&a, &bb]);
     let (mut c, _dc) = instance(p.file(), &format!("{name}-c"));
     c.wait_for("task started", Duration::from_secs(60));
-    progress(4_000);
+    progress(4_000, &[&a, &bb, &c]);
     // The status of a process shows its tasks.
     let status = c.status();
     let partitions = stage(&status, "count")["counters"]["partitions"]
@@ -178,7 +186,7 @@ fn elastic_run(name: &str, guarantee: &str, n: usize) -> BTreeMap<(i64, String),
     signal(&bb.child, libc::SIGTERM);
     let left = bb.exit_status(Duration::from_secs(60));
     assert!(left.success(), "SIGTERM: clean exit\n{}", bb.log_text());
-    progress(6_000);
+    progress(6_000, &[&a, &c]);
     signal(&c.child, libc::SIGKILL);
     c.child.wait().unwrap();
     producer.join().unwrap();

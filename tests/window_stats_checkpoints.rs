@@ -268,9 +268,15 @@ fn kafka_checkpoint_records_the_offsets_its_state_reflects() {
 fn wait_for_checkpoint(bg: &Background, dir: &Path, rows: u64) {
     let start = Instant::now();
     loop {
-        let seen = checkpoint(dir)
-            .and_then(|c| c["stages"]["stats"]["next_seq"].as_u64())
-            .unwrap_or(0);
+        // Rows seen by the stage: its own and its tasks' (one per Kafka
+        // partition).
+        let seen = checkpoint(dir).map_or(0, |c| {
+            let stage = &c["stages"]["stats"];
+            stage["next_seq"].as_u64().unwrap_or(0)
+                + stage["tasks"].as_object().map_or(0, |t| {
+                    t.values().filter_map(|t| t["next_seq"].as_u64()).sum()
+                })
+        });
         if seen == rows {
             return;
         }

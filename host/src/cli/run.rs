@@ -18,8 +18,11 @@ pub fn run(file: &Path, options: RunOptions) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
+        // Installed before anything starts: a signal that arrives as the
+        // pipeline comes up stops it cleanly instead of killing weir.
+        let signals = Signals::install();
         let running = weir::runner::start(pipeline, options).await?;
-        tokio::spawn(watch_signals(running.controls()));
+        tokio::spawn(watch_signals(signals, running.controls()));
         running.wait().await.result?;
         Ok(ExitCode::SUCCESS)
     });
@@ -29,14 +32,34 @@ pub fn run(file: &Path, options: RunOptions) -> Result<ExitCode> {
     result
 }
 
-async fn watch_signals(controls: Controls) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::warn!("cannot install signal handlers");
+/// The signals `weir run` answers, listened for from installation on.
+struct Signals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(int), Ok(term), Ok(hup)) => Signals(Some((int, term, hup))),
+            _ => {
+                tracing::warn!("cannot install signal handlers");
+                Signals(None)
+            }
+        }
+    }
+}
+
+async fn watch_signals(signals: Signals, controls: Controls) {
+    let Signals(Some((mut int, mut term, mut hup))) = signals else {
         return;
     };
     let name = loop {

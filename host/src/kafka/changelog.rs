@@ -114,6 +114,8 @@ pub fn read(
             None => {}
         }
     }
+    // No end-of-partition events after this read is done.
+    let _ = consumer.unassign();
     Ok(found)
 }
 

@@ -269,6 +269,8 @@ impl ExactlyOnce {
     /// does not stay open until the broker's timeout.
     pub fn close(&self) {
         self.fail("the pipeline finished");
+        // The sources' consumers leave their groups now.
+        self.groups.lock().expect("groups lock").clear();
         if let Err(e) = self
             .producer
             .abort_transaction(self.settings.transaction_timeout)
@@ -282,6 +284,7 @@ impl ExactlyOnce {
     /// the broker's timeout.
     pub fn abort(&self) {
         self.fail("the pipeline stopped");
+        self.groups.lock().expect("groups lock").clear();
         match self
             .producer
             .abort_transaction(self.settings.transaction_timeout)

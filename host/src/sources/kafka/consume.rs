@@ -473,6 +473,14 @@ impl Worker {
             .context()
             .closing
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        if self.txn.is_some() {
+            // Exactly-once: offsets commit in the transaction; a revoke
+            // when the consumer closes has nothing to wait for.
+            consumer
+                .context()
+                .abandon_in_flight
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.checkpointed {
             // The final checkpoint holds the offsets and the state of
             // everything read; records still held downstream (open windows)

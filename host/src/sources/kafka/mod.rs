@@ -237,10 +237,10 @@ impl Source for KafkaSourceConfig {
         );
         if let Some(txn) = &txn {
             // Offsets commit in the transaction under the group as it is
-            // at the commit (weakly held: the consumer closes with the
-            // source).
-            let weak = Arc::downgrade(&consumer);
-            txn.register_group(&ctx.name, move || weak.upgrade()?.group_metadata());
+            // at the commit, the final one included (after this source has
+            // stopped): the transaction keeps the consumer until it ends.
+            let member = consumer.clone();
+            txn.register_group(&ctx.name, move || member.group_metadata());
         }
         if brokers == Brokers::Embedded && ctx.control.resume.is_some() {
             // The embedded broker starts empty in every process: saved

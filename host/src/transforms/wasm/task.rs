@@ -69,6 +69,8 @@ pub(super) struct Task {
     held: VecDeque<(u64, Acks)>,
     /// `snapshot` as saved state, made when first asked for.
     saved: Option<SavedStage>,
+    /// It has state worth flushing: restored, or given input.
+    touched: bool,
 }
 
 impl Task {
@@ -92,21 +94,28 @@ impl Task {
             next_seq: 0,
             held: VecDeque::new(),
             saved: None,
+            touched: false,
         })
     }
 
     /// A task starting from `saved` (a checkpoint, or state handed over
-    /// with its partition).
-    pub fn restored(shared: &Shared, key: TaskKey, saved: &SavedStage) -> Result<Task, BoxError> {
+    /// with its partition: `from` says which).
+    pub fn restored(
+        shared: &Shared,
+        key: TaskKey,
+        saved: &SavedStage,
+        from: &str,
+    ) -> Result<Task, BoxError> {
         let mut task = Task::new(shared, key)?;
         let state = saved.bytes()?;
         match task.instance.restore(&state)? {
             Ok(()) => {
                 task.next_seq = saved.next_seq;
+                task.touched = true;
                 tracing::info!(
                     partition = key,
                     bytes = state.len(),
-                    "plugin state restored"
+                    "plugin state restored from the {from}"
                 );
             }
             Err(reason) if shared.on_incompatible_state == OnIncompatibleState::Reset => {
@@ -164,6 +173,7 @@ impl Task {
     }
 
     pub fn process(&mut self, shared: &Shared, batch: Batch) -> Result<Flow, BoxError> {
+        self.touched = true;
         let n = batch.events.len() as u64;
         StageMetrics::add(&shared.metrics.events_in, n);
         StageMetrics::add(&shared.metrics.batches, 1);
@@ -214,8 +224,12 @@ impl Task {
         }
     }
 
-    /// The input ended: the plugin emits what it holds.
+    /// The input ended: the plugin emits what it holds (a task that was
+    /// never given state or input has nothing to say).
     pub fn flush(&mut self, shared: &Shared) {
+        if !self.touched {
+            return;
+        }
         match self.instance.flush() {
             Ok(res) => {
                 self.log.clear();

@@ -53,7 +53,7 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
     let global = match resume {
         Some(saved) => {
             saved_tasks = saved.tasks.clone();
-            Task::restored(&shared, None, &saved)?
+            Task::restored(&shared, None, &saved, "checkpoint")?
         }
         None => Task::new(&shared, None)?,
     };
@@ -203,9 +203,10 @@ impl Worker {
                 .handover
                 .as_ref()
                 .and_then(|h| h.take(&self.shared.name, partition));
-            let task = match handed.or_else(|| self.saved_tasks.remove(&partition)) {
-                Some(saved) => Task::restored(&self.shared, key, &saved)?,
-                None => Task::new(&self.shared, key)?,
+            let task = match (handed, self.saved_tasks.remove(&partition)) {
+                (Some(saved), _) => Task::restored(&self.shared, key, &saved, "changelog")?,
+                (None, Some(saved)) => Task::restored(&self.shared, key, &saved, "checkpoint")?,
+                (None, None) => Task::new(&self.shared, key)?,
             };
             tracing::info!(
                 partition,
@@ -401,7 +402,9 @@ impl Worker {
         self.tick_every = config.tick_every();
         self.publish();
         let pause_us = started.elapsed().as_micros() as u64;
-        if resets == 0 {
+        if resets == self.tasks.len() {
+            tracing::info!(pause_us, tasks = resets, "plugin swapped in, empty");
+        } else if resets == 0 {
             tracing::info!(
                 tasks = self.tasks.len(),
                 state_bytes,
