@@ -276,7 +276,7 @@ fn a_second_process_with_the_same_instance_on_this_host_is_refused() {
     let (_, stderr) = texts(&out);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("transactional id weir-p-eos-twice is in use by another weir on this host")
+        stderr.contains("instance weir-p-eos-twice is in use by another weir on this host")
             && stderr.contains(&format!("(pid {})", first.child.id())),
         "{stderr}"
     );

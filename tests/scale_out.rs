@@ -30,8 +30,9 @@ fn t0() -> i64 {
 /// Record `i`: partition `i % 12`, one per millisecond of event time, and a
 /// counted key naming its partition (so every window's count of a key comes
 /// from one task, and a key counted twice is a duplicate).
-fn record(i: usize) -> Rec {
-    let p = (i % PARTITIONS as usize) as i32;
+/// Record `i` of an input with `parts` partitions.
+fn record_in(i: usize, parts: i32) -> Rec {
+    let p = (i % parts as usize) as i32;
     let g = ["a", "b", "c"][(i.wrapping_mul(2_654_435_761) >> 7) % 3];
     Rec {
         partition: p,
@@ -44,8 +45,8 @@ fn record(i: usize) -> Rec {
 
 /// One record per partition far ahead in event time: closes every window
 /// of the input in every task.
-fn closers(n: usize) -> Vec<Rec> {
-    (0..PARTITIONS)
+fn closers_in(n: usize, parts: i32) -> Vec<Rec> {
+    (0..parts)
         .map(|p| Rec {
             partition: p,
             key: Some(format!("k{p}")),
@@ -59,9 +60,13 @@ fn closers(n: usize) -> Vec<Rec> {
 type Windows = BTreeMap<(i64, String), u64>;
 
 fn expected(n: usize) -> Windows {
+    expected_in(n, PARTITIONS)
+}
+
+fn expected_in(n: usize, parts: i32) -> Windows {
     let mut w = Windows::new();
     for i in 0..n {
-        let v: serde_json::Value = serde_json::from_str(&record(i).value).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&record_in(i, parts).value).unwrap();
         let start = (t0() + i as i64).div_euclid(1000) * 1000;
         *w.entry((start, v["g"].as_str().unwrap().to_owned()))
             .or_default() += 1;
@@ -72,8 +77,17 @@ fn expected(n: usize) -> Windows {
 /// Every (window, key) count in the output as read with `isolation`, each
 /// emission listed.
 fn emitted(bootstrap: &str, topic: &str, isolation: &str) -> BTreeMap<(i64, String), Vec<u64>> {
+    emitted_in(bootstrap, topic, isolation, PARTITIONS)
+}
+
+fn emitted_in(
+    bootstrap: &str,
+    topic: &str,
+    isolation: &str,
+    parts: i32,
+) -> BTreeMap<(i64, String), Vec<u64>> {
     let mut out: BTreeMap<(i64, String), Vec<u64>> = BTreeMap::new();
-    for r in read_isolated(bootstrap, topic, PARTITIONS, isolation) {
+    for r in read_isolated(bootstrap, topic, parts, isolation) {
         let v: serde_json::Value = serde_json::from_slice(&r.value).unwrap();
         let start = v["window_start"].as_i64().unwrap();
         for (k, n) in v["counts"].as_object().unwrap() {
@@ -89,6 +103,16 @@ fn emitted(bootstrap: &str, topic: &str, isolation: &str) -> BTreeMap<(i64, Stri
 }
 
 fn pipeline(bootstrap: &str, name: &str, guarantee: &str) -> String {
+    pipeline_with(
+        bootstrap,
+        name,
+        guarantee,
+        "@plugin(gender-count)",
+        PARTITIONS,
+    )
+}
+
+fn pipeline_with(bootstrap: &str, name: &str, guarantee: &str, plugin: &str, parts: i32) -> String {
     format!(
         r#"
 guarantee = "{guarantee}"
@@ -107,7 +131,7 @@ options = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 500 }}
 [transforms.count]
 type = "wasm"
 inputs = ["in"]
-plugin = "@plugin(gender-count)"
+plugin = "{plugin}"
 config = {{ key = "g", time = "event", window = "1s" }}
 
 [sinks.out]
@@ -115,9 +139,58 @@ type = "kafka"
 inputs = ["count"]
 brokers = "{bootstrap}"
 topic = "{name}-out"
-create_topic = {{ partitions = {PARTITIONS} }}
+create_topic = {{ partitions = {parts} }}
 "#
     )
+}
+
+/// Produces `n` records of a `parts`-partition input in ten chunks three
+/// seconds apart, then the closers.
+fn produce_slowly(b: &str, input: &str, n: usize, parts: i32) -> std::thread::JoinHandle<()> {
+    let (b, input) = (b.to_owned(), input.to_owned());
+    std::thread::spawn(move || {
+        let chunk = n / 10;
+        for c in 0..10 {
+            let recs: Vec<Rec> = (c * chunk..(c + 1) * chunk)
+                .map(|i| record_in(i, parts))
+                .collect();
+            produce_records(&b, &input, &recs);
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        produce_records(&b, &input, &closers_in(n, parts));
+    })
+}
+
+/// Waits until every window of `want` is in `out`.
+fn wait_for_windows(b: &str, out: &str, parts: i32, want: &Windows, log: &Background) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let got = emitted_in(b, out, "read_committed", parts);
+        if want.keys().all(|k| got.contains_key(k)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} window counts out; log:\n{}",
+            got.len(),
+            want.len(),
+            log.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Asserts every window count of `want` is in `got` once, exactly.
+fn assert_exact(got: &BTreeMap<(i64, String), Vec<u64>>, want: &Windows) {
+    let duplicated = got.values().filter(|c| c.len() > 1).count();
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(k, n)| got.get(*k).and_then(|c| c.first()) != Some(n))
+        .take(5)
+        .collect();
+    assert_eq!(duplicated, 0, "a window count emitted twice");
+    assert!(wrong.is_empty(), "counts differ or are missing: {wrong:?}");
+    assert_eq!(got.len(), want.len(), "every window count once");
 }
 
 /// A process of the group, instance `id`, logging to a directory of its own.
@@ -126,7 +199,10 @@ fn instance(file: &Path, id: &str) -> (Background, tempfile::TempDir) {
     let bg = Background::start_with_env(
         dir.path(),
         file,
-        &[("WEIR_INSTANCE_ID", Path::new(id)), ("RUST_LOG", Path::new("weir=info"))],
+        &[
+            ("WEIR_INSTANCE_ID", Path::new(id)),
+            ("RUST_LOG", Path::new("weir=info")),
+        ],
     );
     (bg, dir)
 }
@@ -139,18 +215,7 @@ fn elastic_run(name: &str, guarantee: &str, n: usize) -> BTreeMap<(i64, String),
     let input = format!("{name}-in");
     let out = format!("{name}-out");
     // The input arrives over ~30 s while processes come and go.
-    let producer = {
-        let (b, input) = (b.to_owned(), input.clone());
-        std::thread::spawn(move || {
-            let chunk = n / 10;
-            for c in 0..10 {
-                let recs: Vec<Rec> = (c * chunk..(c + 1) * chunk).map(record).collect();
-                produce_records(&b, &input, &recs);
-                std::thread::sleep(Duration::from_secs(3));
-            }
-            produce_records(&b, &input, &closers(n));
-        })
-    };
+    let producer = produce_slowly(b, &input, n, PARTITIONS);
     let progress = |at_least: i64, running: &[&Background]| {
         let deadline = Instant::now() + Duration::from_secs(180);
         while end_offsets(b, &out, PARTITIONS).iter().sum::<i64>() < at_least {
@@ -236,7 +301,11 @@ fn exactly_once_windows_stay_exact_while_instances_join_leave_and_die() {
         wrong.len()
     );
     assert_eq!(duplicated, 0, "a window count emitted twice");
-    assert!(wrong.is_empty(), "counts differ: {:?}", &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "counts differ: {:?}",
+        &wrong[..wrong.len().min(5)]
+    );
     assert_eq!(got.len(), want.len(), "every window count once");
 }
 
@@ -263,5 +332,166 @@ fn at_least_once_loses_nothing_while_instances_join_leave_and_die() {
     eprintln!(
         "MEASURED scale-out at-least-once: {} window counts, {duplicates} whole duplicates, {partial} partial re-emissions",
         want.len()
+    );
+}
+
+#[test]
+fn a_process_paused_past_its_session_is_fenced_and_adds_no_duplicate() {
+    let (name, parts, n) = ("scale-zombie", 4, 200_000);
+    let b = broker();
+    create_topic(b, &format!("{name}-in"), parts);
+    let p = Pipeline::new(&pipeline_with(
+        b,
+        name,
+        "exactly-once",
+        "@plugin(gender-count)",
+        parts,
+    ));
+    let out = format!("{name}-out");
+    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    let (mut a, _da) = instance(p.file(), &format!("{name}-a"));
+    a.wait_for("task started", Duration::from_secs(60));
+    let (mut z, _dz) = instance(p.file(), &format!("{name}-z"));
+    z.wait_for("task started", Duration::from_secs(60));
+    // Paused well past the 6 s session timeout: its partitions go to `a`.
+    signal(&z.child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(15));
+    signal(&z.child, libc::SIGCONT);
+    producer.join().unwrap();
+    let want = expected_in(n, parts);
+    wait_for_windows(b, &out, parts, &want, &a);
+    // The zombie found its partitions gone: what it did since its last
+    // commit was refused, and it started again from the commits (a new
+    // member of the group).
+    let zombie_log = z.wait_for(
+        "starting it again from the last commit",
+        Duration::from_secs(60),
+    );
+    signal(&z.child, libc::SIGTERM);
+    z.exit_status(Duration::from_secs(60));
+    signal(&a.child, libc::SIGTERM);
+    a.exit_status(Duration::from_secs(60));
+    assert_exact(&emitted_in(b, &out, "read_committed", parts), &want);
+    assert!(
+        zombie_log.contains("without a hand-over"),
+        "the zombie says its partitions were taken:\n{zombie_log}"
+    );
+}
+
+#[test]
+fn a_second_process_with_the_same_instance_id_is_refused() {
+    let name = "scale-twice";
+    let b = broker();
+    create_topic(b, &format!("{name}-in"), 2);
+    let p = Pipeline::new(&pipeline_with(
+        b,
+        name,
+        "at-least-once",
+        "@plugin(gender-count)",
+        2,
+    ));
+    let id = format!("{name}-a");
+    let (mut first, _d) = instance(p.file(), &id);
+    let out = run_with_timeout(
+        weir().arg("run").arg(p.file()).env("WEIR_INSTANCE_ID", &id),
+        Duration::from_secs(60),
+    );
+    let (_, stderr) = texts(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "weir-p-{id} is in use by another weir on this host"
+        )) && stderr.contains(&format!("(pid {})", first.child.id())),
+        "{stderr}"
+    );
+    signal(&first.child, libc::SIGTERM);
+    assert!(first.exit_status(Duration::from_secs(60)).success());
+}
+
+#[test]
+fn a_plugin_swap_applies_to_every_task_each_keeping_its_state() {
+    let (name, parts, n) = ("scale-swap", 3, 300_000);
+    let b = broker();
+    create_topic(b, &format!("{name}-in"), parts);
+    let p = Pipeline::new(&pipeline_with(b, name, "exactly-once", "gc.wasm", parts));
+    std::fs::copy(plugin("gender-count"), p.path("gc.wasm")).unwrap();
+    let out = format!("{name}-out");
+    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    let (mut run, _d) = instance(p.file(), &format!("{name}-a"));
+    run.wait_until("three tasks with output", Duration::from_secs(120), || {
+        end_offsets(b, &out, parts).iter().sum::<i64>() > 30
+    });
+    // One task per partition, shown in /status.
+    run.wait_until("three tasks", Duration::from_secs(60), || {
+        stage(&run.status(), "count")["counters"]["partitions"] == serde_json::json!([0, 1, 2])
+    });
+    replace_file(&plugin_next(), &p.path("gc.wasm"));
+    let (code, report) = http("POST", &format!("http://{}/reload", run.admin), None, None);
+    assert_eq!(code, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["swapped"], serde_json::json!(["count"]), "{report}");
+    producer.join().unwrap();
+    let want = expected_in(n, parts);
+    wait_for_windows(b, &out, parts, &want, &run);
+    signal(&run.child, libc::SIGTERM);
+    let log = run.log_text();
+    run.exit_status(Duration::from_secs(60));
+    assert!(
+        log.contains("plugin swapped in with the running state partitions=3"),
+        "{log}"
+    );
+    // Every window exact, the ones open during the swap included, and the
+    // new build wrote the later ones.
+    assert_exact(&emitted_in(b, &out, "read_committed", parts), &want);
+    let next = read_isolated(b, &out, parts, "read_committed")
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.value).contains(r#""build":"next""#))
+        .count();
+    assert!(next > 0, "the new build produced output");
+}
+
+#[test]
+fn stages_whose_partitions_do_not_fit_are_refused_at_start() {
+    let b = broker();
+    create_topic(b, "scale-fit-a", 3);
+    create_topic(b, "scale-fit-b", 2);
+    let p = Pipeline::new(&format!(
+        r#"
+[sources.a]
+type = "kafka"
+brokers = "{b}"
+topic = "scale-fit-a"
+
+[sources.b]
+type = "kafka"
+brokers = "{b}"
+topic = "scale-fit-b"
+
+[transforms.joined]
+type = "wasm"
+inputs = ["a", "b"]
+plugin = "@plugin(chaos)"
+
+[transforms.everything]
+type = "wasm"
+inputs = ["a"]
+plugin = "@plugin(chaos)"
+scope = "global"
+
+[sinks.out]
+type = "console"
+inputs = ["joined", "everything"]
+"#
+    ));
+    let out = run_with_timeout(weir().arg("run").arg(p.file()), Duration::from_secs(60));
+    let (_, stderr) = texts(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stage `joined`: its Kafka inputs are not co-partitioned (`scale-fit-a` has 3, `scale-fit-b` has 2)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stage `everything`: scope = \"global\" keeps one state for the whole input, but its Kafka input has more than one partition (`scale-fit-a` has 3)"),
+        "{stderr}"
     );
 }

@@ -129,7 +129,8 @@ impl CheckpointSetup {
             stage: stage.to_owned(),
             commands: tx,
         });
-        let mut c = SourceControl::checkpointing(Some(rx), reporter, None, CancellationToken::new());
+        let mut c =
+            SourceControl::checkpointing(Some(rx), reporter, None, CancellationToken::new());
         c.urgent = Some(control.clone());
         c
     }

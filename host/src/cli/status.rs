@@ -75,7 +75,11 @@ pub fn status(client: &AdminClient, json: bool) -> Result<ExitCode> {
             },
         );
     }
-    for st in s.stages.iter().filter(|st| !st.counters.partitions.is_empty()) {
+    for st in s
+        .stages
+        .iter()
+        .filter(|st| !st.counters.partitions.is_empty())
+    {
         println!(
             "tasks of {}: partitions {}",
             st.name,

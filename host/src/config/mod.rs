@@ -293,8 +293,8 @@ impl Pipeline {
     /// `weir-<pipeline>-<instance_id>`: when an instance id is set (or from
     /// the environment), and always under exactly-once.
     pub fn static_member_id(&self) -> Option<String> {
-        let explicit = self.options.instance_id.is_some()
-            || std::env::var_os("WEIR_INSTANCE_ID").is_some();
+        let explicit =
+            self.options.instance_id.is_some() || std::env::var_os("WEIR_INSTANCE_ID").is_some();
         (explicit || self.options.guarantee == Guarantee::ExactlyOnce)
             .then(|| format!("weir-{}-{}", self.name(), self.instance_id()))
     }

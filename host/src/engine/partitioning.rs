@@ -24,7 +24,9 @@ pub(super) fn check(pipeline: &Pipeline) -> Vec<StageError> {
             };
             match source.component.hooks().input_partitions() {
                 Some(Ok(counts)) => topics.extend(counts),
-                Some(Err(e)) => tracing::debug!(stage = input, error = %e, "cannot count partitions; not checked"),
+                Some(Err(e)) => {
+                    tracing::debug!(stage = input, error = %e, "cannot count partitions; not checked")
+                }
                 None => {}
             }
         }

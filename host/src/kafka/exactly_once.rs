@@ -52,6 +52,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// are retried before the pipeline gives up on a commit.
 const OUTAGE: Duration = Duration::from_secs(120);
 
+/// Ends the reason of an aborted transaction: nothing of it reached
+/// read_committed readers, and starting the pipeline again resumes from the
+/// last commit (`weir run` does so itself).
+pub const RESUME_HINT: &str = "restart to resume from the last commit";
+
 /// Largest state record: the changelog topic and the producer allow it.
 const MAX_RECORD_BYTES: &str = "16777216";
 
@@ -367,7 +372,9 @@ impl ExactlyOnce {
                             record = back;
                             std::thread::sleep(Duration::from_millis(2));
                         }
-                        Err((e, _)) => return Err(format!("cannot write the state of `{key}`: {e}")),
+                        Err((e, _)) => {
+                            return Err(format!("cannot write the state of `{key}`: {e}"));
+                        }
                     }
                 }
                 written.push((key, state));
@@ -378,7 +385,10 @@ impl ExactlyOnce {
 
     /// The state the tasks of input `partitions` start from in this
     /// process: every stage's last committed record for them (stage, partition, state).
-    pub fn restore_tasks(&self, partitions: &[i32]) -> Result<Vec<(String, i32, SavedStage)>, String> {
+    pub fn restore_tasks(
+        &self,
+        partitions: &[i32],
+    ) -> Result<Vec<(String, i32, SavedStage)>, String> {
         let wanted: Vec<i32> = partitions
             .iter()
             .copied()
@@ -412,10 +422,9 @@ impl ExactlyOnce {
     /// committing for their tasks is forgotten (their next owner writes
     /// their state).
     pub fn forget_tasks(&self, partitions: &[i32]) {
-        self.committed_states
-            .lock()
-            .expect("states lock")
-            .retain(|key, _| !matches!(changelog::parse_key(key).1, Some(p) if partitions.contains(&p)));
+        self.committed_states.lock().expect("states lock").retain(
+            |key, _| !matches!(changelog::parse_key(key).1, Some(p) if partitions.contains(&p)),
+        );
     }
 
     /// Adds the sources' offsets to the transaction.
@@ -634,7 +643,7 @@ impl CheckpointStore for ExactlyOnce {
                     .abort_transaction(self.settings.transaction_timeout);
                 self.stats.aborted();
                 let reason = format!(
-                    "transaction of checkpoint {} aborted ({reason}){}; restart to resume from the last commit",
+                    "transaction of checkpoint {} aborted ({reason}){}; {RESUME_HINT}",
                     saved.id,
                     aborted
                         .err()

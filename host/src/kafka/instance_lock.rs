@@ -52,7 +52,7 @@ impl InstanceLock {
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
             return Err(format!(
-                "transactional id {transactional_id} is in use by another weir on this host{} (lock {}); give this process another instance_id, or stop that one",
+                "instance {transactional_id} is in use by another weir on this host{} (lock {}); give this process another instance_id, or stop that one",
                 if holder.is_empty() {
                     String::new()
                 } else {

@@ -35,7 +35,9 @@ mod update;
 pub use crate::checkpoint::{Action, CheckpointReporter, SavedStage, SourceControl};
 pub use blocking::run_blocking;
 pub(crate) use component::component_registry;
-pub use component::{Component, Partitioning, Resource, Sink, Source, StageTask, Transactional, Transform};
+pub use component::{
+    Component, Partitioning, Resource, Sink, Source, StageTask, Transactional, Transform,
+};
 pub use context::{SinkContext, SourceContext, TransformContext};
 pub use dead_letters::DeadLetters;
 pub use extensions::Extensions;

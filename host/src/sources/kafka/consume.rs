@@ -208,7 +208,29 @@ impl Worker {
         })
     }
 
+    /// Runs the consumer until the source stops; however it stops, a
+    /// revoke from then on (the consumer closing, wherever its last owner
+    /// drops it) is finished at once instead of waiting for this loop.
     pub fn run(
+        self,
+        consumer: Arc<BaseConsumer<SourceCtx>>,
+        ctx: SourceContext,
+        handle: tokio::runtime::Handle,
+    ) -> Result<(), BoxError> {
+        let context = consumer.clone();
+        let result = self.run_loop(consumer, ctx, handle);
+        let context = context.context();
+        context
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Nothing acknowledges records any more.
+        context
+            .abandon_in_flight
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    fn run_loop(
         mut self,
         consumer: Arc<BaseConsumer<SourceCtx>>,
         mut ctx: SourceContext,
@@ -231,7 +253,13 @@ impl Worker {
             }
             consumer.context().apply_acks(&consumer, StdDuration::ZERO);
             let mut polled = consumer.poll(StdDuration::from_millis(100));
-            if let Some(reason) = consumer.context().failed.lock().expect("failed lock").take() {
+            if let Some(reason) = consumer
+                .context()
+                .failed
+                .lock()
+                .expect("failed lock")
+                .take()
+            {
                 return Err(reason.into());
             }
             if self.hand_over_revoked(&consumer, &mut ctx, &handle, &mut pending)? {
@@ -314,7 +342,8 @@ impl Worker {
         handle: &tokio::runtime::Handle,
         pending: &mut Pending,
     ) -> Result<bool, BoxError> {
-        let lists = std::mem::take(&mut *consumer.context().revoking.lock().expect("revoking lock"));
+        let lists =
+            std::mem::take(&mut *consumer.context().revoking.lock().expect("revoking lock"));
         for tpl in lists {
             if self.hand_over(consumer, ctx, handle, pending, &tpl)? {
                 return Ok(true);
@@ -323,6 +352,9 @@ impl Worker {
         Ok(false)
     }
 
+    /// One revoke: the work of [`Worker::hand_over_work`], then the
+    /// partitions are unassigned whatever it gave (the group waits for
+    /// that, and so does closing the consumer).
     fn hand_over(
         &mut self,
         consumer: &BaseConsumer<SourceCtx>,
@@ -332,6 +364,28 @@ impl Worker {
         tpl: &TopicPartitionList,
     ) -> Result<bool, BoxError> {
         let started = Instant::now();
+        let result = self.hand_over_work(consumer, ctx, handle, pending, tpl);
+        if let Err(e) = consumer.incremental_unassign(tpl) {
+            tracing::warn!(error = %e, "cannot unassign revoked partitions");
+        }
+        if matches!(result, Ok(false)) {
+            tracing::info!(
+                partitions = %super::group::describe(tpl),
+                took_ms = started.elapsed().as_millis() as u64,
+                "partitions handed over"
+            );
+        }
+        result
+    }
+
+    fn hand_over_work(
+        &mut self,
+        consumer: &BaseConsumer<SourceCtx>,
+        ctx: &mut SourceContext,
+        handle: &tokio::runtime::Handle,
+        pending: &mut Pending,
+        tpl: &TopicPartitionList,
+    ) -> Result<bool, BoxError> {
         let revoked: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -350,10 +404,7 @@ impl Worker {
             .lock()
             .expect("tracker lock")
             .releasing(&revoked);
-        let marker = self
-            .handover
-            .as_ref()
-            .map(|h| h.revoke(partitions.clone()));
+        let marker = self.handover.as_ref().map(|h| h.revoke(partitions.clone()));
         if let Some(txn) = self.txn.clone() {
             if lost {
                 return Err(format!(
@@ -401,22 +452,12 @@ impl Worker {
                     .apply_acks(consumer, StdDuration::from_millis(20));
             }
             self.tracker.lock().expect("tracker lock").forget(&revoked);
-            if !lost
-                && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
-            {
+            if !lost && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "commit on revoke");
             }
         }
         self.next_offsets
             .retain(|(t, p), _| !revoked.iter().any(|(rt, rp)| &**t == rt && p == rp));
-        if let Err(e) = consumer.incremental_unassign(tpl) {
-            tracing::warn!(error = %e, "cannot unassign revoked partitions");
-        }
-        tracing::info!(
-            partitions = %super::group::describe(tpl),
-            took_ms = started.elapsed().as_millis() as u64,
-            "partitions handed over"
-        );
         Ok(false)
     }
 

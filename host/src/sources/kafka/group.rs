@@ -233,10 +233,7 @@ impl ConsumerContext for SourceCtx {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
-                if cooperative
-                    && !self
-                        .closing
-                        .load(std::sync::atomic::Ordering::Relaxed) =>
+                if cooperative && !self.closing.load(std::sync::atomic::Ordering::Relaxed) =>
             {
                 // The poll loop commits what was read from them and
                 // releases their tasks, then unassigns them. Nothing more

@@ -44,7 +44,8 @@ use serde::Deserialize;
 pub use crate::kafka::committed_offsets;
 use crate::kafka::exactly_once::ExactlyOnce;
 use crate::kafka::{
-    Brokers, StaticMembership, Options, TopicSpec, check_reachable, client_config, ensure_topic, partition_count,
+    Brokers, Options, StaticMembership, TopicSpec, check_reachable, client_config, ensure_topic,
+    partition_count,
 };
 use crate::stage::{
     BoxError, Component, Handover, Resource, Source, SourceContext, StageTask, Transactional,

@@ -88,9 +88,7 @@ impl Tracker {
         revoked.iter().any(|(t, p)| {
             self.parts
                 .iter()
-                .any(|((tt, pp), q)| {
-                    &**tt == t && pp == p && q.iter().any(|e| !e.2 && !e.3)
-                })
+                .any(|((tt, pp), q)| &**tt == t && pp == p && q.iter().any(|e| !e.2 && !e.3))
         })
     }
 

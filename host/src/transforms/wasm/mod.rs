@@ -42,8 +42,8 @@ use std::time::Duration as StdDuration;
 use serde::Deserialize;
 
 use crate::stage::{
-    BoxError, Component, Partitioning, StageTask, Transactional, Transform, TransformContext, Update,
-    UpdateOutcome,
+    BoxError, Component, Partitioning, StageTask, Transactional, Transform, TransformContext,
+    Update, UpdateOutcome,
 };
 use crate::units::{ByteSize, Duration};
 use crate::wasm::{Limits, Plugin, Runtime, resolve_plugin};

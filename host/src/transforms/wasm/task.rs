@@ -364,7 +364,11 @@ impl Task {
                     self.snapshot = s;
                     self.saved = None;
                 }
-                if self.saved.as_ref().is_some_and(|v| v.next_seq != self.next_seq) {
+                if self
+                    .saved
+                    .as_ref()
+                    .is_some_and(|v| v.next_seq != self.next_seq)
+                {
                     self.saved = None;
                 }
                 self.log.clear();

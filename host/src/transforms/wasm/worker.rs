@@ -13,9 +13,9 @@ use futures_util::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::WasmConfig;
 use super::swap::{Swap, carry_state};
 use super::task::{Shared, Task, TaskKey, partition_of};
-use super::WasmConfig;
 use crate::event::{Batch, Event, Marker};
 use crate::stage::{
     BoxError, Handover, Input, Item, SavedStage, StageTask, TransformContext, Update, Updated,
@@ -208,11 +208,7 @@ impl Worker {
                 (None, Some(saved)) => Task::restored(&self.shared, key, &saved, "checkpoint")?,
                 (None, None) => Task::new(&self.shared, key)?,
             };
-            tracing::info!(
-                partition,
-                state_bytes = task.state_bytes(),
-                "task started"
-            );
+            tracing::info!(partition, state_bytes = task.state_bytes(), "task started");
             self.tasks.insert(key, task);
             self.publish();
         }
@@ -221,7 +217,7 @@ impl Worker {
 
     fn on_batch(&mut self, batch: Batch) -> Result<Flow, BoxError> {
         // A Kafka source sends one partition per batch; split otherwise.
-        let first = batch.events.first().map_or(None, partition_of);
+        let first = batch.events.first().and_then(partition_of);
         let one_task = batch.events.iter().all(|e| partition_of(e) == first);
         if one_task {
             return self.on_task_batch(first, batch);
@@ -371,21 +367,25 @@ impl Worker {
         for (key, task) in self.tasks.iter_mut() {
             let instance = match first.take() {
                 Some(i) => i,
-                None => {
-                    Instance::new(&plugin, &self.shared.name, &config.config_json(), config.limits())
-                        .map_err(|e| format!("cannot instantiate the new plugin: {e}"))?
-                }
+                None => Instance::new(
+                    &plugin,
+                    &self.shared.name,
+                    &config.config_json(),
+                    config.limits(),
+                )
+                .map_err(|e| format!("cannot instantiate the new plugin: {e}"))?,
             };
             let mut one = Swap {
                 config: config.clone(),
                 plugin: plugin.clone(),
                 instance,
             };
-            let carried = carry_state(&self.shared.name, task.instance_mut(), &mut one)
-                .map_err(|e| match key {
+            let carried = carry_state(&self.shared.name, task.instance_mut(), &mut one).map_err(
+                |e| match key {
                     Some(p) => format!("task of partition {p}: {e}"),
                     None => e,
-                })?;
+                },
+            )?;
             state_bytes += carried.state_bytes;
             resets += usize::from(carried.reset.is_some());
             prepared.push((*key, one.instance, carried.snapshot));
@@ -402,18 +402,21 @@ impl Worker {
         self.tick_every = config.tick_every();
         self.publish();
         let pause_us = started.elapsed().as_micros() as u64;
+        // Tasks of input partitions (the task of events from no partition
+        // is always there).
+        let partitions = self.tasks.len() - 1;
         if resets == self.tasks.len() {
             tracing::info!(pause_us, tasks = resets, "plugin swapped in, empty");
         } else if resets == 0 {
             tracing::info!(
-                tasks = self.tasks.len(),
+                partitions,
                 state_bytes,
                 pause_us,
                 "plugin swapped in with the running state"
             );
         } else {
             tracing::info!(
-                tasks = self.tasks.len(),
+                partitions,
                 resets,
                 pause_us,
                 "plugin swapped in; tasks whose state it refused start empty"
