@@ -439,18 +439,11 @@ impl Worker {
             if let Some(marker) = marker {
                 let _ = ctx.out.blocking_marker(handle, marker);
             }
-            let deadline = Instant::now() + self.rebalance_timeout;
-            while self
-                .tracker
-                .lock()
-                .expect("tracker lock")
-                .pending_in(&revoked)
-                && Instant::now() < deadline
-            {
-                consumer
-                    .context()
-                    .apply_acks(consumer, StdDuration::from_millis(20));
-            }
+            consumer.context().wait_for_in_flight(
+                consumer,
+                &revoked,
+                Instant::now() + self.rebalance_timeout,
+            );
             self.tracker.lock().expect("tracker lock").forget(&revoked);
             if !lost && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "commit on revoke");

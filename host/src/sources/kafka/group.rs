@@ -70,6 +70,25 @@ pub(super) struct SourceCtx {
 }
 
 impl SourceCtx {
+    /// Applies acknowledgements until no record of `partitions` is in
+    /// flight, or until `deadline`.
+    pub fn wait_for_in_flight(
+        &self,
+        consumer: &BaseConsumer<SourceCtx>,
+        partitions: &[(String, i32)],
+        deadline: Instant,
+    ) {
+        while self
+            .tracker
+            .lock()
+            .expect("tracker lock")
+            .pending_in(partitions)
+            && Instant::now() < deadline
+        {
+            self.apply_acks(consumer, StdDuration::from_millis(20));
+        }
+    }
+
     /// Applies acknowledgements that have arrived, waiting up to `wait` for
     /// the first one.
     pub fn apply_acks(&self, consumer: &BaseConsumer<SourceCtx>, wait: StdDuration) -> usize {
@@ -301,15 +320,7 @@ impl ConsumerContext for SourceCtx {
                 } else {
                     Instant::now() + self.rebalance_timeout
                 };
-                while self
-                    .tracker
-                    .lock()
-                    .expect("tracker lock")
-                    .pending_in(&revoked)
-                    && Instant::now() < deadline
-                {
-                    self.apply_acks(consumer, StdDuration::from_millis(20));
-                }
+                self.wait_for_in_flight(consumer, &revoked, deadline);
                 let abandoned = self
                     .tracker
                     .lock()
