@@ -107,6 +107,9 @@ pub struct ExactlyOnce {
     /// Partitions of the changelog (the input's).
     changelog_partitions: i32,
     stats: Arc<TransactionStats>,
+    /// When the open transaction began: a fence after it was open longer
+    /// than the transaction timeout is the broker's abort, not a rival.
+    opened: Mutex<Instant>,
     /// This host's claim on the transactional id, for the process's life.
     _lock: InstanceLock,
 }
@@ -219,6 +222,7 @@ impl ExactlyOnce {
             committed_states: Mutex::new(BTreeMap::new()),
             changelog_partitions,
             stats,
+            opened: Mutex::new(Instant::now()),
         }))
     }
 
@@ -315,12 +319,23 @@ impl ExactlyOnce {
             .fatal_error()
             .map(|(code, text)| format!("{code:?}: {text}"));
         let seen = format!("{failure} {}", fatal.as_deref().unwrap_or_default()).to_lowercase();
-        if seen.contains("fenced") || seen.contains("producer_epoch") {
+        let open = self.opened.lock().expect("opened lock").elapsed();
+        let timeout = self.settings.transaction_timeout;
+        if (seen.contains("fenced") || seen.contains("producer_epoch")) && open > timeout {
+            // Paused or stalled past the timeout: the broker aborted the
+            // transaction and bumped the epoch. Nobody else holds the id.
             format!(
-                "transactional id {} was fenced ({}): another process took it over, or the broker aborted a transaction open longer than transaction_timeout ({} s); this instance stops",
+                "transactional id {} was fenced ({}): its transaction was open {} s, longer than transaction_timeout ({} s; was the process paused?), so the broker aborted it; {RESUME_HINT}",
                 self.settings.transactional_id,
                 fatal.as_deref().unwrap_or(failure),
-                self.settings.transaction_timeout.as_secs()
+                open.as_secs(),
+                timeout.as_secs()
+            )
+        } else if seen.contains("fenced") || seen.contains("producer_epoch") {
+            format!(
+                "transactional id {} was fenced ({}): another process took it over; this instance stops",
+                self.settings.transactional_id,
+                fatal.as_deref().unwrap_or(failure),
             )
         } else {
             format!("transactions cannot go on: {failure}")
@@ -525,6 +540,7 @@ impl ExactlyOnce {
         self.producer
             .begin_transaction()
             .map_err(|e| TxnError::Fatal(format!("cannot begin the next transaction: {e}")))?;
+        *self.opened.lock().expect("opened lock") = Instant::now();
         self.state.send_modify(|s| s.committed = saved.id);
         Ok(())
     }

@@ -18,7 +18,7 @@ use super::ValueFormat;
 use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
 use crate::event::{Ack, Acks, Batch, Event, Marker, Origin};
-use crate::kafka::exactly_once::ExactlyOnce;
+use crate::kafka::exactly_once::{ExactlyOnce, RESUME_HINT};
 use crate::stage::{Action, BoxError, Handover, SourceContext};
 use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
@@ -408,7 +408,7 @@ impl Worker {
         if let Some(txn) = self.txn.clone() {
             if lost {
                 return Err(format!(
-                    "exactly-once: partitions {} were taken from this process without a hand-over (its group session expired: was it paused or cut off?); stopping, so that nothing it read since the last commit is committed twice (start again to rejoin)",
+                    "exactly-once: partitions {} were taken from this process without a hand-over (its group session expired: was it paused or cut off?); stopping, so that nothing it read since the last commit is committed twice; {RESUME_HINT}",
                     super::group::describe(tpl)
                 )
                 .into());
