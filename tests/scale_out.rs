@@ -336,6 +336,65 @@ fn at_least_once_loses_nothing_while_instances_join_leave_and_die() {
 }
 
 #[test]
+fn at_least_once_hand_overs_move_open_windows_through_the_changelog() {
+    // Joins and SIGTERM leaves only: every hand-over writes the tasks'
+    // state to the changelog before committing, so nothing is read twice
+    // and every window is counted once, exactly.
+    let (name, parts, n) = ("scale-alo-move", 4, 200_000);
+    let b = broker();
+    create_topic(b, &format!("{name}-in"), parts);
+    let p = Pipeline::new(&pipeline_with(
+        b,
+        name,
+        "at-least-once",
+        "@plugin(gender-count)",
+        parts,
+    ));
+    let out = format!("{name}-out");
+    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    let (mut a, _da) = instance(p.file(), &format!("{name}-a"));
+    a.wait_for("task started", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4));
+    let (mut second, _ds) = instance(p.file(), &format!("{name}-b"));
+    let joined = second.wait_for("task started", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(8));
+    signal(&second.child, libc::SIGTERM);
+    assert!(
+        second.exit_status(Duration::from_secs(60)).success(),
+        "{}",
+        second.log_text()
+    );
+    let left = second.log_text();
+    producer.join().unwrap();
+    let want = expected_in(n, parts);
+    wait_for_windows(b, &out, parts, &want, &a);
+    signal(&a.child, libc::SIGTERM);
+    a.exit_status(Duration::from_secs(60));
+    let first = a.log_text();
+    assert_exact(&emitted_in(b, &out, "read_committed", parts), &want);
+    // The state went through the changelog both ways.
+    assert!(
+        first.contains("its state went to the changelog with its partition"),
+        "{first}"
+    );
+    assert!(
+        joined.contains("plugin state restored from the changelog"),
+        "{joined}"
+    );
+    assert!(
+        left.contains("its state went to the changelog with its partition"),
+        "{left}"
+    );
+    assert!(
+        first
+            .matches("plugin state restored from the changelog")
+            .count()
+            >= 1,
+        "the first process took the second's partitions back with their state:\n{first}"
+    );
+}
+
+#[test]
 fn a_process_paused_past_its_session_is_fenced_and_adds_no_duplicate() {
     let (name, parts, n) = ("scale-zombie", 4, 200_000);
     let b = broker();

@@ -35,8 +35,9 @@ use crate::config::{Guarantee, Kind, Pipeline};
 use crate::engine::{ReloadRequest, RunError, Services, Topology};
 use crate::kafka::exactly_once::{self, ExactlyOnce};
 use crate::kafka::instance_lock::{InstanceLock, lock_dir};
+use crate::kafka::state_log::Changelog;
 use crate::kafka::{Brokers, KafkaSetupError, StaticMembership};
-use crate::stage::{Handover, Transactional};
+use crate::stage::{Handover, Partitioning, Transactional};
 use crate::telemetry::{Counters, ReloadReport, Telemetry};
 
 /// How [`start`] runs a pipeline.
@@ -181,7 +182,23 @@ pub async fn start(pipeline: Pipeline, options: RunOptions) -> Result<Running, S
         }
     }
     let transactions = match pipeline.options.guarantee {
-        Guarantee::AtLeastOnce => None,
+        Guarantee::AtLeastOnce => {
+            if pipeline
+                .stages
+                .values()
+                .any(|s| s.component.hooks().partitioning() == Some(Partitioning::PerPartition))
+            {
+                // Tasks' state moves through the changelog with their
+                // partitions.
+                let (topic, input_partitions) =
+                    tokio::task::block_in_place(|| changelog(&pipeline));
+                services.extensions.insert(Arc::new(Changelog {
+                    topic,
+                    input_partitions,
+                }));
+            }
+            None
+        }
         Guarantee::ExactlyOnce => {
             let txn = tokio::task::block_in_place(|| {
                 ExactlyOnce::start(transaction_settings(&pipeline), telemetry.transactions())
@@ -247,30 +264,39 @@ fn transaction_settings(pipeline: &Pipeline) -> exactly_once::Settings {
             _ => None,
         })
         .unwrap_or_default();
-    let name = pipeline.name();
+    let (changelog, input_partitions) = changelog(pipeline);
     exactly_once::Settings {
         brokers: Brokers::from_setting(brokers.as_deref()),
         client,
-        transactional_id: format!("weir-{name}-{}", pipeline.instance_id()),
-        changelog: pipeline
-            .options
-            .changelog
-            .clone()
-            .unwrap_or_else(|| format!("weir-{name}-state")),
-        input_partitions: pipeline
-            .stages
-            .values()
-            .filter_map(|s| s.component.hooks().input_partitions())
-            .filter_map(Result::ok)
-            .flatten()
-            .map(|(_, n)| n)
-            .max()
-            .unwrap_or(1),
+        transactional_id: format!("weir-{}-{}", pipeline.name(), pipeline.instance_id()),
+        changelog,
+        input_partitions,
         transaction_timeout: pipeline
             .options
             .transaction_timeout
             .map_or(Duration::from_secs(60), |d| d.get()),
     }
+}
+
+/// The pipeline's changelog topic (`changelog`, default
+/// `weir-<pipeline>-state`) and the partition count of its input (asks the
+/// cluster).
+fn changelog(pipeline: &Pipeline) -> (String, i32) {
+    let topic = pipeline
+        .options
+        .changelog
+        .clone()
+        .unwrap_or_else(|| format!("weir-{}-state", pipeline.name()));
+    let input_partitions = pipeline
+        .stages
+        .values()
+        .filter_map(|s| s.component.hooks().input_partitions())
+        .filter_map(Result::ok)
+        .flatten()
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(1);
+    (topic, input_partitions)
 }
 
 impl Running {

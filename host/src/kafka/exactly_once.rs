@@ -29,18 +29,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer as _};
+use rdkafka::producer::Producer as _;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::changelog::{self, CHECKPOINT_HEADER};
-use super::delivery::{Delivery, DeliveryContext, FirstFailure, Producer};
+use super::delivery::{DeliveryContext, FirstFailure, Producer};
 use super::instance_lock::{InstanceLock, lock_dir};
-use super::{Brokers, KafkaSetupError, TopicSpec, check_reachable, ensure_topic, partition_count};
+use super::{Brokers, KafkaSetupError, check_reachable};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Saved, SavedStage};
 use crate::telemetry::TransactionStats;
 
@@ -56,9 +55,6 @@ const OUTAGE: Duration = Duration::from_secs(120);
 /// read_committed readers, and starting the pipeline again resumes from the
 /// last commit (`weir run` does so itself).
 pub const RESUME_HINT: &str = "restart to resume from the last commit";
-
-/// Largest state record: the changelog topic and the producer allow it.
-const MAX_RECORD_BYTES: &str = "16777216";
 
 /// How an exactly-once pipeline talks to its cluster.
 #[derive(Debug, Clone)]
@@ -146,7 +142,7 @@ impl ExactlyOnce {
             config.set(k, v);
         }
         if config.get("message.max.bytes").is_none() {
-            config.set("message.max.bytes", MAX_RECORD_BYTES);
+            config.set("message.max.bytes", changelog::MAX_RECORD_BYTES);
         }
         config
             .set("transactional.id", &settings.transactional_id)
@@ -168,27 +164,13 @@ impl ExactlyOnce {
         }
         let connect = Duration::from_secs(10);
         check_reachable(&config, &settings.brokers, connect)?;
-        let input_partitions = settings.input_partitions.max(1);
-        let mut spec = TopicSpec::new(input_partitions, replication_for(&config, connect));
-        spec.config
-            .insert("cleanup.policy".into(), "compact".into());
-        spec.config
-            .insert("max.message.bytes".into(), MAX_RECORD_BYTES.into());
-        ensure_topic(
+        let changelog_partitions = changelog::ensure(
             &config,
             &settings.brokers,
             &settings.changelog,
-            &spec,
+            settings.input_partitions,
             connect,
         )?;
-        let changelog_partitions =
-            partition_count(&config, &settings.changelog, connect)?.unwrap_or(1) as i32;
-        if changelog_partitions < input_partitions {
-            return Err(KafkaSetupError::Transactions(format!(
-                "changelog topic {} has {changelog_partitions} partitions but the input has {input_partitions}: the state of input partition p is kept in changelog partition p; add partitions to it (kafka-topics.sh --alter --partitions {input_partitions}) or name a new one with `changelog`",
-                settings.changelog
-            )));
-        }
         let producer: Producer = config
             .create_with_context(DeliveryContext)
             .map_err(KafkaSetupError::Settings)?;
@@ -364,34 +346,18 @@ impl ExactlyOnce {
                         self.changelog_partitions
                     ));
                 }
-                let value = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
                 let id_text = id.to_string();
-                let mut record = BaseRecord::with_opaque_to(
-                    &self.settings.changelog,
-                    Box::new(Delivery {
-                        target: failures.clone(),
-                        index: 0,
-                    }),
-                )
-                .partition(target)
-                .key(key.as_bytes())
-                .payload(&value[..])
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: CHECKPOINT_HEADER,
-                    value: Some(id_text.as_bytes()),
-                }));
-                loop {
-                    match self.producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            record = back;
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        Err((e, _)) => {
-                            return Err(format!("cannot write the state of `{key}`: {e}"));
-                        }
-                    }
-                }
+                changelog::send(
+                    &self.producer,
+                    changelog::StateRecord {
+                        topic: &self.settings.changelog,
+                        partition: target,
+                        key: &key,
+                        state: &state,
+                        header: (CHECKPOINT_HEADER, id_text.as_bytes()),
+                    },
+                    failures.clone(),
+                )?;
                 written.push((key, state));
             }
         }
@@ -423,6 +389,11 @@ impl ExactlyOnce {
         let mut committed = self.committed_states.lock().expect("states lock");
         let mut states = Vec::new();
         for (key, state) in found.states {
+            // A record an at-least-once run of this pipeline left is not
+            // committed state.
+            if found.positions.contains_key(&key) {
+                continue;
+            }
             if let (stage, Some(p)) = changelog::parse_key(&key)
                 && wanted.contains(&p)
             {
@@ -596,19 +567,6 @@ impl From<TxnError> for String {
             TxnError::Abortable(s) | TxnError::Fatal(s) => s,
         }
     }
-}
-
-/// Replication of the changelog: three copies where the cluster has three
-/// brokers, else as many as it has.
-fn replication_for(config: &ClientConfig, timeout: Duration) -> i32 {
-    let mut probe = config.clone();
-    probe.remove("transactional.id");
-    let brokers = probe
-        .create::<BaseConsumer>()
-        .ok()
-        .and_then(|c| c.fetch_metadata(None, timeout).ok())
-        .map_or(1, |m| m.brokers().len());
-    brokers.clamp(1, 3) as i32
 }
 
 impl CheckpointStore for ExactlyOnce {

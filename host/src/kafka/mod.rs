@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod embedded;
 pub mod exactly_once;
 pub mod instance_lock;
+pub mod state_log;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

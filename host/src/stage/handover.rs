@@ -8,9 +8,14 @@
 //! new owner must start from (read from the changelog at the committed
 //! position) here before any record of those partitions is read; a stage
 //! takes it when it creates the partition's task.
+//!
+//! At-least-once, a revoke may come with a [`StateKeeper`]: the stage gives
+//! each released task's state to it (the source writes it to the changelog
+//! with the partition's position) before letting go of the records the
+//! task holds, so their offsets are committed only once the state is kept.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::SavedStage;
 use crate::event::Marker;
@@ -22,26 +27,42 @@ pub struct Handover {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+/// Keeps the state of a released task: `(stage, partition, state)`; an
+/// error says why it could not (the task's records are then read again by
+/// the partition's next owner).
+pub type StateKeeper = Arc<dyn Fn(&str, i32, &SavedStage) -> Result<(), String> + Send + Sync>;
+
+#[derive(Default)]
 struct Inner {
     next_generation: u64,
-    revoked: HashMap<u64, Vec<i32>>,
+    revoked: HashMap<u64, (Vec<i32>, Option<StateKeeper>)>,
     restored: HashMap<(String, i32), SavedStage>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("next_generation", &self.next_generation)
+            .field("restored", &self.restored.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Handover {
     /// Registers `partitions` as given away; the marker to send after their
-    /// last records.
-    pub fn revoke(&self, partitions: Vec<i32>) -> Marker {
+    /// last records. Stages keep the released tasks' state with `keeper`
+    /// when there is one.
+    pub fn revoke(&self, partitions: Vec<i32>, keeper: Option<StateKeeper>) -> Marker {
         let mut inner = self.inner.lock().expect("handover lock");
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        inner.revoked.insert(generation, partitions);
+        inner.revoked.insert(generation, (partitions, keeper));
         Marker::Revoked { generation }
     }
 
-    /// The partitions of revocation `generation`.
-    pub fn revoked(&self, generation: u64) -> Vec<i32> {
+    /// The partitions of revocation `generation`, and where their tasks'
+    /// state is kept.
+    pub fn revoked(&self, generation: u64) -> (Vec<i32>, Option<StateKeeper>) {
         self.inner
             .lock()
             .expect("handover lock")
@@ -88,11 +109,23 @@ mod tests {
     #[test]
     fn revocations_and_restored_state_are_found_again() {
         let h = Handover::default();
-        let Marker::Revoked { generation } = h.revoke(vec![1, 4]) else {
+        let Marker::Revoked { generation } = h.revoke(vec![1, 4], None) else {
             panic!("not a revoke marker")
         };
-        assert_eq!(h.revoked(generation), vec![1, 4]);
-        assert!(h.revoked(generation + 1).is_empty());
+        assert_eq!(h.revoked(generation).0, vec![1, 4]);
+        assert!(h.revoked(generation + 1).0.is_empty());
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let into = kept.clone();
+        let keeper: StateKeeper = Arc::new(move |stage: &str, p: i32, _: &SavedStage| {
+            into.lock().unwrap().push((stage.to_owned(), p));
+            Ok(())
+        });
+        let Marker::Revoked { generation } = h.revoke(vec![2], Some(keeper)) else {
+            panic!("not a revoke marker")
+        };
+        let (_, keeper) = h.revoked(generation);
+        keeper.expect("a keeper")("count", 2, &SavedStage::new(1, b"")).unwrap();
+        assert_eq!(*kept.lock().unwrap(), vec![("count".to_owned(), 2)]);
         h.restore("count", 4, SavedStage::new(9, b"ab"));
         assert!(h.take("count", 3).is_none());
         assert_eq!(h.take("count", 4).unwrap().next_seq, 9);

@@ -41,7 +41,7 @@ pub use component::{
 pub use context::{SinkContext, SourceContext, TransformContext};
 pub use dead_letters::DeadLetters;
 pub use extensions::Extensions;
-pub use handover::Handover;
+pub use handover::{Handover, StateKeeper};
 pub use input::{Inbox, Input, Item};
 pub(crate) use output::Route;
 pub use output::{Closed, Output};

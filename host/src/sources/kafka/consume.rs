@@ -17,9 +17,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::ValueFormat;
 use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
+use crate::checkpoint::SavedStage;
 use crate::event::{Ack, Acks, Batch, Event, Marker, Origin};
 use crate::kafka::exactly_once::{ExactlyOnce, RESUME_HINT};
-use crate::stage::{Action, BoxError, Handover, SourceContext};
+use crate::kafka::state_log::Positions;
+use crate::stage::{Action, BoxError, Handover, SourceContext, StateKeeper};
 use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
 
@@ -404,7 +406,15 @@ impl Worker {
             .lock()
             .expect("tracker lock")
             .releasing(&revoked);
-        let marker = self.handover.as_ref().map(|h| h.revoke(partitions.clone()));
+        // Lost partitions may be another owner's already: no state of
+        // theirs is written from here.
+        let keeper = (!lost)
+            .then(|| self.state_keeper(consumer, &revoked))
+            .flatten();
+        let marker = self
+            .handover
+            .as_ref()
+            .map(|h| h.revoke(partitions.clone(), keeper));
         if let Some(txn) = self.txn.clone() {
             if lost {
                 return Err(format!(
@@ -445,6 +455,12 @@ impl Worker {
                 Instant::now() + self.rebalance_timeout,
             );
             self.tracker.lock().expect("tracker lock").forget(&revoked);
+            consumer
+                .context()
+                .assigned_at
+                .lock()
+                .expect("assigned lock")
+                .retain(|tp, _| !revoked.contains(tp));
             if !lost && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "commit on revoke");
             }
@@ -452,6 +468,57 @@ impl Worker {
         self.next_offsets
             .retain(|(t, p), _| !revoked.iter().any(|(rt, rp)| &**t == rt && p == rp));
         Ok(false)
+    }
+
+    /// At-least-once with a changelog: where the tasks of `partitions`
+    /// (leaving this process) keep their state, with the position of each
+    /// partition (the next offset to read, or where it was assigned when
+    /// nothing of it was read since).
+    fn state_keeper(
+        &self,
+        consumer: &BaseConsumer<SourceCtx>,
+        partitions: &[(String, i32)],
+    ) -> Option<StateKeeper> {
+        let log = consumer.context().state_log.clone()?;
+        if self.txn.is_some() {
+            return None;
+        }
+        let assigned_at = consumer
+            .context()
+            .assigned_at
+            .lock()
+            .expect("assigned lock")
+            .clone();
+        let mut positions: BTreeMap<i32, Positions> = BTreeMap::new();
+        let mut unknown: Vec<i32> = Vec::new();
+        for (topic, partition) in partitions {
+            let next = self
+                .next_offsets
+                .iter()
+                .find(|((t, p), _)| &**t == topic && p == partition)
+                .map(|(_, o)| *o)
+                .or_else(|| assigned_at.get(&(topic.clone(), *partition)).copied());
+            match next {
+                Some(offset) => {
+                    positions
+                        .entry(*partition)
+                        .or_default()
+                        .insert(topic.clone(), offset);
+                }
+                None => unknown.push(*partition),
+            }
+        }
+        for p in unknown {
+            positions.remove(&p);
+        }
+        Some(Arc::new(
+            move |stage: &str, partition: i32, saved: &SavedStage| {
+                let at = positions
+                    .get(&partition)
+                    .ok_or_else(|| format!("the position of partition {partition} is not known"))?;
+                log.write(stage, partition, saved, at)
+            },
+        ))
     }
 
     /// Asks for a checkpoint now and carries it out; its id, or `None` when
@@ -546,7 +613,10 @@ impl Worker {
                     let mut partitions: Vec<i32> = assigned.iter().map(|a| a.1).collect();
                     partitions.sort_unstable();
                     partitions.dedup();
-                    let _ = ctx.out.blocking_marker(handle, handover.revoke(partitions));
+                    let keeper = self.state_keeper(&consumer, &assigned);
+                    let _ = ctx
+                        .out
+                        .blocking_marker(handle, handover.revoke(partitions, keeper));
                 }
                 // The pipeline is stopping: tell downstream this input has
                 // ended, so transforms flush their open windows now and the

@@ -23,6 +23,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::offsets::Tracker;
 use crate::event::AckTarget;
 use crate::kafka::exactly_once::ExactlyOnce;
+use crate::kafka::state_log::StateLog;
 use crate::stage::Handover;
 use crate::telemetry::StageMetrics;
 
@@ -65,6 +66,11 @@ pub(super) struct SourceCtx {
     pub(super) txn: Option<Arc<ExactlyOnce>>,
     /// Where state of assigned partitions goes for the stages' tasks.
     pub(super) handover: Option<Arc<Handover>>,
+    /// At-least-once: the changelog tasks' state is handed over through.
+    pub(super) state_log: Option<Arc<StateLog>>,
+    /// At-least-once: the committed offset each assigned partition started
+    /// at (its position when nothing of it has been read since).
+    pub(super) assigned_at: Mutex<HashMap<(String, i32), i64>>,
     /// Why the state of an assigned partition could not be read.
     pub(super) failed: Mutex<Option<String>>,
 }
@@ -156,6 +162,9 @@ impl SourceCtx {
     /// read_committed, librdkafka waits for a previous owner's transaction
     /// to settle, and that transaction wrote the state with the offsets.
     fn restore_state(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        if let (Some(log), Some(handover)) = (&self.state_log, &self.handover) {
+            return self.restore_handed_over(consumer, tpl, log, handover);
+        }
         let (Some(txn), Some(handover)) = (&self.txn, &self.handover) else {
             return;
         };
@@ -191,6 +200,94 @@ impl SourceCtx {
                 ));
             }
         }
+    }
+
+    /// At-least-once: the state the tasks of newly assigned partitions
+    /// start from, where the changelog has a hand-over whose positions are
+    /// the committed offsets (the state reflects exactly the records
+    /// before them). An older hand-over is not used: the committed offsets
+    /// stay behind what tasks hold, so reading from them rebuilds it.
+    fn restore_handed_over(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+        log: &StateLog,
+        handover: &Handover,
+    ) {
+        let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        if partitions.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let committed: HashMap<(String, i32), i64> = match consumer
+            .committed_offsets(tpl.clone(), self.rebalance_timeout)
+        {
+            Ok(list) => list
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                *self.failed.lock().expect("failed lock") = Some(format!(
+                    "cannot fetch the committed offsets of assigned partitions {partitions:?}: {e}"
+                ));
+                return;
+            }
+        };
+        self.assigned_at
+            .lock()
+            .expect("assigned lock")
+            .extend(committed.clone());
+        let states = match log.read(&partitions) {
+            Ok(states) => states,
+            Err(e) => {
+                *self.failed.lock().expect("failed lock") = Some(format!(
+                    "cannot read the state of assigned partitions {partitions:?} from changelog {}: {e}",
+                    log.topic()
+                ));
+                return;
+            }
+        };
+        handover.clear(&partitions);
+        let (mut tasks, mut bytes, mut older) = (0, 0, 0);
+        let elements = tpl.elements();
+        for (stage, partition, saved, positions) in states {
+            let topics: Vec<&str> = elements
+                .iter()
+                .filter(|e| e.partition() == partition)
+                .map(|e| e.topic())
+                .collect();
+            let current = topics.iter().all(|t| {
+                positions.get(*t).is_some()
+                    && positions.get(*t) == committed.get(&((*t).to_owned(), partition))
+            });
+            if current {
+                tasks += 1;
+                bytes += saved.state.len() / 2;
+                handover.restore(&stage, partition, saved);
+            } else {
+                older += 1;
+                tracing::debug!(
+                    stage,
+                    partition,
+                    ?positions,
+                    "hand-over state older than the committed offsets; not used"
+                );
+            }
+        }
+        tracing::info!(
+            partitions = ?partitions,
+            tasks,
+            state_bytes = bytes,
+            older_unused = older,
+            took_ms = started.elapsed().as_millis() as u64,
+            "state of assigned partitions read from the changelog"
+        );
     }
 
     /// Sets the start offset of newly assigned partitions that have a

@@ -43,6 +43,7 @@ use serde::Deserialize;
 
 pub use crate::kafka::committed_offsets;
 use crate::kafka::exactly_once::ExactlyOnce;
+use crate::kafka::state_log::{Changelog, StateLog};
 use crate::kafka::{
     Brokers, Options, StaticMembership, TopicSpec, check_reachable, client_config, ensure_topic,
     partition_count,
@@ -212,6 +213,23 @@ impl Source for KafkaSourceConfig {
                 );
             }
         }
+        // At-least-once with tasks per partition: their state goes to the
+        // changelog when their partition leaves this process.
+        let state_log = match (ctx.extensions.get::<Changelog>(), &txn, &brokers) {
+            (Some(changelog), None, Brokers::Cluster(_)) if handover.is_some() => {
+                Some(Arc::new(StateLog::new(
+                    (*changelog).clone(),
+                    brokers.clone(),
+                    bootstrap.clone(),
+                    self.options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
+                    &group,
+                )))
+            }
+            _ => None,
+        };
         let (ack_tx, ack_rx) = channel();
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let context = SourceCtx {
@@ -229,6 +247,8 @@ impl Source for KafkaSourceConfig {
             closing: std::sync::atomic::AtomicBool::new(false),
             txn: txn.clone(),
             handover: handover.clone(),
+            state_log,
+            assigned_at: Mutex::new(HashMap::new()),
             failed: Mutex::new(None),
         };
         let consumer: Arc<BaseConsumer<SourceCtx>> = Arc::new(

@@ -283,19 +283,44 @@ impl Worker {
     }
 
     /// The consumer group moved partitions away: their tasks end without
-    /// flushing (their state went with the partition: in the transaction
-    /// committed before this marker, or by re-reading from the committed
-    /// offsets, which stay behind what the tasks hold).
+    /// flushing. Their state goes with the partition: in the transaction
+    /// committed before this marker (exactly-once), to the keeper the
+    /// source gave (at-least-once: the changelog, before the records the
+    /// task holds are let go), or else by re-reading from the committed
+    /// offsets, which stay behind what the tasks hold.
     fn on_revoked(&mut self, generation: u64) -> Result<Flow, BoxError> {
-        let partitions = self
+        let (partitions, keeper) = self
             .handover
             .as_ref()
             .map(|h| h.revoked(generation))
             .unwrap_or_default();
         for p in &partitions {
-            if let Some(task) = self.tasks.remove(&Some(*p)) {
-                task.release();
-                tracing::info!(partition = p, "task released: its partition moved away");
+            if let Some(mut task) = self.tasks.remove(&Some(*p)) {
+                let Some(keep) = &keeper else {
+                    task.release();
+                    tracing::info!(partition = p, "task released: its partition moved away");
+                    continue;
+                };
+                let saved = task.saved_now(&self.shared);
+                let bytes = task.state_bytes();
+                match keep(&self.shared.name, *p, &saved) {
+                    Ok(()) => {
+                        task.hand_over();
+                        tracing::info!(
+                            partition = p,
+                            state_bytes = bytes,
+                            "task released: its state went to the changelog with its partition"
+                        );
+                    }
+                    Err(reason) => {
+                        task.release();
+                        tracing::warn!(
+                            partition = p,
+                            reason,
+                            "task released without its state: the partition's next owner reads its records again"
+                        );
+                    }
+                }
             }
             self.saved_tasks.remove(p);
         }
