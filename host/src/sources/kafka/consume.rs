@@ -17,11 +17,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::ValueFormat;
 use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
-use crate::checkpoint::SavedStage;
 use crate::event::{Ack, Acks, Batch, Event, Marker, Origin};
-use crate::kafka::exactly_once::{ExactlyOnce, RESUME_HINT};
-use crate::kafka::state_log::Positions;
-use crate::stage::{Action, BoxError, Handover, SourceContext, StateKeeper};
+use crate::kafka::exactly_once::ExactlyOnce;
+use crate::stage::{Action, BoxError, Handover, SourceContext};
 use crate::telemetry::StageMetrics;
 use crate::util::now_ms;
 
@@ -51,7 +49,7 @@ pub(super) struct Worker {
 
 /// Records read but not yet sent downstream, by partition.
 #[derive(Default)]
-struct Pending {
+pub(super) struct Pending {
     parts: BTreeMap<i32, Part>,
 }
 
@@ -120,7 +118,7 @@ impl Worker {
         }
     }
 
-    fn flush(
+    pub(super) fn flush(
         &mut self,
         ctx: &SourceContext,
         handle: &tokio::runtime::Handle,
@@ -331,226 +329,9 @@ impl Worker {
         self.finish(consumer, ctx, &handle)
     }
 
-    /// Hands over the partitions a cooperative rebalance revoked: what was
-    /// read from them goes downstream first; under exactly-once a
-    /// checkpoint (one transaction) commits it with their tasks' state and
-    /// offsets, at-least-once their tasks are released and the offsets of
-    /// what was delivered are committed; then they are unassigned. True
-    /// when the source must stop (a final checkpoint came instead).
-    fn hand_over_revoked(
-        &mut self,
-        consumer: &BaseConsumer<SourceCtx>,
-        ctx: &mut SourceContext,
-        handle: &tokio::runtime::Handle,
-        pending: &mut Pending,
-    ) -> Result<bool, BoxError> {
-        let lists =
-            std::mem::take(&mut *consumer.context().revoking.lock().expect("revoking lock"));
-        for tpl in lists {
-            if self.hand_over(consumer, ctx, handle, pending, &tpl)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// One revoke: the work of [`Worker::hand_over_work`], then the
-    /// partitions are unassigned whatever it gave (the group waits for
-    /// that, and so does closing the consumer).
-    fn hand_over(
-        &mut self,
-        consumer: &BaseConsumer<SourceCtx>,
-        ctx: &mut SourceContext,
-        handle: &tokio::runtime::Handle,
-        pending: &mut Pending,
-        tpl: &TopicPartitionList,
-    ) -> Result<bool, BoxError> {
-        let started = Instant::now();
-        let result = self.hand_over_work(consumer, ctx, handle, pending, tpl);
-        if let Err(e) = consumer.incremental_unassign(tpl) {
-            tracing::warn!(error = %e, "cannot unassign revoked partitions");
-        }
-        if matches!(result, Ok(false)) {
-            tracing::info!(
-                partitions = %super::group::describe(tpl),
-                took_ms = started.elapsed().as_millis() as u64,
-                "partitions handed over"
-            );
-        }
-        result
-    }
-
-    fn hand_over_work(
-        &mut self,
-        consumer: &BaseConsumer<SourceCtx>,
-        ctx: &mut SourceContext,
-        handle: &tokio::runtime::Handle,
-        pending: &mut Pending,
-        tpl: &TopicPartitionList,
-    ) -> Result<bool, BoxError> {
-        let revoked: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        let mut partitions: Vec<i32> = revoked.iter().map(|r| r.1).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
-        let lost = consumer.assignment_lost();
-        if self.flush(ctx, handle, pending).is_err() {
-            return Ok(true);
-        }
-        // The tasks of these partitions are released: records they hold
-        // come back undelivered, on purpose.
-        self.tracker
-            .lock()
-            .expect("tracker lock")
-            .releasing(&revoked);
-        // Lost partitions may be another owner's already: no state of
-        // theirs is written from here.
-        let keeper = (!lost)
-            .then(|| self.state_keeper(consumer, &revoked))
-            .flatten();
-        let marker = self
-            .handover
-            .as_ref()
-            .map(|h| h.revoke(partitions.clone(), keeper));
-        if let Some(txn) = self.txn.clone() {
-            if lost {
-                return Err(format!(
-                    "exactly-once: partitions {} were taken from this process without a hand-over (its group session expired: was it paused or cut off?); stopping, so that nothing it read since the last commit is committed twice; {RESUME_HINT}",
-                    super::group::describe(tpl)
-                )
-                .into());
-            }
-            let Some(id) = self.checkpoint_now(ctx, handle)? else {
-                return Ok(true);
-            };
-            if let Some(marker) = marker {
-                let _ = ctx.out.blocking_marker(handle, marker);
-            }
-            let limit = self.rebalance_timeout.max(StdDuration::from_secs(30));
-            match handle.block_on(tokio::time::timeout(limit, txn.committed(id))) {
-                Ok(Ok(())) => {}
-                Ok(Err(reason)) => return Err(reason.into()),
-                Err(_) => {
-                    return Err(format!(
-                        "exactly-once: the hand-over commit of partitions {} did not finish within {} s; stopping",
-                        super::group::describe(tpl),
-                        limit.as_secs()
-                    )
-                    .into());
-                }
-            }
-            tracing::debug!(checkpoint = id, "hand-over committed");
-            txn.forget_tasks(&partitions);
-            self.tracker.lock().expect("tracker lock").forget(&revoked);
-        } else {
-            if let Some(marker) = marker {
-                let _ = ctx.out.blocking_marker(handle, marker);
-            }
-            consumer.context().wait_for_in_flight(
-                consumer,
-                &revoked,
-                Instant::now() + self.rebalance_timeout,
-            );
-            self.tracker.lock().expect("tracker lock").forget(&revoked);
-            consumer
-                .context()
-                .assigned_at
-                .lock()
-                .expect("assigned lock")
-                .retain(|tp, _| !revoked.contains(tp));
-            if !lost && let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(error = %e, "commit on revoke");
-            }
-        }
-        self.next_offsets
-            .retain(|(t, p), _| !revoked.iter().any(|(rt, rp)| &**t == rt && p == rp));
-        Ok(false)
-    }
-
-    /// At-least-once with a changelog: where the tasks of `partitions`
-    /// (leaving this process) keep their state, with the position of each
-    /// partition (the next offset to read, or where it was assigned when
-    /// nothing of it was read since).
-    fn state_keeper(
-        &self,
-        consumer: &BaseConsumer<SourceCtx>,
-        partitions: &[(String, i32)],
-    ) -> Option<StateKeeper> {
-        let log = consumer.context().state_log.clone()?;
-        if self.txn.is_some() {
-            return None;
-        }
-        let assigned_at = consumer
-            .context()
-            .assigned_at
-            .lock()
-            .expect("assigned lock")
-            .clone();
-        let mut positions: BTreeMap<i32, Positions> = BTreeMap::new();
-        let mut unknown: Vec<i32> = Vec::new();
-        for (topic, partition) in partitions {
-            let next = self
-                .next_offsets
-                .iter()
-                .find(|((t, p), _)| &**t == topic && p == partition)
-                .map(|(_, o)| *o)
-                .or_else(|| assigned_at.get(&(topic.clone(), *partition)).copied());
-            match next {
-                Some(offset) => {
-                    positions
-                        .entry(*partition)
-                        .or_default()
-                        .insert(topic.clone(), offset);
-                }
-                None => unknown.push(*partition),
-            }
-        }
-        for p in unknown {
-            positions.remove(&p);
-        }
-        Some(Arc::new(
-            move |stage: &str, partition: i32, saved: &SavedStage| {
-                let at = positions
-                    .get(&partition)
-                    .ok_or_else(|| format!("the position of partition {partition} is not known"))?;
-                log.write(stage, partition, saved, at)
-            },
-        ))
-    }
-
-    /// Asks for a checkpoint now and carries it out; its id, or `None` when
-    /// the source must stop (the pipeline's final checkpoint came).
-    fn checkpoint_now(
-        &mut self,
-        ctx: &mut SourceContext,
-        handle: &tokio::runtime::Handle,
-    ) -> Result<Option<u64>, BoxError> {
-        ctx.control.request_checkpoint();
-        let deadline = Instant::now() + self.rebalance_timeout.max(StdDuration::from_secs(30));
-        loop {
-            if let Some(action) = ctx.control.poll() {
-                let last = matches!(action, Action::Checkpoint { last: true, .. });
-                if ctx.act(handle, action, || self.position()) {
-                    self.checkpointed = last;
-                    return Ok(None);
-                }
-                if let Action::Checkpoint { id, .. } = action {
-                    return Ok(Some(id));
-                }
-            }
-            if Instant::now() > deadline {
-                return Err("exactly-once: no checkpoint came to hand revoked partitions over (is a reload holding checkpoints?); stopping".into());
-            }
-            std::thread::sleep(StdDuration::from_millis(2));
-        }
-    }
-
     /// The next offset to read of every partition read so far, for a
     /// checkpoint: `{"topic/partition": offset}`.
-    fn position(&self) -> serde_json::Value {
+    pub(super) fn position(&self) -> serde_json::Value {
         serde_json::Value::Object(
             self.next_offsets
                 .iter()

@@ -26,10 +26,11 @@
 //! Files: the settings and start-up are here; `offsets` tracks which
 //! offsets may be committed; `group` is the consumer's context (rebalances,
 //! acknowledgements, statistics); `consume` is the poll loop, checkpoints
-//! and shutdown.
+//! and shutdown; `handover` gives revoked partitions away.
 
 mod consume;
 mod group;
+mod handover;
 mod offsets;
 
 use std::collections::HashMap;

@@ -36,12 +36,16 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::changelog::{self, CHECKPOINT_HEADER};
-use super::delivery::{DeliveryContext, FirstFailure, Producer};
+use super::changelog;
+use super::delivery::{DeliveryContext, Producer};
 use super::instance_lock::{InstanceLock, lock_dir};
 use super::{Brokers, KafkaSetupError, check_reachable};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Saved, SavedStage};
 use crate::telemetry::TransactionStats;
+use calls::{TxnError, retry_until};
+
+mod calls;
+mod tasks;
 
 /// How long one transactional call may wait before it is tried again; a
 /// broker that is down for longer is waited for until [`OUTAGE`].
@@ -324,95 +328,6 @@ impl ExactlyOnce {
         }
     }
 
-    /// Adds the state records of the changed snapshots to the transaction:
-    /// a stage's own state to changelog partition 0, each task's to its
-    /// partition.
-    fn write_states(&self, id: u64, saved: &Saved) -> Result<Vec<(String, SavedStage)>, String> {
-        let committed = self.committed_states.lock().expect("states lock").clone();
-        let failures = Arc::new(FirstFailure::default());
-        let mut written = Vec::new();
-        for (stage, state) in &saved.stages {
-            let own = (None, state.without_tasks());
-            let tasks = state.tasks.iter().map(|(p, t)| (Some(*p), t.clone()));
-            for (partition, state) in std::iter::once(own).chain(tasks) {
-                let key = changelog::key(stage, partition);
-                if committed.get(&key) == Some(&state) {
-                    continue;
-                }
-                let target = partition.unwrap_or(0);
-                if target >= self.changelog_partitions {
-                    return Err(format!(
-                        "task of partition {target} of `{stage}` has no changelog partition (the changelog has {})",
-                        self.changelog_partitions
-                    ));
-                }
-                let id_text = id.to_string();
-                changelog::send(
-                    &self.producer,
-                    changelog::StateRecord {
-                        topic: &self.settings.changelog,
-                        partition: target,
-                        key: &key,
-                        state: &state,
-                        header: (CHECKPOINT_HEADER, id_text.as_bytes()),
-                    },
-                    failures.clone(),
-                )?;
-                written.push((key, state));
-            }
-        }
-        Ok(written)
-    }
-
-    /// The state the tasks of input `partitions` start from in this
-    /// process: every stage's last committed record for them (stage, partition, state).
-    pub fn restore_tasks(
-        &self,
-        partitions: &[i32],
-    ) -> Result<Vec<(String, i32, SavedStage)>, String> {
-        let wanted: Vec<i32> = partitions
-            .iter()
-            .copied()
-            .filter(|p| *p < self.changelog_partitions)
-            .collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = changelog::read(
-            &self.bootstrap,
-            &self.settings.client,
-            &format!("{}-restore", self.settings.transactional_id),
-            &self.settings.changelog,
-            &wanted,
-            OUTAGE,
-        )?;
-        let mut committed = self.committed_states.lock().expect("states lock");
-        let mut states = Vec::new();
-        for (key, state) in found.states {
-            // A record an at-least-once run of this pipeline left is not
-            // committed state.
-            if found.positions.contains_key(&key) {
-                continue;
-            }
-            if let (stage, Some(p)) = changelog::parse_key(&key)
-                && wanted.contains(&p)
-            {
-                committed.insert(key, state.clone());
-                states.push((stage, p, state));
-            }
-        }
-        Ok(states)
-    }
-
-    /// This process no longer owns input `partitions`: what it remembers
-    /// committing for their tasks is forgotten (their next owner writes
-    /// their state).
-    pub fn forget_tasks(&self, partitions: &[i32]) {
-        self.committed_states.lock().expect("states lock").retain(
-            |key, _| !matches!(changelog::parse_key(key).1, Some(p) if partitions.contains(&p)),
-        );
-    }
-
     /// Adds the sources' offsets to the transaction.
     fn send_offsets(&self, saved: &Saved, deadline: Instant) -> Result<(), TxnError> {
         let groups = self.groups.lock().expect("groups lock");
@@ -519,55 +434,6 @@ impl ExactlyOnce {
 
 /// Gets a source's consumer-group metadata as it is now.
 type GroupMetadata = Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send + Sync>;
-
-/// How a transactional call failed, as librdkafka classifies it.
-#[derive(Debug)]
-enum TxnError {
-    /// The transaction must be aborted.
-    Abortable(String),
-    /// The producer cannot go on (fenced by a newer instance, ...).
-    Fatal(String),
-}
-
-/// Calls `f` until it succeeds, retrying retriable errors until `deadline`.
-fn retry_until(
-    deadline: Instant,
-    mut f: impl FnMut() -> Result<(), KafkaError>,
-) -> Result<(), TxnError> {
-    loop {
-        match f() {
-            Ok(()) => return Ok(()),
-            // A commit flushes the transaction's records first; a flush
-            // that timed out is resumed by calling again.
-            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
-                if Instant::now() < deadline =>
-            {
-                tracing::warn!("transaction records not all delivered yet; retrying the commit");
-            }
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
-                tracing::warn!(error = %e, "transaction call not done yet (broker unreachable or busy); retrying");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                return Err(TxnError::Abortable(e.to_string()));
-            }
-            Err(KafkaError::Transaction(e))
-                if e.is_fatal() || e.code() == RDKafkaErrorCode::Fenced =>
-            {
-                return Err(TxnError::Fatal(e.to_string()));
-            }
-            Err(e) => return Err(TxnError::Fatal(e.to_string())),
-        }
-    }
-}
-
-impl From<TxnError> for String {
-    fn from(e: TxnError) -> String {
-        match e {
-            TxnError::Abortable(s) | TxnError::Fatal(s) => s,
-        }
-    }
-}
 
 impl CheckpointStore for ExactlyOnce {
     /// The state committed with the group's offsets: every stage's last
