@@ -173,16 +173,42 @@ pub fn read(
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true");
     let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
-    let mut tpl = TopicPartitionList::new();
+    let deadline = Instant::now() + patience;
+    let mut last_error: Option<String> = None;
+    // The end of each partition as of now. A partition another process
+    // keeps writing (a transaction every checkpoint) may never look ended
+    // to a read_committed reader: it is read up to this end (waiting for a
+    // transaction open below it to settle), not chased.
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
     for p in partitions {
+        loop {
+            match consumer.fetch_watermarks(topic, *p, Duration::from_secs(5)) {
+                Ok((low, high)) => {
+                    if high > low {
+                        ends.insert(*p, high);
+                    }
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, partition = p, "cannot get the changelog's end yet; retrying");
+                    last_error = Some(e.to_string());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(format!("cannot get the end of changelog partition {p}: {e}")),
+            }
+        }
+    }
+    let mut found = Found::default();
+    let mut open: Vec<i32> = ends.keys().copied().collect();
+    if open.is_empty() {
+        return Ok(found);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in &open {
         tpl.add_partition_offset(topic, *p, Offset::Beginning)
             .map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let mut found = Found::default();
-    let mut open: Vec<i32> = partitions.to_vec();
-    let mut last_error: Option<String> = None;
-    let deadline = Instant::now() + patience;
     while !open.is_empty() {
         if Instant::now() > deadline {
             return Err(format!(
@@ -190,8 +216,21 @@ pub fn read(
                 last_error.map_or(String::new(), |e| format!(" (last error: {e})"))
             ));
         }
+        // Past the end: its last records were control markers or aborted.
+        if let Ok(at) = consumer.position() {
+            for e in at.elements() {
+                if let (Offset::Offset(o), Some(end)) = (e.offset(), ends.get(&e.partition()))
+                    && o >= *end
+                {
+                    open.retain(|p| *p != e.partition());
+                }
+            }
+        }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
+                if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
+                    open.retain(|p| *p != m.partition());
+                }
                 let (Some(key), Some(value)) = (m.key(), m.payload()) else {
                     continue;
                 };

@@ -140,6 +140,11 @@ impl Task {
         Ok(task)
     }
 
+    /// Whether it has state worth keeping: restored, or given input.
+    pub fn touched(&self) -> bool {
+        self.touched
+    }
+
     /// Size of the last snapshot.
     pub fn state_bytes(&self) -> usize {
         self.snapshot.len()

@@ -49,13 +49,13 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         metrics,
         handle: Handle::current(),
     };
-    let mut saved_tasks = BTreeMap::new();
+    let saved_tasks = resume.as_ref().map(|s| s.tasks.clone()).unwrap_or_default();
     let global = match resume {
-        Some(saved) => {
-            saved_tasks = saved.tasks.clone();
+        // Empty when the task for events from no partition never ran.
+        Some(saved) if !saved.state.is_empty() => {
             Task::restored(&shared, None, &saved, "checkpoint")?
         }
-        None => Task::new(&shared, None)?,
+        _ => Task::new(&shared, None)?,
     };
     let mut tasks = BTreeMap::new();
     tasks.insert(None, global);
@@ -342,6 +342,12 @@ impl Worker {
         let mut global = None;
         let mut by_partition = BTreeMap::new();
         for (key, task) in tasks.iter_mut() {
+            // The task for events from no partition, in a stage fed by
+            // Kafka, never runs: its state is nobody's (and several
+            // processes would write it under one key).
+            if key.is_none() && !task.touched() {
+                continue;
+            }
             let saved = if fresh {
                 task.saved_now(shared)
             } else {
