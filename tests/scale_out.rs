@@ -161,6 +161,28 @@ fn produce_slowly(b: &str, input: &str, n: usize, parts: i32) -> std::thread::Jo
     })
 }
 
+/// A `parts`-partition input of `n` records arriving over ~30 s, counted
+/// by gender-count under `guarantee`: the pipeline, its output topic and
+/// the producing thread.
+fn slow_input(
+    name: &str,
+    guarantee: &str,
+    parts: i32,
+    n: usize,
+) -> (Pipeline, String, std::thread::JoinHandle<()>) {
+    let b = broker();
+    create_topic(b, &format!("{name}-in"), parts);
+    let p = Pipeline::new(&pipeline_with(
+        b,
+        name,
+        guarantee,
+        "@plugin(gender-count)",
+        parts,
+    ));
+    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    (p, format!("{name}-out"), producer)
+}
+
 /// Waits until every window of `want` is in `out`.
 fn wait_for_windows(b: &str, out: &str, parts: i32, want: &Windows, log: &Background) {
     let deadline = Instant::now() + Duration::from_secs(240);
@@ -342,16 +364,7 @@ fn at_least_once_hand_overs_move_open_windows_through_the_changelog() {
     // and every window is counted once, exactly.
     let (name, parts, n) = ("scale-alo-move", 4, 200_000);
     let b = broker();
-    create_topic(b, &format!("{name}-in"), parts);
-    let p = Pipeline::new(&pipeline_with(
-        b,
-        name,
-        "at-least-once",
-        "@plugin(gender-count)",
-        parts,
-    ));
-    let out = format!("{name}-out");
-    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    let (p, out, producer) = slow_input(name, "at-least-once", parts, n);
     let (mut a, _da) = instance(p.file(), &format!("{name}-a"));
     a.wait_for("task started", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(4));
@@ -398,16 +411,7 @@ fn at_least_once_hand_overs_move_open_windows_through_the_changelog() {
 fn a_process_paused_past_its_session_is_fenced_and_adds_no_duplicate() {
     let (name, parts, n) = ("scale-zombie", 4, 200_000);
     let b = broker();
-    create_topic(b, &format!("{name}-in"), parts);
-    let p = Pipeline::new(&pipeline_with(
-        b,
-        name,
-        "exactly-once",
-        "@plugin(gender-count)",
-        parts,
-    ));
-    let out = format!("{name}-out");
-    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    let (p, out, producer) = slow_input(name, "exactly-once", parts, n);
     let (mut a, _da) = instance(p.file(), &format!("{name}-a"));
     a.wait_for("task started", Duration::from_secs(60));
     let (mut z, _dz) = instance(p.file(), &format!("{name}-z"));

@@ -194,7 +194,11 @@ pub fn read(
                     last_error = Some(e.to_string());
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                Err(e) => return Err(format!("cannot get the end of changelog partition {p}: {e}")),
+                Err(e) => {
+                    return Err(format!(
+                        "cannot get the end of changelog partition {p}: {e}"
+                    ));
+                }
             }
         }
     }
@@ -228,7 +232,10 @@ pub fn read(
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                if ends.get(&m.partition()).is_some_and(|end| m.offset() + 1 >= *end) {
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
                     open.retain(|p| *p != m.partition());
                 }
                 let (Some(key), Some(value)) = (m.key(), m.payload()) else {

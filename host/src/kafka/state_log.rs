@@ -6,8 +6,8 @@
 //! again from the committed offsets (the older way, which the tasks' held
 //! acknowledgements keep possible).
 //!
-//! The topic is created at the first write, as exactly-once creates it at
-//! start (`changelog::ensure`).
+//! The Kafka source creates the topic at start ([`StateLog::prepare`]), as
+//! exactly-once does (`changelog::ensure`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -81,6 +81,16 @@ impl StateLog {
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.changelog.topic
+    }
+
+    /// Creates the topic if needed and the producer, so the first
+    /// hand-over does not wait for them (blocks; seconds at most).
+    pub fn prepare(&self) -> Result<(), String> {
+        let mut producer = self.producer.lock().expect("producer lock");
+        if producer.is_none() {
+            *producer = Some(self.open()?);
+        }
+        Ok(())
     }
 
     /// Writes the state of `stage`'s task of `partition`, which reflects

@@ -378,22 +378,13 @@ impl Worker {
                 // completes them. Release the tasks (what they hold is
                 // read again from the committed offsets).
                 (Some(handover), true) => {
-                    let assigned: Vec<(String, i32)> = consumer
-                        .assignment()
-                        .map(|a| {
-                            a.elements()
-                                .iter()
-                                .map(|e| (e.topic().to_owned(), e.partition()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let list = consumer.assignment().unwrap_or_default();
+                    let assigned = super::group::pairs(&list);
                     self.tracker
                         .lock()
                         .expect("tracker lock")
                         .releasing(&assigned);
-                    let mut partitions: Vec<i32> = assigned.iter().map(|a| a.1).collect();
-                    partitions.sort_unstable();
-                    partitions.dedup();
+                    let partitions = super::group::partition_numbers(&list);
                     let keeper = self.state_keeper(&consumer, &assigned);
                     let _ = ctx
                         .out

@@ -147,6 +147,22 @@ impl ClientContext for SourceCtx {
     }
 }
 
+/// The (topic, partition) pairs of a list.
+pub(super) fn pairs(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+/// The partition numbers in a list, sorted, each once.
+pub(super) fn partition_numbers(tpl: &TopicPartitionList) -> Vec<i32> {
+    let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    partitions
+}
+
 /// `topic/partition, ...` of a partition list, for logs.
 pub(super) fn describe(tpl: &TopicPartitionList) -> String {
     tpl.elements()
@@ -168,9 +184,7 @@ impl SourceCtx {
         let (Some(txn), Some(handover)) = (&self.txn, &self.handover) else {
             return;
         };
-        let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
+        let partitions = partition_numbers(tpl);
         if partitions.is_empty() {
             return;
         }
@@ -214,9 +228,7 @@ impl SourceCtx {
         log: &StateLog,
         handover: &Handover,
     ) {
-        let mut partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
+        let partitions = partition_numbers(tpl);
         if partitions.is_empty() {
             return;
         }
@@ -263,8 +275,9 @@ impl SourceCtx {
                 .map(|e| e.topic())
                 .collect();
             let current = topics.iter().all(|t| {
-                positions.get(*t).is_some()
-                    && positions.get(*t) == committed.get(&((*t).to_owned(), partition))
+                committed
+                    .get(&((*t).to_owned(), partition))
+                    .is_some_and(|c| positions.get(*t) == Some(c))
             });
             if current {
                 tasks += 1;
@@ -297,12 +310,7 @@ impl SourceCtx {
         if resume.is_empty() {
             return;
         }
-        let assigned: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        for (topic, partition) in assigned {
+        for (topic, partition) in pairs(tpl) {
             if let Some(offset) = resume.remove(&(topic.clone(), partition)) {
                 match tpl.set_partition_offset(&topic, partition, Offset::Offset(offset)) {
                     Ok(()) => tracing::info!(
@@ -404,11 +412,7 @@ impl ConsumerContext for SourceCtx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let revoked: Vec<(String, i32)> = tpl
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect();
+                let revoked = pairs(tpl);
                 let deadline = if self
                     .abandon_in_flight
                     .load(std::sync::atomic::Ordering::Relaxed)

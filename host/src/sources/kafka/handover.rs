@@ -77,14 +77,8 @@ impl Worker {
         pending: &mut Pending,
         tpl: &TopicPartitionList,
     ) -> Result<bool, BoxError> {
-        let revoked: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        let mut partitions: Vec<i32> = revoked.iter().map(|r| r.1).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
+        let revoked = super::group::pairs(tpl);
+        let partitions = super::group::partition_numbers(tpl);
         let lost = consumer.assignment_lost();
         if self.flush(ctx, handle, pending).is_err() {
             return Ok(true);

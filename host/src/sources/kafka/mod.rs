@@ -231,6 +231,15 @@ impl Source for KafkaSourceConfig {
             }
             _ => None,
         };
+        if let Some(log) = &state_log
+            && let Err(e) = log.prepare()
+        {
+            tracing::warn!(
+                changelog = log.topic(),
+                error = %e,
+                "cannot prepare the changelog; partitions leaving this process will be read again by their next owner instead"
+            );
+        }
         let (ack_tx, ack_rx) = channel();
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let context = SourceCtx {
