@@ -153,6 +153,12 @@ impl Ack {
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);
     }
+
+    /// The id this token reports under, when it reports to `target`.
+    pub fn id_for(&self, target: &dyn AckTarget) -> Option<u64> {
+        std::ptr::addr_eq(Arc::as_ptr(&self.0.target), target as *const dyn AckTarget)
+            .then_some(self.0.id)
+    }
 }
 
 /// The acknowledgements a batch carries.
@@ -182,6 +188,11 @@ impl Acks {
     /// Marks every token as not delivered.
     pub fn fail(&self) {
         self.0.iter().for_each(Ack::fail);
+    }
+
+    /// The ids of the tokens that report to `target`.
+    pub fn ids_for(&self, target: &dyn AckTarget) -> Vec<u64> {
+        self.0.iter().filter_map(|a| a.id_for(target)).collect()
     }
 
     /// Number of tokens.

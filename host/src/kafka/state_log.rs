@@ -185,10 +185,14 @@ impl StateLog {
         if config.get("message.max.bytes").is_none() {
             config.set("message.max.bytes", changelog::MAX_RECORD_BYTES);
         }
+        // A record not delivered when a write gives up is failed for good
+        // (never written later, over a newer owner's state).
+        let timeout = (PATIENCE / 2).as_millis().to_string();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "0");
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", &timeout);
         config
             .create_with_context(DeliveryContext)
             .map_err(|e| format!("cannot create the changelog producer: {e}"))

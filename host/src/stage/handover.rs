@@ -11,14 +11,22 @@
 //!
 //! At-least-once, a revoke may come with a [`StateKeeper`]: the stage gives
 //! each released task's state to it (the source writes it to the changelog
-//! with the partition's position) before letting go of the records the
-//! task holds, so their offsets are committed only once the state is kept.
+//! with the partition's position) and parks here the acknowledgements of
+//! the records the task holds. The source settles them: as delivered when
+//! everything else read from the partitions was delivered (the offsets
+//! then commit at the position the state was written with, so the next
+//! owner uses it), else as failed (the offsets stay behind those records,
+//! which the next owner reads again; the state is then not used).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::SavedStage;
-use crate::event::Marker;
+use crate::event::{AckTarget, Acks, Marker};
+
+/// Revocations remembered; older ones are dropped (their parked records
+/// failed, so they are read again).
+const REMEMBERED: u64 = 64;
 
 /// The pipeline's hand-over point; one per process, shared through
 /// [`Extensions`](super::Extensions).
@@ -35,8 +43,17 @@ pub type StateKeeper = Arc<dyn Fn(&str, i32, &SavedStage) -> Result<(), String> 
 #[derive(Default)]
 struct Inner {
     next_generation: u64,
-    revoked: HashMap<u64, (Vec<i32>, Option<StateKeeper>)>,
+    revoked: HashMap<u64, Revocation>,
     restored: HashMap<(String, i32), SavedStage>,
+}
+
+/// One revocation: its partitions, where their tasks keep state, and the
+/// acknowledgements the tasks parked.
+#[derive(Default)]
+struct Revocation {
+    partitions: Vec<i32>,
+    keeper: Option<StateKeeper>,
+    parked: Vec<Acks>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -56,7 +73,21 @@ impl Handover {
         let mut inner = self.inner.lock().expect("handover lock");
         inner.next_generation += 1;
         let generation = inner.next_generation;
-        inner.revoked.insert(generation, (partitions, keeper));
+        inner.revoked.retain(|g, r| {
+            let keep = g + REMEMBERED > generation;
+            if !keep {
+                r.parked.iter().for_each(Acks::fail);
+            }
+            keep
+        });
+        inner.revoked.insert(
+            generation,
+            Revocation {
+                partitions,
+                keeper,
+                parked: Vec::new(),
+            },
+        );
         Marker::Revoked { generation }
     }
 
@@ -68,8 +99,54 @@ impl Handover {
             .expect("handover lock")
             .revoked
             .get(&generation)
-            .cloned()
+            .map(|r| (r.partitions.clone(), r.keeper.clone()))
             .unwrap_or_default()
+    }
+
+    /// A task of revocation `generation` whose state the keeper took leaves
+    /// the acknowledgements of the records it holds for the source to
+    /// settle.
+    pub fn park(&self, generation: u64, acks: Acks) {
+        match self
+            .inner
+            .lock()
+            .expect("handover lock")
+            .revoked
+            .get_mut(&generation)
+        {
+            Some(r) => r.parked.push(acks),
+            // Settled already (the source gave up waiting): read again.
+            None => acks.fail(),
+        }
+    }
+
+    /// The ids of the parked acknowledgements of `generation` that report
+    /// to `target` (a source's).
+    pub fn parked_ids(&self, generation: u64, target: &dyn AckTarget) -> HashSet<u64> {
+        self.inner
+            .lock()
+            .expect("handover lock")
+            .revoked
+            .get(&generation)
+            .map(|r| r.parked.iter().flat_map(|a| a.ids_for(target)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Ends revocation `generation`: its parked acknowledgements resolve as
+    /// delivered when `delivered`, else as failed; a task that parks later
+    /// has its records read again.
+    pub fn settle(&self, generation: u64, delivered: bool) {
+        let revocation = self
+            .inner
+            .lock()
+            .expect("handover lock")
+            .revoked
+            .remove(&generation);
+        if let Some(r) = revocation
+            && !delivered
+        {
+            r.parked.iter().for_each(Acks::fail);
+        }
     }
 
     /// The state stage `stage` starts partition `partition` from, when this
@@ -126,6 +203,42 @@ mod tests {
         let (_, keeper) = h.revoked(generation);
         keeper.expect("a keeper")("count", 2, &SavedStage::new(1, b"")).unwrap();
         assert_eq!(*kept.lock().unwrap(), vec![("count".to_owned(), 2)]);
+    }
+
+    /// Records how each token resolved.
+    #[derive(Default)]
+    struct Outcomes(Mutex<Vec<(u64, bool)>>);
+
+    impl AckTarget for Outcomes {
+        fn resolved(&self, id: u64, delivered: bool) {
+            self.0.lock().unwrap().push((id, delivered));
+        }
+    }
+
+    #[test]
+    fn parked_records_resolve_as_the_source_settles_them() {
+        let h = Handover::default();
+        let source = Arc::new(Outcomes::default());
+        let other = Arc::new(Outcomes::default());
+        for delivered in [true, false] {
+            source.0.lock().unwrap().clear();
+            let Marker::Revoked { generation } = h.revoke(vec![1], None) else {
+                panic!("not a revoke marker")
+            };
+            let mut acks = Acks::one(crate::event::Ack::new(7, source.clone()));
+            acks.merge(Acks::one(crate::event::Ack::new(8, other.clone())));
+            h.park(generation, acks);
+            assert_eq!(h.parked_ids(generation, &*source), HashSet::from([7]));
+            assert!(source.0.lock().unwrap().is_empty(), "parked, not resolved");
+            h.settle(generation, delivered);
+            assert_eq!(*source.0.lock().unwrap(), vec![(7, delivered)]);
+            // Parked after the source settled: read again.
+            h.park(
+                generation,
+                Acks::one(crate::event::Ack::new(9, source.clone())),
+            );
+            assert_eq!(source.0.lock().unwrap().last(), Some(&(9, false)));
+        }
         h.restore("count", 4, SavedStage::new(9, b"ab"));
         assert!(h.take("count", 3).is_none());
         assert_eq!(h.take("count", 4).unwrap().next_seq, 9);

@@ -385,10 +385,15 @@ impl Worker {
                         .expect("tracker lock")
                         .releasing(&assigned);
                     let partitions = super::group::partition_numbers(&list);
-                    let keeper = self.state_keeper(&consumer, &assigned);
-                    let _ = ctx
-                        .out
-                        .blocking_marker(handle, handover.revoke(partitions, keeper));
+                    // Lost partitions may be another owner's already.
+                    let keeper = (!consumer.assignment_lost())
+                        .then(|| self.state_keeper(&consumer, &assigned))
+                        .flatten();
+                    let marker = handover.revoke(partitions, keeper);
+                    let sent = ctx.out.blocking_marker(handle, marker).is_ok();
+                    if let Marker::Revoked { generation } = marker {
+                        self.settle_hand_over(&consumer, generation, &assigned, sent);
+                    }
                 }
                 // The pipeline is stopping: tell downstream this input has
                 // ended, so transforms flush their open windows now and the

@@ -68,8 +68,8 @@ pub(super) struct SourceCtx {
     pub(super) handover: Option<Arc<Handover>>,
     /// At-least-once: the changelog tasks' state is handed over through.
     pub(super) state_log: Option<Arc<StateLog>>,
-    /// At-least-once: the committed offset each assigned partition started
-    /// at (its position when nothing of it has been read since).
+    /// At-least-once: the offset each assigned partition started at (its
+    /// position when nothing of it has been read since).
     pub(super) assigned_at: Mutex<HashMap<(String, i32), i64>>,
     /// Why the state of an assigned partition could not be read.
     pub(super) failed: Mutex<Option<String>>,
@@ -218,8 +218,8 @@ impl SourceCtx {
 
     /// At-least-once: the state the tasks of newly assigned partitions
     /// start from, where the changelog has a hand-over whose positions are
-    /// the committed offsets (the state reflects exactly the records
-    /// before them). An older hand-over is not used: the committed offsets
+    /// the offsets the partitions start at (the state reflects exactly the
+    /// records before them). An older hand-over is not used: the committed offsets
     /// stay behind what tasks hold, so reading from them rebuilds it.
     fn restore_handed_over(
         &self,
@@ -251,10 +251,23 @@ impl SourceCtx {
                 return;
             }
         };
+        // Where each partition starts: a checkpointed offset put into the
+        // assignment, else the committed one.
+        let starts: HashMap<(String, i32), i64> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let key = (e.topic().to_owned(), e.partition());
+                match e.offset() {
+                    Offset::Offset(o) => Some((key, o)),
+                    _ => committed.get(&key).map(|c| (key, *c)),
+                }
+            })
+            .collect();
         self.assigned_at
             .lock()
             .expect("assigned lock")
-            .extend(committed.clone());
+            .extend(starts.clone());
         let states = match log.read(&partitions) {
             Ok(states) => states,
             Err(e) => {
@@ -275,7 +288,7 @@ impl SourceCtx {
                 .map(|e| e.topic())
                 .collect();
             let current = topics.iter().all(|t| {
-                committed
+                starts
                     .get(&((*t).to_owned(), partition))
                     .is_some_and(|c| positions.get(*t) == Some(c))
             });

@@ -15,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use super::consume::{Pending, Worker};
 use super::group::SourceCtx;
 use crate::checkpoint::SavedStage;
+use crate::event::{AckTarget, Marker};
 use crate::kafka::exactly_once::RESUME_HINT;
 use crate::kafka::state_log::Positions;
 use crate::stage::{Action, BoxError, SourceContext, StateKeeper};
@@ -129,8 +130,15 @@ impl Worker {
             txn.forget_tasks(&partitions);
             self.tracker.lock().expect("tracker lock").forget(&revoked);
         } else {
-            if let Some(marker) = marker {
-                let _ = ctx.out.blocking_marker(handle, marker);
+            match marker {
+                Some(marker @ Marker::Revoked { generation }) => {
+                    let sent = ctx.out.blocking_marker(handle, marker).is_ok();
+                    self.settle_hand_over(consumer, generation, &revoked, sent);
+                }
+                Some(marker) => {
+                    let _ = ctx.out.blocking_marker(handle, marker);
+                }
+                None => {}
             }
             consumer.context().wait_for_in_flight(
                 consumer,
@@ -153,10 +161,58 @@ impl Worker {
         Ok(false)
     }
 
+    /// At-least-once: waits until every record read from `partitions` is
+    /// delivered or held by a task that parked it with its state kept
+    /// (revocation `generation`), then settles the parked records: as
+    /// delivered when all the others were delivered (the offsets reach the
+    /// position the state was written with), else as failed (the offsets
+    /// stay behind them and the next owner reads them again). Within the
+    /// rebalance timeout.
+    pub(super) fn settle_hand_over(
+        &self,
+        consumer: &BaseConsumer<SourceCtx>,
+        generation: u64,
+        partitions: &[(String, i32)],
+        sent: bool,
+    ) {
+        let Some(handover) = &self.handover else {
+            return;
+        };
+        let deadline = Instant::now() + self.rebalance_timeout;
+        let target: &dyn AckTarget = &*self.ack_target;
+        let waiting = || {
+            let parked = handover.parked_ids(generation, target);
+            self.tracker
+                .lock()
+                .expect("tracker lock")
+                .pending_except(partitions, &parked)
+        };
+        while sent && waiting() && Instant::now() < deadline {
+            consumer
+                .context()
+                .apply_acks(consumer, StdDuration::from_millis(20));
+        }
+        let clean = sent
+            && !waiting()
+            && !self
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .failed_in(partitions);
+        if !clean {
+            tracing::warn!(
+                partitions = ?partitions,
+                "not everything read from the partitions was delivered in time; their next owner reads the held records again instead of using the state written for them"
+            );
+        }
+        handover.settle(generation, clean);
+    }
+
     /// At-least-once with a changelog: where the tasks of `partitions`
     /// (leaving this process) keep their state, with the position of each
     /// partition (the next offset to read, or where it was assigned when
-    /// nothing of it was read since).
+    /// nothing of it was read since). It refuses once the hand-over's time
+    /// is up: the partition may have a new owner then.
     pub(super) fn state_keeper(
         &self,
         consumer: &BaseConsumer<SourceCtx>,
@@ -194,8 +250,12 @@ impl Worker {
         for p in unknown {
             positions.remove(&p);
         }
+        let deadline = Instant::now() + self.rebalance_timeout;
         Some(Arc::new(
             move |stage: &str, partition: i32, saved: &SavedStage| {
+                if Instant::now() > deadline {
+                    return Err("the hand-over's time (rebalance_timeout) is up".into());
+                }
                 let at = positions
                     .get(&partition)
                     .ok_or_else(|| format!("the position of partition {partition} is not known"))?;

@@ -2,7 +2,7 @@
 //! batch is acknowledged, and a partition's stored offset only moves past a
 //! finished prefix, so a record still in flight is never committed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// A topic and partition.
@@ -85,10 +85,28 @@ impl Tracker {
     }
 
     pub fn pending_in(&self, revoked: &[(String, i32)]) -> bool {
-        revoked.iter().any(|(t, p)| {
+        self.pending_except(revoked, &HashSet::new())
+    }
+
+    /// Whether a batch of `partitions` other than `except` is in flight.
+    pub fn pending_except(&self, partitions: &[(String, i32)], except: &HashSet<u64>) -> bool {
+        self.any_entry(partitions, |e| !e.2 && !e.3 && !except.contains(&e.0))
+    }
+
+    /// Whether a batch of `partitions` was not delivered.
+    pub fn failed_in(&self, partitions: &[(String, i32)]) -> bool {
+        self.any_entry(partitions, |e| e.3)
+    }
+
+    fn any_entry(
+        &self,
+        partitions: &[(String, i32)],
+        test: impl Fn(&(u64, i64, bool, bool)) -> bool,
+    ) -> bool {
+        partitions.iter().any(|(t, p)| {
             self.parts
                 .iter()
-                .any(|((tt, pp), q)| &**tt == t && pp == p && q.iter().any(|e| !e.2 && !e.3))
+                .any(|((tt, pp), q)| &**tt == t && pp == p && q.iter().any(&test))
         })
     }
 
@@ -151,7 +169,22 @@ mod tests {
         assert!(t.pending_in(&[("t".into(), 0)]));
         t.resolve(c, true, &mut |_, _, o| stored.push(o));
         assert!(stored.is_empty());
+        assert!(t.failed_in(&[("t".into(), 0)]));
         t.forget(&[("t".into(), 0)]);
         assert!(!t.pending_in(&[("t".into(), 0)]));
+    }
+
+    #[test]
+    fn parked_batches_can_be_left_out_of_the_wait() {
+        let mut t = Tracker::default();
+        let tp: (Arc<str>, i32) = ("t".into(), 0);
+        let held = t.register([(tp.clone(), 9)].into());
+        let later = t.register([(tp.clone(), 19)].into());
+        let part = [("t".to_owned(), 0)];
+        assert!(t.pending_except(&part, &HashSet::from([held])));
+        t.resolve(later, true, &mut |_, _, _| {});
+        assert!(!t.pending_except(&part, &HashSet::from([held])));
+        assert!(t.pending_in(&part));
+        assert!(!t.failed_in(&part));
     }
 }

@@ -178,10 +178,14 @@ impl Task {
     }
 
     /// Ends the task without flushing once its state is kept elsewhere
-    /// (the changelog): the records it holds are let go as delivered, so
-    /// their offsets can be committed.
-    pub fn hand_over(self) {
-        drop(self);
+    /// (the changelog): the acknowledgements of the records it holds, for
+    /// the source to settle.
+    pub fn hand_over(mut self) -> Acks {
+        let mut acks = Acks::none();
+        for (_, a) in self.held.drain(..) {
+            acks.merge(a);
+        }
+        acks
     }
 
     pub fn process(&mut self, shared: &Shared, batch: Batch) -> Result<Flow, BoxError> {

@@ -305,7 +305,9 @@ impl Worker {
                 let bytes = task.state_bytes();
                 match keep(&self.shared.name, *p, &saved) {
                     Ok(()) => {
-                        task.hand_over();
+                        if let Some(h) = &self.handover {
+                            h.park(generation, task.hand_over());
+                        }
                         tracing::info!(
                             partition = p,
                             state_bytes = bytes,
