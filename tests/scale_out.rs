@@ -408,6 +408,55 @@ fn at_least_once_hand_overs_move_open_windows_through_the_changelog() {
 }
 
 #[test]
+fn at_least_once_loses_nothing_when_hand_overs_run_out_of_time() {
+    // A rebalance timeout of 1 ms: hand-overs cannot wait for the output in
+    // flight, so the state written for a partition is not used (or not
+    // written) and the records its tasks held are read again. Nothing may
+    // be lost, and no window may count a record twice.
+    let (name, parts, n) = ("scale-alo-hurried", 4, 200_000);
+    let b = broker();
+    create_topic(b, &format!("{name}-in"), parts);
+    let text = pipeline_with(b, name, "at-least-once", "@plugin(gender-count)", parts).replace(
+        "commit_interval = \"1s\"",
+        "commit_interval = \"1s\"\nrebalance_timeout = \"1ms\"",
+    );
+    let p = Pipeline::new(&text);
+    let out = format!("{name}-out");
+    let producer = produce_slowly(b, &format!("{name}-in"), n, parts);
+    let (mut a, _da) = instance(p.file(), &format!("{name}-a"));
+    a.wait_for("task started", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4));
+    let (mut second, _ds) = instance(p.file(), &format!("{name}-b"));
+    second.wait_for("task started", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(8));
+    signal(&second.child, libc::SIGTERM);
+    assert!(
+        second.exit_status(Duration::from_secs(60)).success(),
+        "{}",
+        second.log_text()
+    );
+    let logs = format!("{}\n{}", a.log_text(), second.log_text());
+    producer.join().unwrap();
+    let want = expected_in(n, parts);
+    wait_for_windows(b, &out, parts, &want, &a);
+    signal(&a.child, libc::SIGTERM);
+    a.exit_status(Duration::from_secs(60));
+    let got = emitted_in(b, &out, "read_committed", parts);
+    for (k, expected_count) in &want {
+        let counts = got.get(k).unwrap_or_else(|| panic!("window {k:?} lost"));
+        assert!(
+            counts.contains(expected_count) && counts.iter().all(|c| c <= expected_count),
+            "window {k:?}: emitted {counts:?}, input has {expected_count}"
+        );
+    }
+    assert!(
+        logs.contains("task released without its state")
+            || logs.contains("not everything read from the partitions was delivered in time"),
+        "the hand-overs ran out of time:\n{logs}"
+    );
+}
+
+#[test]
 fn a_process_paused_past_its_session_is_fenced_and_adds_no_duplicate() {
     let (name, parts, n) = ("scale-zombie", 4, 200_000);
     let b = broker();

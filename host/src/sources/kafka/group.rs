@@ -27,6 +27,10 @@ use crate::kafka::state_log::StateLog;
 use crate::stage::Handover;
 use crate::telemetry::StageMetrics;
 
+/// How long fetching the committed offsets of assigned partitions may take
+/// (a request to the group coordinator; not the hand-over's own time).
+const FETCH_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+
 /// Where acknowledgements of batches arrive, by batch id.
 pub(super) struct AckChannel(pub Sender<(u64, bool)>);
 
@@ -189,7 +193,7 @@ impl SourceCtx {
             return;
         }
         let started = Instant::now();
-        if let Err(e) = consumer.committed_offsets(tpl.clone(), self.rebalance_timeout) {
+        if let Err(e) = consumer.committed_offsets(tpl.clone(), FETCH_TIMEOUT) {
             tracing::warn!(error = %e, "cannot fetch the committed offsets of assigned partitions");
         }
         match txn.restore_tasks(&partitions) {
@@ -234,7 +238,7 @@ impl SourceCtx {
         }
         let started = Instant::now();
         let committed: HashMap<(String, i32), i64> = match consumer
-            .committed_offsets(tpl.clone(), self.rebalance_timeout)
+            .committed_offsets(tpl.clone(), FETCH_TIMEOUT)
         {
             Ok(list) => list
                 .elements()
