@@ -55,6 +55,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// are retried before the pipeline gives up on a commit.
 const OUTAGE: Duration = Duration::from_secs(120);
 
+/// How long a stopping pipeline tries to abort its open transaction.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Ends the reason of an aborted transaction: nothing of it reached
 /// read_committed readers, and starting the pipeline again resumes from the
 /// last commit (`weir run` does so itself).
@@ -276,13 +279,16 @@ impl ExactlyOnce {
 
     /// Aborts the open transaction (the pipeline stopped without
     /// committing it), so read_committed readers are not held back until
-    /// the broker's timeout.
+    /// the broker's timeout. Bounded by [`ABORT_TIMEOUT`]: with the
+    /// coordinator out of reach the broker aborts the transaction itself
+    /// after `transaction_timeout`, and the next start fences it; a
+    /// stopping process need not wait that long.
     pub fn abort(&self) {
         self.fail("the pipeline stopped");
         self.groups.lock().expect("groups lock").clear();
         match self
             .producer
-            .abort_transaction(self.settings.transaction_timeout)
+            .abort_transaction(self.settings.transaction_timeout.min(ABORT_TIMEOUT))
         {
             Ok(()) => {
                 self.stats.aborted();
