@@ -54,6 +54,8 @@ struct Revocation {
     partitions: Vec<i32>,
     keeper: Option<StateKeeper>,
     parked: Vec<Acks>,
+    /// The source settled it: parking now fails the records.
+    settled: bool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -86,6 +88,7 @@ impl Handover {
                 partitions,
                 keeper,
                 parked: Vec::new(),
+                settled: false,
             },
         );
         Marker::Revoked { generation }
@@ -99,7 +102,12 @@ impl Handover {
             .expect("handover lock")
             .revoked
             .get(&generation)
-            .map(|r| (r.partitions.clone(), r.keeper.clone()))
+            .map(|r| {
+                (
+                    r.partitions.clone(),
+                    r.keeper.clone().filter(|_| !r.settled),
+                )
+            })
             .unwrap_or_default()
     }
 
@@ -114,9 +122,9 @@ impl Handover {
             .revoked
             .get_mut(&generation)
         {
-            Some(r) => r.parked.push(acks),
+            Some(r) if !r.settled => r.parked.push(acks),
             // Settled already (the source gave up waiting): read again.
-            None => acks.fail(),
+            _ => acks.fail(),
         }
     }
 
@@ -132,20 +140,24 @@ impl Handover {
             .unwrap_or_default()
     }
 
-    /// Ends revocation `generation`: its parked acknowledgements resolve as
-    /// delivered when `delivered`, else as failed; a task that parks later
-    /// has its records read again.
+    /// Ends the state keeping of revocation `generation`: its parked
+    /// acknowledgements resolve as delivered when `delivered`, else as
+    /// failed; a task that comes to it later keeps no state and has its
+    /// records read again. (Its partitions stay known: a stage may not have
+    /// reached the marker yet.)
     pub fn settle(&self, generation: u64, delivered: bool) {
-        let revocation = self
-            .inner
-            .lock()
-            .expect("handover lock")
-            .revoked
-            .remove(&generation);
-        if let Some(r) = revocation
-            && !delivered
-        {
-            r.parked.iter().for_each(Acks::fail);
+        let parked = {
+            let mut inner = self.inner.lock().expect("handover lock");
+            match inner.revoked.get_mut(&generation) {
+                Some(r) => {
+                    r.settled = true;
+                    std::mem::take(&mut r.parked)
+                }
+                None => Vec::new(),
+            }
+        };
+        if !delivered {
+            parked.iter().for_each(Acks::fail);
         }
     }
 
@@ -232,6 +244,9 @@ mod tests {
             assert!(source.0.lock().unwrap().is_empty(), "parked, not resolved");
             h.settle(generation, delivered);
             assert_eq!(*source.0.lock().unwrap(), vec![(7, delivered)]);
+            // A stage that reaches the marker later still releases the
+            // partitions, but keeps no state.
+            assert_eq!(h.revoked(generation).0, vec![1]);
             // Parked after the source settled: read again.
             h.park(
                 generation,

@@ -389,8 +389,9 @@ impl Worker {
                     let keeper = (!consumer.assignment_lost())
                         .then(|| self.state_keeper(&consumer, &assigned))
                         .flatten();
+                    let kept = keeper.is_some();
                     let marker = handover.revoke(partitions, keeper);
-                    let sent = ctx.out.blocking_marker(handle, marker).is_ok();
+                    let sent = ctx.out.blocking_marker(handle, marker).is_ok() && kept;
                     if let Marker::Revoked { generation } = marker {
                         self.settle_hand_over(&consumer, generation, &assigned, sent);
                     }

@@ -95,6 +95,7 @@ impl Worker {
         let keeper = (!lost)
             .then(|| self.state_keeper(consumer, &revoked))
             .flatten();
+        let kept = keeper.is_some();
         let marker = self
             .handover
             .as_ref()
@@ -133,7 +134,7 @@ impl Worker {
             match marker {
                 Some(marker @ Marker::Revoked { generation }) => {
                     let sent = ctx.out.blocking_marker(handle, marker).is_ok();
-                    self.settle_hand_over(consumer, generation, &revoked, sent);
+                    self.settle_hand_over(consumer, generation, &revoked, sent && kept);
                 }
                 Some(marker) => {
                     let _ = ctx.out.blocking_marker(handle, marker);
@@ -178,6 +179,12 @@ impl Worker {
         let Some(handover) = &self.handover else {
             return;
         };
+        if !sent {
+            // No state was kept (nothing is parked; the caller waits as
+            // before), or the marker never reached the tasks.
+            handover.settle(generation, false);
+            return;
+        }
         let deadline = Instant::now() + self.rebalance_timeout;
         let target: &dyn AckTarget = &*self.ack_target;
         let waiting = || {
@@ -187,13 +194,12 @@ impl Worker {
                 .expect("tracker lock")
                 .pending_except(partitions, &parked)
         };
-        while sent && waiting() && Instant::now() < deadline {
+        while waiting() && Instant::now() < deadline {
             consumer
                 .context()
                 .apply_acks(consumer, StdDuration::from_millis(20));
         }
-        let clean = sent
-            && !waiting()
+        let clean = !waiting()
             && !self
                 .tracker
                 .lock()
