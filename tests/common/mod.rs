@@ -604,11 +604,32 @@ impl Background {
                 return status;
             }
             if start.elapsed() > timeout {
+                let threads = thread_dump(self.child.id());
                 let _ = self.child.kill();
-                panic!("weir did not exit within {timeout:?}:\n{}", self.log_text());
+                panic!(
+                    "weir did not exit within {timeout:?}:\n{}\n{threads}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Every thread's stack of a hung process, from gdb when the machine has
+/// it: where a process that does not exit is stuck.
+fn thread_dump(pid: u32) -> String {
+    let out = Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "set pagination off", "-ex", "thread apply all bt"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) => format!(
+            "threads of the hung process (gdb):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(e) => format!("(no thread dump: gdb: {e})"),
     }
 }
 
