@@ -4,7 +4,8 @@
 //! `acks = "all"` none is lost; what `acks = "1"` and `"0"` lose is
 //! measured and printed (docs/kafka-guarantees.md records the figures), not
 //! asserted: it depends on timing. An exactly-once pipeline through the
-//! same kind of kill shows each record once to read_committed readers.
+//! kill of the broker that both leads its output and coordinates its
+//! transactions shows each record once to read_committed readers.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -105,14 +106,27 @@ fn tally(records: &[Record]) -> (usize, usize) {
     (distinct.len(), echoed.len())
 }
 
+/// The broker killed is the worst one to lose: the output partition's
+/// leader and the transaction coordinator at once (the output topic is
+/// placed so), so in-flight batches move to a new leader while the
+/// transaction's state moves to a new coordinator.
 #[test]
 fn exactly_once_through_a_leader_kill_shows_each_record_once_to_read_committed_readers() {
     let _cluster = exclusive();
     let cluster = cluster3();
     let b = cluster.bootstrap.as_str();
     const N: usize = 300_000;
-    create_topic_with(b, "eos-rep-in", 1, 3, &[("min.insync.replicas", "2")]);
-    create_topic_with(b, "eos-rep-out", 1, 3, &[("min.insync.replicas", "2")]);
+    let isr = [("min.insync.replicas", "2")];
+    create_topic_with(b, "eos-rep-in", 1, 3, &isr);
+    // The pipeline file is `p.toml`: transactional id `weir-p-rep`.
+    let leader = transaction_coordinator(b, "weir-p-rep");
+    let followers: Vec<i32> = (1..=3).filter(|&n| n != leader).collect();
+    create_topic_on(
+        b,
+        "eos-rep-out",
+        &[leader, followers[0], followers[1]],
+        &isr,
+    );
     produce(
         b,
         "eos-rep-in",
@@ -144,11 +158,15 @@ brokers = "{b}"
 topic = "eos-rep-out"
 "#
     ));
-    let leader = leader_of(b, "eos-rep-out", 0);
     let mut run = Background::start(p.dir(), p.file(), &[]);
     run.wait_until("a third of the records", Duration::from_secs(60), || {
         end_offsets(b, "eos-rep-out", 1)[0] >= (N / 3) as i64
     });
+    assert_eq!(
+        transaction_coordinator(b, "weir-p-rep"),
+        leader,
+        "the coordinator stayed"
+    );
     cluster.kill(leader as u32);
     let killed = Instant::now();
     // A transaction the broker aborted while its leader was away stops

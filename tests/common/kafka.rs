@@ -107,6 +107,11 @@ impl Drop for Dedicated {
 
 /// The node (1-based) leading `topic`'s `partition`.
 pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    leader_of_checked(bootstrap, topic, partition).expect("partition has a leader")
+}
+
+/// The leader of a partition, if it has one now.
+fn leader_of_checked(bootstrap: &str, topic: &str, partition: i32) -> Option<i32> {
     let c: BaseConsumer = client(bootstrap).create().unwrap();
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -116,7 +121,7 @@ pub fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
         .iter()
         .find(|p| p.id() == partition)
         .map(|p| p.leader())
-        .expect("partition has a leader")
+        .filter(|&l| l >= 0)
 }
 
 /// The shared single-node broker, started on first use.
@@ -169,6 +174,45 @@ pub fn create_topic_with(
         Duration::from_secs(10),
     )
     .unwrap();
+}
+
+/// Creates a one-partition topic whose replicas are `replicas`, the first
+/// of them its leader, with topic settings `config`.
+pub fn create_topic_on(bootstrap: &str, topic: &str, replicas: &[i32], config: &[(&str, &str)]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = client(bootstrap).create().unwrap();
+    let assignment = [replicas];
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Variable(&assignment));
+    for (k, v) in config {
+        new = new.set(k, v);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = runtime
+        .block_on(admin.create_topics([&new], &options))
+        .unwrap();
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create {t}: {e}"));
+    }
+    super::wait_until(
+        Duration::from_secs(30),
+        || leader_of_checked(bootstrap, topic, 0) == Some(replicas[0]),
+        || format!("{topic} has no leader {}", replicas[0]),
+    );
+}
+
+/// The broker coordinating transactional id `id`: the leader of its
+/// partition of `__transaction_state` (Kafka's `abs(id.hashCode()) %
+/// partitions`, with the test clusters' 3 partitions).
+pub fn transaction_coordinator(bootstrap: &str, id: &str) -> i32 {
+    let hash = id
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    let partition = if hash == i32::MIN { 0 } else { hash.abs() } % 3;
+    leader_of(bootstrap, "__transaction_state", partition)
 }
 
 /// A producer with librdkafka's ordinary batching (acks=all, idempotent).
