@@ -40,6 +40,10 @@ use crate::kafka::{Brokers, KafkaSetupError, StaticMembership};
 use crate::stage::{Handover, Partitioning, Transactional};
 use crate::telemetry::{Counters, ReloadReport, Telemetry};
 
+/// How long a finished exactly-once pipeline waits for its transaction's
+/// last abort (itself bounded at 10 s) and its consumers' close.
+const TRANSACTION_END: Duration = Duration::from_secs(30);
+
 /// How [`start`] runs a pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -332,9 +336,18 @@ impl Running {
         if let Some(txn) = &self.transactions {
             let txn = txn.clone();
             let failed = result.is_err();
-            let _ =
-                tokio::task::spawn_blocking(move || if failed { txn.abort() } else { txn.close() })
-                    .await;
+            let ending =
+                tokio::task::spawn_blocking(move || if failed { txn.abort() } else { txn.close() });
+            // Bounded: the abort is, but closing the sources' consumers
+            // (their last owner is the transaction) waits on a group
+            // coordinator that may be gone. Their offsets are committed in
+            // the transactions already; nothing is lost by not waiting.
+            if tokio::time::timeout(TRANSACTION_END, ending).await.is_err() {
+                tracing::warn!(
+                    waited_s = TRANSACTION_END.as_secs(),
+                    "the Kafka clients of the transaction did not close in time; leaving them"
+                );
+            }
         }
         // Let open taps and dashboard streams end cleanly.
         self.admin_stop.cancel();

@@ -1,6 +1,7 @@
 //! How a transactional call failed, in librdkafka's classes, and retrying
 //! the retriable ones until a deadline.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
@@ -13,6 +14,9 @@ pub(super) enum TxnError {
     Abortable(String),
     /// The producer cannot go on (fenced by a newer instance, ...).
     Fatal(String),
+    /// A call did not return although its timeout had passed: librdkafka
+    /// is stuck in it, and the producer with it.
+    Hung(String),
 }
 
 /// Calls `f` until it succeeds, retrying retriable errors until `deadline`.
@@ -47,10 +51,51 @@ pub(super) fn retry_until(
     }
 }
 
+/// [`retry_until`] with each attempt on a thread of its own, given up after
+/// `limit`: for calls that librdkafka does not always end at their timeout
+/// (`send_offsets_to_transaction` waits without a bound for the group
+/// coordinator's lookup, which never ends when the coordinator's broker
+/// has left the cluster: librdkafka issues #5456 and #5511). A call given
+/// up is [`TxnError::Hung`]; its thread stays blocked.
+pub(super) fn retry_bounded(
+    deadline: Instant,
+    limit: Duration,
+    what: &str,
+    f: impl Fn() -> Result<(), KafkaError> + Send + Sync + 'static,
+) -> Result<(), TxnError> {
+    let f = Arc::new(f);
+    let mut hung = None;
+    let result = retry_until(deadline, || {
+        let (done, result) = std::sync::mpsc::channel();
+        let call = f.clone();
+        let started = std::thread::Builder::new()
+            .name("weir-txn-call".into())
+            .spawn(move || {
+                let _ = done.send(call());
+            });
+        if let Err(e) = started {
+            hung = Some(format!("cannot start a thread for {what}: {e}"));
+            return Ok(());
+        }
+        result.recv_timeout(limit).unwrap_or_else(|_| {
+            hung = Some(format!(
+                "{what} did not return within {} s (librdkafka is stuck in it)",
+                limit.as_secs()
+            ));
+            // Ends the retries; `hung` says why.
+            Ok(())
+        })
+    });
+    match hung {
+        Some(why) => Err(TxnError::Hung(why)),
+        None => result,
+    }
+}
+
 impl From<TxnError> for String {
     fn from(e: TxnError) -> String {
         match e {
-            TxnError::Abortable(s) | TxnError::Fatal(s) => s,
+            TxnError::Abortable(s) | TxnError::Fatal(s) | TxnError::Hung(s) => s,
         }
     }
 }

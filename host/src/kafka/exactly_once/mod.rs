@@ -42,7 +42,7 @@ use super::instance_lock::{InstanceLock, lock_dir};
 use super::{Brokers, KafkaSetupError, check_reachable};
 use crate::checkpoint::{CheckpointError, CheckpointStore, Saved, SavedStage};
 use crate::telemetry::TransactionStats;
-use calls::{TxnError, retry_until};
+use calls::{TxnError, retry_bounded, retry_until};
 
 mod calls;
 mod tasks;
@@ -57,6 +57,10 @@ const OUTAGE: Duration = Duration::from_secs(120);
 
 /// How long a stopping pipeline tries to abort its open transaction.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long past its own timeout a transactional call may take before it
+/// is taken for hung.
+const HUNG_AFTER: Duration = Duration::from_secs(5);
 
 /// Ends the reason of an aborted transaction: nothing of it reached
 /// read_committed readers, and starting the pipeline again resumes from the
@@ -95,7 +99,9 @@ pub struct TxnState {
 pub struct ExactlyOnce {
     settings: Settings,
     bootstrap: String,
-    producer: Producer,
+    /// Shared with the threads that run calls librdkafka may not end
+    /// (see [`retry_bounded`]).
+    producer: Arc<Producer>,
     state: watch::Sender<TxnState>,
     /// How to get each Kafka source's consumer-group metadata, fresh at
     /// each commit (a rebalance since the barrier changes its generation).
@@ -113,8 +119,11 @@ pub struct ExactlyOnce {
     /// When the open transaction began: a fence after it was open longer
     /// than the transaction timeout is the broker's abort, not a rival.
     opened: Mutex<Instant>,
-    /// This host's claim on the transactional id, for the process's life.
-    _lock: InstanceLock,
+    /// This host's claim on the transactional id, while this producer may
+    /// use it: released when the producer is given up for hung, so the
+    /// pipeline can start again in this process (the new producer fences
+    /// the stuck one).
+    lock: Mutex<Option<InstanceLock>>,
 }
 
 impl std::fmt::Debug for ExactlyOnce {
@@ -203,11 +212,11 @@ impl ExactlyOnce {
         Ok(Arc::new(ExactlyOnce {
             settings,
             bootstrap,
-            producer,
+            producer: Arc::new(producer),
             state: watch::Sender::new(TxnState::default()),
             groups: Mutex::new(HashMap::new()),
             committed_positions: Mutex::new(BTreeMap::new()),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             committed_states: Mutex::new(BTreeMap::new()),
             changelog_partitions,
             stats,
@@ -336,7 +345,6 @@ impl ExactlyOnce {
 
     /// Adds the sources' offsets to the transaction.
     fn send_offsets(&self, saved: &Saved, deadline: Instant) -> Result<(), TxnError> {
-        let groups = self.groups.lock().expect("groups lock");
         let committed = self
             .committed_positions
             .lock()
@@ -362,15 +370,25 @@ impl ExactlyOnce {
             if tpl.count() == 0 {
                 continue;
             }
-            let metadata = groups.get(source).and_then(|m| m()).ok_or_else(|| {
-                TxnError::Fatal(format!(
-                    "source `{source}` reported offsets without its consumer group"
-                ))
-            })?;
-            retry_until(deadline, || {
-                self.producer
-                    .send_offsets_to_transaction(&tpl, &metadata, CALL_TIMEOUT)
-            })?;
+            // Not held during the call: a stopping pipeline clears it.
+            let metadata = self
+                .groups
+                .lock()
+                .expect("groups lock")
+                .get(source)
+                .and_then(|m| m())
+                .ok_or_else(|| {
+                    TxnError::Fatal(format!(
+                        "source `{source}` reported offsets without its consumer group"
+                    ))
+                })?;
+            let producer = self.producer.clone();
+            retry_bounded(
+                deadline,
+                CALL_TIMEOUT + HUNG_AFTER,
+                "send_offsets_to_transaction",
+                move || producer.send_offsets_to_transaction(&tpl, &metadata, CALL_TIMEOUT),
+            )?;
         }
         Ok(())
     }
@@ -500,6 +518,17 @@ impl CheckpointStore for ExactlyOnce {
             }
             Err(TxnError::Fatal(reason)) => {
                 let reason = self.explain(&reason);
+                self.fail(&reason);
+                Err(CheckpointError::Fatal(reason))
+            }
+            Err(TxnError::Hung(reason)) => {
+                // This producer is lost with the call; a new one (after a
+                // restart) takes the transactional id over and fences it.
+                self.lock.lock().expect("lock lock").take();
+                let reason = format!(
+                    "transaction of checkpoint {} given up ({reason}); {RESUME_HINT}",
+                    saved.id
+                );
                 self.fail(&reason);
                 Err(CheckpointError::Fatal(reason))
             }
