@@ -229,6 +229,69 @@ fn a_looping_plugin_is_stopped_by_the_default_one_second_deadline() {
     assert!(failure.contains("deadline of 1s exceeded"), "{failure}");
 }
 
+/// A plugin that sleeps for 30 s (blocked in a WASI wait, where epoch
+/// interruption cannot reach it) is stopped at the default 1 s deadline
+/// all the same, reported like a loop, and the host keeps processing.
+#[test]
+fn a_sleeping_plugin_is_stopped_at_its_deadline() {
+    let (dead, took, failure) = misbehave_under_default_limits("sleep:30000");
+    assert_eq!(
+        dead["headers"]["weir.reason"],
+        "deadline of 1s exceeded (plugin interrupted)"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "interrupted after {took:?}, before the 1 s default"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?}: the sleep was not bounded"
+    );
+    assert!(failure.contains("deadline of 1s exceeded"), "{failure}");
+}
+
+/// A short sleep within the deadline is a plugin's right: it ends and the
+/// event goes through.
+#[test]
+fn a_plugin_may_sleep_within_its_deadline() {
+    let p =
+        Pipeline::new(&chaos_pipeline(REPLAY_IN, "", true)).with_file("in.txt", "a\nsleep:50\nb\n");
+    let stderr = p.run_ok(Duration::from_secs(60));
+    assert_eq!(p.read("out.txt"), "a\nslept\nb\ntotal=2\n", "{stderr}");
+    assert!(!stderr.contains("plugin call failed"), "{stderr}");
+}
+
+/// What a plugin prints becomes log lines tagged with its stage (standard
+/// output at info, standard error at warn), at most 50 a second, with the
+/// dropped ones counted in a warning.
+#[test]
+fn a_plugins_output_is_logged_with_its_stage_and_rate_limited() {
+    let mut input = String::from("print:hello from stdout\neprint:trouble on stderr\n");
+    for i in 0..200 {
+        input.push_str(&format!("print:line {i}\n"));
+    }
+    let p = Pipeline::new(&chaos_pipeline(REPLAY_IN, "", false)).with_file("in.txt", &input);
+    let stderr = p.run_ok(Duration::from_secs(60));
+    let line_of = |needle: &str| {
+        stderr
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no log line with {needle:?}:\n{stderr}"))
+            .to_owned()
+    };
+    let out = line_of("hello from stdout");
+    assert!(out.contains("INFO"), "{out}");
+    assert!(out.contains("stage=\"chaos\""), "{out}");
+    assert!(out.contains("stream=\"stdout\""), "{out}");
+    let err = line_of("trouble on stderr");
+    assert!(err.contains("WARN"), "{err}");
+    assert!(err.contains("stream=\"stderr\""), "{err}");
+    // 202 lines in well under a second: 50 logged, the rest dropped.
+    let logged = stderr.matches("stream=\"stdout\"").count() + 1;
+    assert!(logged <= 60, "{logged} lines logged:\n{stderr}");
+    assert!(stderr.contains("lines dropped"), "{stderr}");
+}
+
 /// A plugin that allocates without bound in a stage with no `memory_limit`
 /// is stopped by the default 64 MiB cap, reported by stage name, its batch
 /// dead-lettered, and the host keeps processing.

@@ -3,16 +3,17 @@
 //! host functions plugins import (`log`, `now-ms`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, PluginLevel};
+use super::bounded_poll::{BoundedPoll, DeadlineReached};
 use super::convert::{PluginInput, PluginOutput};
 use super::runtime::{EPOCH_TICK, Plugin};
-use super::tail::TailPipe;
+use super::stdio::{PluginStdio, Stream};
 use super::{CallError, PluginError};
 
 /// Limits applied to every instance of a stage.
@@ -39,6 +40,19 @@ pub(super) struct HostState {
     table: ResourceTable,
     limiter: MemoryCap,
     stage: Arc<str>,
+    /// When the call in progress must end, if calls have deadlines: WASI
+    /// waits end there too.
+    deadline: Option<Instant>,
+}
+
+impl HostState {
+    /// The poll interface's view: the table and the call's deadline.
+    pub(super) fn bounded_poll(&mut self) -> BoundedPoll<'_> {
+        BoundedPoll {
+            table: &mut self.table,
+            deadline: self.deadline,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -120,7 +134,9 @@ pub struct Instance {
     bindings: bindings::TransformPlugin,
     stage: ResourceAny,
     limits: Limits,
-    stderr: TailPipe,
+    /// Whether calls have deadlines (always, but in benchmarks).
+    deadlines: bool,
+    stdio: PluginStdio,
 }
 
 impl std::fmt::Debug for Instance {
@@ -140,10 +156,11 @@ impl Instance {
         config: &str,
         limits: Limits,
     ) -> Result<Self, PluginError> {
-        let stderr = TailPipe::new(4096);
+        let stage: Arc<str> = stage.into();
+        let stdio = PluginStdio::new(stage.clone(), 4096);
         let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .stdout(stderr.clone())
+            .stdout(stdio.stream(Stream::Stdout))
+            .stderr(stdio.stream(Stream::Stderr))
             .build();
         let state = HostState {
             wasi,
@@ -153,31 +170,33 @@ impl Instance {
                 hit: None,
                 current: 0,
             },
-            stage: stage.into(),
+            stage,
+            deadline: None,
         };
         let mut store = Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if plugin.deadlines {
             store.epoch_deadline_trap();
         }
-        set_deadline(&mut store, limits.timeout);
+        set_deadline(&mut store, limits.timeout, plugin.deadlines);
         let bindings = plugin
             .pre
             .instantiate(&mut store)
-            .map_err(|e| PluginError::Start(classify(e, &store, limits, &stderr)))?;
-        set_deadline(&mut store, limits.timeout);
+            .map_err(|e| PluginError::Start(classify(e, &store, limits, &stdio)))?;
+        set_deadline(&mut store, limits.timeout, plugin.deadlines);
         let created = bindings
             .weir_plugin_transform()
             .stage()
             .call_constructor(&mut store, config)
-            .map_err(|e| PluginError::Start(classify(e, &store, limits, &stderr)))?;
+            .map_err(|e| PluginError::Start(classify(e, &store, limits, &stdio)))?;
         let stage = created.map_err(PluginError::Config)?;
         Ok(Instance {
             store,
             bindings,
             stage,
             limits,
-            stderr,
+            deadlines: plugin.deadlines,
+            stdio,
         })
     }
 
@@ -189,10 +208,10 @@ impl Instance {
             ResourceAny,
         ) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        set_deadline(&mut self.store, self.limits.timeout);
+        set_deadline(&mut self.store, self.limits.timeout, self.deadlines);
         let guest = self.bindings.weir_plugin_transform().stage();
         f(&guest, &mut self.store, self.stage)
-            .map_err(|e| classify(e, &self.store, self.limits, &self.stderr))
+            .map_err(|e| classify(e, &self.store, self.limits, &self.stdio))
     }
 
     /// Linear memory the instance has allocated, in bytes.
@@ -238,22 +257,23 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         // Resource destructors run guest code; bound them like any call.
-        set_deadline(&mut self.store, self.limits.timeout);
+        set_deadline(&mut self.store, self.limits.timeout, self.deadlines);
         let _ = self.stage.resource_drop(&mut self.store);
     }
 }
 
-fn set_deadline(store: &mut Store<HostState>, timeout: Duration) {
+fn set_deadline(store: &mut Store<HostState>, timeout: Duration, deadlines: bool) {
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
     // One extra tick: the current epoch period may be almost over.
     store.set_epoch_deadline(ticks + 1);
+    store.data_mut().deadline = deadlines.then(|| Instant::now() + timeout);
 }
 
 fn classify(
     e: wasmtime::Error,
     store: &Store<HostState>,
     limits: Limits,
-    stderr: &TailPipe,
+    stdio: &PluginStdio,
 ) -> CallError {
     if let Some(wanted) = store.data().limiter.hit {
         return CallError::MemoryLimit {
@@ -261,14 +281,16 @@ fn classify(
             wanted: wanted as u64,
         };
     }
-    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+        || e.downcast_ref::<DeadlineReached>().is_some()
+    {
         return CallError::Timeout(limits.timeout);
     }
     let mut reason = match e.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         None => e.to_string(),
     };
-    let said = stderr.last_lines(3);
+    let said = stdio.last_lines(3);
     if !said.is_empty() {
         reason.push_str(&format!(" (plugin said: {said})"));
     }

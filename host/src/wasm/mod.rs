@@ -12,23 +12,26 @@
 //!   leave this module.
 //!
 //! Sandboxing: a plugin gets WASI with nothing granted (no preopened
-//! directories, no network, no environment, no inherited stdio; its stderr
-//! is captured so a panic message can be reported), plus the `host` interface
+//! directories, no network, no environment, no inherited stdio; its stdout
+//! and stderr become log lines tagged with its stage, and their tail is
+//! kept so a panic message can be reported), plus the `host` interface
 //! (`log`, `now-ms`). Every call runs under a wall-clock deadline enforced by
-//! epoch interruption and a linear-memory cap enforced by a resource limiter.
+//! epoch interruption, and in WASI waits by `bounded_poll`, and a
+//! linear-memory cap enforced by a resource limiter.
 //!
 //! Compiled components are cached on disk by the SHA-256 of the `.wasm`
 //! bytes and the engine's compatibility hash, so a second start skips
 //! Cranelift entirely.
 
 mod bindings;
+mod bounded_poll;
 pub mod build;
 pub mod convert;
 mod error;
 pub mod inspect;
 pub mod instance;
 pub mod runtime;
-mod tail;
+mod stdio;
 
 pub use build::{BuildOutcome, CrateInfo, build_crate, crate_info, resolve_plugin};
 pub use convert::{PluginInput, PluginOutput};

@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine};
 
 use super::PluginError;
 use super::bindings::{self, TransformPluginPre};
+use super::bounded_poll::HasBoundedPoll;
 use super::inspect::inspect_bytes;
 use super::instance::HostState;
 
@@ -101,6 +102,13 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // WASI's waits, bounded by the call's deadline.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<HostState, HasBoundedPoll>(
+            &mut linker,
+            HostState::bounded_poll,
+        )?;
+        linker.allow_shadowing(false);
         bindings::TransformPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,

@@ -5,6 +5,10 @@
 //! - `loop`: spins forever (hits the call deadline);
 //! - `alloc`: allocates without bound (hits the memory cap);
 //! - `reject`: refuses the record with reason `asked to reject`;
+//! - `sleep:MS`: sleeps MS milliseconds (a blocking WASI wait, which the
+//!   call deadline must bound too), then echoes `slept`;
+//! - `print:TEXT`, `eprint:TEXT`: writes TEXT to standard output or error
+//!   (the host logs it), then echoes it;
 //! - `open:PATH`, `connect:ADDR`: try to read a file or open a TCP
 //!   connection, emitting `opened`/`connected`, or rejecting with the error
 //!   (the sandbox grants neither, so they must fail).
@@ -63,6 +67,21 @@ impl Transform for Chaos {
                     }
                 }
                 b"reject" => out.reject(e.index, "asked to reject"),
+                v if v.starts_with(b"sleep:") => {
+                    let ms = String::from_utf8_lossy(&v[b"sleep:".len()..])
+                        .parse::<u64>()
+                        .unwrap_or(0);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    out.emit(e.timestamp_ms, b"slept");
+                }
+                v if v.starts_with(b"print:") => {
+                    println!("{}", String::from_utf8_lossy(&v[b"print:".len()..]));
+                    out.emit(e.timestamp_ms, v);
+                }
+                v if v.starts_with(b"eprint:") => {
+                    eprintln!("{}", String::from_utf8_lossy(&v[b"eprint:".len()..]));
+                    out.emit(e.timestamp_ms, v);
+                }
                 // Sandbox probes: the host grants no files and no sockets.
                 v if v.starts_with(b"open:") => {
                     let path = String::from_utf8_lossy(&v[b"open:".len()..]).into_owned();
