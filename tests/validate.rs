@@ -1,6 +1,8 @@
 //! `weir validate` and `weir graph`: malformed pipelines are reported as
 //! FILE:LINE: message, every error at once.
 
+use std::time::Duration;
+
 use crate::common::*;
 
 /// One malformed pipeline and the (line, message fragment) pairs expected.
@@ -262,4 +264,64 @@ fn help_is_available_on_every_command() {
             "{cmd:?}: {stdout}"
         );
     }
+}
+
+/// A component importing an interface the host does not provide (here
+/// `wasi:http/types`: the chaos plugin with its `wasi:sockets/tcp` import
+/// renamed in place, the same length) is refused by `weir validate` and
+/// `weir plugin inspect` naming the import, before anything runs; the
+/// interfaces the sandbox denies but links as traps (sockets) are shown as
+/// such.
+#[test]
+fn a_plugin_importing_what_the_host_does_not_provide_is_refused_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(plugin("chaos")).unwrap();
+    let (from, to) = (b"wasi:sockets/tcp@0.2.6", b"wasi:http/types@0.2.60");
+    let mut renamed = 0;
+    while let Some(at) = bytes.windows(from.len()).position(|w| w == from) {
+        bytes[at..at + to.len()].copy_from_slice(to);
+        renamed += 1;
+    }
+    assert!(
+        renamed > 0,
+        "chaos no longer imports wasi:sockets/tcp@0.2.6"
+    );
+    let wasm = dir.path().join("http.wasm");
+    std::fs::write(&wasm, &bytes).unwrap();
+
+    let pipeline = write(
+        dir.path(),
+        "p.toml",
+        "[sources.in]\ntype = \"stdin\"\n\n[transforms.t]\ntype = \"wasm\"\ninputs = [\"in\"]\nplugin = \"http.wasm\"\n\n[sinks.out]\ntype = \"console\"\ninputs = [\"t\"]\n",
+    );
+    let out = run_with_timeout(
+        weir().arg("validate").arg(&pipeline),
+        Duration::from_secs(60),
+    );
+    let (stdout, stderr) = texts(&out);
+    let said = format!("{stdout}{stderr}");
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("p.toml:7: ")
+            && said.contains("http.wasm is not a Weir plugin: it imports `wasi:http/types@0.2.60`, which this host does not provide"),
+        "{said}"
+    );
+
+    let out = run_with_timeout(
+        weir().args(["plugin", "inspect"]).arg(&wasm),
+        Duration::from_secs(60),
+    );
+    let (stdout, _) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(line("wasi:http/types@0.2.60").ends_with("NOT PROVIDED"));
+    assert!(line("wasi:sockets/udp@0.2.6").ends_with("denied (traps if called)"));
+    assert!(line("wasi:io/poll@0.2.6").ends_with("provided"));
+    assert!(stdout.contains("weir plugin: no: it imports `wasi:http/types@0.2.60`"));
 }

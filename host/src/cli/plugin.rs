@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use weir::wasm::capabilities::Import;
 use weir::wasm::{ComponentInfo, EXPORT_NAME, inspect_bytes};
 
 /// `weir plugin new NAME`: writes the crate and says what to do next.
@@ -113,6 +114,11 @@ pub fn inspect(file: &Path, json: bool) -> Result<bool> {
             "version": version,
             "exports": info.exports,
             "imports": info.imports,
+            "import_status": info
+                .imports
+                .iter()
+                .map(|i| (i.clone(), Import::of(i).label()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "weir_plugin": verdict.is_ok(),
             "problem": verdict.as_ref().err(),
             "host_supports": EXPORT_NAME,
@@ -155,7 +161,14 @@ fn print_text(
     println!("package:     {}", package.as_deref().unwrap_or("-"));
     println!("version:     {}", version.as_deref().unwrap_or("-"));
     println!("exports:     {}", list(&info.exports));
-    println!("imports:     {}", list(&info.imports));
+    if info.imports.is_empty() {
+        println!("imports:     none");
+    } else {
+        println!("imports:");
+        for import in &info.imports {
+            println!("  {import:<40} {}", Import::of(import).label());
+        }
+    }
     match verdict {
         Ok(()) => println!("weir plugin: yes (this host runs {EXPORT_NAME})"),
         Err(why) => println!("weir plugin: no: {why}"),

@@ -17,13 +17,14 @@ pub struct ComponentInfo {
 }
 
 impl ComponentInfo {
-    /// Checks that the component exports the Weir transform interface.
+    /// Checks that the component exports the Weir transform interface and
+    /// imports nothing the host does not provide.
     pub fn check_weir_plugin(&self) -> Result<(), String> {
         if !self.is_component {
             return Err("it is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target with the weir-plugin SDK".into());
         }
         if self.exports.iter().any(|e| e == EXPORT_NAME) {
-            return Ok(());
+            return super::capabilities::check_imports(&self.imports);
         }
         let weir: Vec<&String> = self
             .exports

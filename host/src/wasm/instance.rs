@@ -46,6 +46,16 @@ pub(super) struct HostState {
 }
 
 impl HostState {
+    /// The plugin's resource table.
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// The plugin's WASI context.
+    pub(super) fn wasi(&mut self) -> &mut WasiCtx {
+        &mut self.wasi
+    }
+
     /// The poll interface's view: the table and the call's deadline.
     pub(super) fn bounded_poll(&mut self) -> BoundedPoll<'_> {
         BoundedPoll {
@@ -288,7 +298,17 @@ fn classify(
     }
     let mut reason = match e.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => e.to_string(),
+        // A host function's error (a denied import says which) under the
+        // wasm backtrace's context.
+        None => match e.root_cause().to_string() {
+            cause if cause.starts_with("unknown import: ") => format!(
+                "the sandbox denies {} (no sockets for plugins)",
+                cause
+                    .trim_start_matches("unknown import: ")
+                    .trim_end_matches(" has not been defined")
+            ),
+            cause => cause,
+        },
     };
     let said = stdio.last_lines(3);
     if !said.is_empty() {

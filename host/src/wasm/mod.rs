@@ -26,6 +26,7 @@
 mod bindings;
 mod bounded_poll;
 pub mod build;
+pub mod capabilities;
 pub mod convert;
 mod error;
 pub mod inspect;

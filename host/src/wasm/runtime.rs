@@ -101,14 +101,7 @@ impl Runtime {
         }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // WASI's waits, bounded by the call's deadline.
-        linker.allow_shadowing(true);
-        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<HostState, HasBoundedPoll>(
-            &mut linker,
-            HostState::bounded_poll,
-        )?;
-        linker.allow_shadowing(false);
+        link_wasi(&mut linker)?;
         bindings::TransformPlugin::add_to_linker::<HostState, HasSelf<HostState>>(
             &mut linker,
             |s| s,
@@ -157,9 +150,12 @@ impl Runtime {
                     path: path.to_path_buf(),
                     reason: format!("{e:#}"),
                 })?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
+        // What the toolchain always imports but the sandbox denies
+        // (sockets; `check_weir_plugin` refused anything else missing)
+        // traps when called.
+        let mut linker = self.linker.clone();
+        let pre = link_denied_as_traps(&mut linker, &component)
+            .and_then(|()| linker.instantiate_pre(&component))
             .and_then(TransformPluginPre::new)
             .map_err(|e| PluginError::NotAPlugin {
                 path: path.to_path_buf(),
@@ -229,6 +225,97 @@ impl Runtime {
             unsafe { wasmtime::component::Component::deserialize(&self.engine, &compiled)? };
         Ok((component, false))
     }
+}
+
+/// Links the WASI interfaces of [`super::capabilities`], and no other:
+/// sockets are left out (linked as traps per plugin, see [`Runtime::load`]).
+fn link_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::random::WasiRandom;
+    type H = HostState;
+    let l = linker;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<H, HasTable>(l, |s| s.table())?;
+    sync::io::streams::add_to_linker::<H, HasTable>(l, |s| s.table())?;
+    // WASI's waits, bounded by the call's deadline.
+    sync::io::poll::add_to_linker::<H, HasBoundedPoll>(l, HostState::bounded_poll)?;
+    clocks::wall_clock::add_to_linker::<H, WasiClocks>(l, H::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<H, WasiClocks>(l, H::clocks)?;
+    random::random::add_to_linker::<H, WasiRandom>(l, |s| s.wasi().random())?;
+    random::insecure::add_to_linker::<H, WasiRandom>(l, |s| s.wasi().random())?;
+    random::insecure_seed::add_to_linker::<H, WasiRandom>(l, |s| s.wasi().random())?;
+    cli::exit::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::environment::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::stdin::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::stdout::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::stderr::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::terminal_input::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::terminal_output::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::terminal_stdin::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::terminal_stdout::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    cli::terminal_stderr::add_to_linker::<H, WasiCli>(l, H::cli)?;
+    filesystem::preopens::add_to_linker::<H, WasiFilesystem>(l, H::filesystem)?;
+    sync::filesystem::types::add_to_linker::<H, WasiFilesystem>(l, H::filesystem)?;
+    Ok(())
+}
+
+/// Links the component's imports that [`super::capabilities`] denies
+/// (sockets) as functions that trap, naming the function. (wasmtime's
+/// `define_unknown_imports_as_traps` would also stub WASI interfaces the
+/// linker provides at another 0.2.x version than the one imported.)
+fn link_denied_as_traps(
+    linker: &mut Linker<HostState>,
+    component: &wasmtime::component::Component,
+) -> wasmtime::Result<()> {
+    use super::capabilities::Import;
+    use wasmtime::component::types::ComponentItem;
+    let engine = linker.engine().clone();
+    for (name, item) in component.component_type().imports(&engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if Import::of(name) != Import::Trapped {
+            continue;
+        }
+        let mut defined = linker.instance(name)?;
+        for (export, item) in instance.exports(&engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("`{name}#{export}`");
+                    defined.func_new(export, move |_, _, _, _| {
+                        Err(wasmtime::format_err!(
+                            "unknown import: {what} has not been defined"
+                        ))
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    // The WASI I/O resources the sockets interfaces use are
+                    // the linked ones; their own (sockets, networks) are
+                    // placeholders nothing can create.
+                    use wasmtime::component::ResourceType;
+                    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
+                    let ty = match export {
+                        "pollable" => ResourceType::host::<DynPollable>(),
+                        "input-stream" => ResourceType::host::<DynInputStream>(),
+                        "output-stream" => ResourceType::host::<DynOutputStream>(),
+                        _ => ResourceType::host::<()>(),
+                    };
+                    defined.resource(export, ty, |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Selects a plugin's resource table as the host state of an interface.
+struct HasTable;
+
+impl wasmtime::component::HasData for HasTable {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
 }
 
 fn write_atomically(dir: &Path, file: &Path, data: &[u8]) -> std::io::Result<()> {
