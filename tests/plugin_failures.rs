@@ -292,6 +292,57 @@ fn a_plugins_output_is_logged_with_its_stage_and_rate_limited() {
     assert!(stderr.contains("lines dropped"), "{stderr}");
 }
 
+/// A plugin that leaks (half a MiB per `leak:512` event, 50 MiB in all,
+/// under a 16 MiB cap) is recycled before it reaches the cap: a fresh
+/// instance takes its state between batches, so no batch fails, nothing
+/// is dead-lettered, its count survives, and `/metrics` counts the
+/// recycles.
+#[test]
+fn a_leaking_plugin_is_recycled_with_its_state_before_it_hits_its_cap() {
+    let p = Pipeline::new(&chaos_pipeline(
+        "[sources.in]\ntype = \"stdin\"\n",
+        "memory_limit = \"16MiB\"",
+        true,
+    ));
+    let mut bg = Background::start_piped(p.dir(), p.file(), &[]);
+    let mut stdin = bg.child.stdin.take().unwrap();
+    let mut expected = String::new();
+    for i in 0..100 {
+        stdin
+            .write_all(format!("{i}\nleak:512\n").as_bytes())
+            .unwrap();
+        expected.push_str(&format!("{i}\nleaked\n"));
+    }
+    stdin.flush().unwrap();
+    let out = p.path("out.txt");
+    wait_file(&out, Duration::from_secs(60), |t| t == expected);
+    let (code, metrics) = http("GET", &format!("http://{}/metrics", bg.admin), None, None);
+    assert_eq!(code, 200);
+    let recycles: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("weir_plugin_recycles_total{stage=\"chaos\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no recycle count:\n{metrics}"));
+    // 50 MiB leaked, recycled past 12 MiB (3/4 of the cap): at least 4.
+    assert!(recycles >= 4, "{recycles} recycles");
+    drop(stdin);
+    let log = bg.finish(Duration::from_secs(30));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("{expected}total=100\n"),
+        "{log}"
+    );
+    let dead = std::fs::read_to_string(p.path("dlq.jsonl")).unwrap_or_default();
+    assert!(dead.is_empty(), "dead letters: {dead}\n{log}");
+    assert!(!log.contains("plugin call failed"), "{log}");
+    assert_eq!(
+        log.matches("plugin instance recycled").count() as u64,
+        recycles,
+        "{log}"
+    );
+}
+
 /// A plugin that allocates without bound in a stage with no `memory_limit`
 /// is stopped by the default 64 MiB cap, reported by stage name, its batch
 /// dead-lettered, and the host keeps processing.

@@ -188,6 +188,7 @@ mod tests {
             config: None,
             timeout: None,
             memory_limit: None,
+            recycle_memory: None,
             tick_interval: None,
             on_incompatible_state: Default::default(),
             scope: Default::default(),

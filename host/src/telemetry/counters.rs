@@ -107,6 +107,9 @@ counters! {
     /// Kafka sources: partition assignments received (each consumer-group
     /// rebalance that reaches this member counts once).
     rebalances => "weir_kafka_rebalances_total", "Partition assignments received by a Kafka source.";
+    /// Plugins: instances replaced by a fresh one, with their state,
+    /// because their memory passed `recycle_memory`.
+    recycles => "weir_plugin_recycles_total", "Plugin instances replaced with their state because their memory passed recycle_memory.";
 }
 
 /// Upper bounds of [`Histogram`] buckets, seconds.
@@ -203,12 +206,14 @@ mod tests {
         let m = StageMetrics::default();
         StageMetrics::add(&m.events_in, 3);
         StageMetrics::add(&m.rebalances, 2);
+        StageMetrics::add(&m.recycles, 4);
         m.record_batch(Duration::from_millis(5));
         let c = m.read();
         assert_eq!((c.events_in, c.rebalances, c.busy_ms), (3, 2, 5));
         let by_name = |n: &str| FAMILIES.iter().find(|f| f.name == n).map(|f| (f.read)(&c));
         assert_eq!(by_name("weir_events_in_total"), Some(3));
         assert_eq!(by_name("weir_kafka_rebalances_total"), Some(2));
-        assert_eq!(FAMILIES.len(), 6);
+        assert_eq!(by_name("weir_plugin_recycles_total"), Some(4));
+        assert_eq!(FAMILIES.len(), 7);
     }
 }

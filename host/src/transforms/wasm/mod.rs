@@ -8,6 +8,7 @@
 //! config = { window = "1s", format = "seed" }
 //! timeout = "1s"            # wall-clock deadline per call
 //! memory_limit = "64MiB"    # linear memory cap
+//! recycle_memory = "48MiB"  # past this, a fresh instance takes the state between batches
 //! tick_interval = "100ms"   # how often processing time is advanced
 //! dead_letter = "rejected"  # sink for refused records and failed batches
 //! scope = "partition"       # one instance per Kafka input partition (default), or "global"
@@ -26,6 +27,8 @@
 //! batch goes to the dead-letter output (or is logged and dropped), the error
 //! is counted, and the instance is re-created from its last snapshot, with
 //! the batches processed since that snapshot replayed so no state is lost.
+//! An instance whose memory passes `recycle_memory` is replaced the same
+//! way between batches, before it fails one (counted as recycles).
 
 //!
 //! The settings and the component's hooks are here; [`worker`] runs the
@@ -63,6 +66,12 @@ pub struct WasmConfig {
     /// Linear memory cap (default 64 MiB).
     #[serde(default)]
     pub memory_limit: Option<ByteSize>,
+    /// Linear memory past which the instance is replaced between batches
+    /// by a fresh one restored from its snapshot (default three quarters
+    /// of `memory_limit`), so a plugin that leaks slowly is recycled
+    /// before it reaches the cap and fails a batch.
+    #[serde(default)]
+    pub recycle_memory: Option<ByteSize>,
     /// How often `tick` advances processing time (default 100 ms).
     #[serde(default)]
     pub tick_interval: Option<Duration>,
@@ -107,6 +116,12 @@ impl WasmConfig {
             timeout: self.timeout.map_or(d.timeout, Duration::get),
             memory: self.memory_limit.map_or(d.memory, |b| b.0),
         }
+    }
+
+    /// The memory past which an instance is recycled.
+    pub fn recycle_above(&self) -> u64 {
+        self.recycle_memory
+            .map_or(self.limits().memory / 4 * 3, |b| b.0)
     }
 
     /// The `config` table as the JSON the plugin receives.

@@ -37,6 +37,8 @@ pub(super) struct Shared {
     pub plugin: Plugin,
     pub config_json: String,
     pub limits: Limits,
+    /// Linear memory past which an instance is recycled.
+    pub recycle_above: u64,
     pub on_incompatible_state: OnIncompatibleState,
     pub out: Output,
     pub dead_letters: DeadLetters,
@@ -71,6 +73,9 @@ pub(super) struct Task {
     saved: Option<SavedStage>,
     /// It has state worth flushing: restored, or given input.
     touched: bool,
+    /// A fresh instance holding just its state was past `recycle_memory`:
+    /// recycling would not help, so it is not tried again.
+    recycle_off: bool,
 }
 
 impl Task {
@@ -95,6 +100,7 @@ impl Task {
             held: VecDeque::new(),
             saved: None,
             touched: false,
+            recycle_off: false,
         })
     }
 
@@ -221,6 +227,7 @@ impl Task {
             }
         };
         self.maybe_snapshot(shared)?;
+        self.maybe_recycle(shared)?;
         Ok(flow)
     }
 
@@ -230,6 +237,7 @@ impl Task {
                 self.log.push(LogEntry::Tick(now));
                 let flow = self.handle_result(shared, res, None);
                 self.maybe_snapshot(shared)?;
+                self.maybe_recycle(shared)?;
                 Ok(flow)
             }
             Err(e) => {
@@ -368,12 +376,64 @@ impl Task {
         if self.log.len() < SNAPSHOT_EVERY_CALLS && self.last_snapshot.elapsed() < SNAPSHOT_EVERY {
             return Ok(());
         }
-        self.take_snapshot(shared)
+        self.take_snapshot(shared).map(drop)
+    }
+
+    /// Replaces an instance whose memory passed the recycle threshold by a
+    /// fresh one restored from a snapshot taken now: a slow leak is shed
+    /// between batches instead of failing one at the memory cap.
+    fn maybe_recycle(&mut self, shared: &Shared) -> Result<(), BoxError> {
+        let before = self.instance.memory_bytes();
+        if before <= shared.recycle_above || self.recycle_off {
+            return Ok(());
+        }
+        if !self.take_snapshot(shared)? {
+            // The snapshot failed and the instance was re-created anyway.
+            return Ok(());
+        }
+        let mut fresh = Instance::new(
+            &shared.plugin,
+            &shared.name,
+            &shared.config_json,
+            shared.limits,
+        )
+        .map_err(|e| format!("cannot re-create plugin instance: {e}"))?;
+        match fresh.restore(&self.snapshot) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                tracing::warn!(reason, "plugin refused its own snapshot; not recycled");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(reason = %e, "plugin trapped restoring its snapshot; not recycled");
+                return Ok(());
+            }
+        }
+        self.instance = fresh;
+        StageMetrics::add(&shared.metrics.recycles, 1);
+        if self.instance.memory_bytes() > shared.recycle_above {
+            self.recycle_off = true;
+            tracing::warn!(
+                partition = self.key,
+                memory_bytes = self.instance.memory_bytes(),
+                threshold = shared.recycle_above,
+                "a fresh instance holding only the plugin's state is past recycle_memory; no more recycling for it (raise memory_limit or recycle_memory)"
+            );
+        }
+        tracing::info!(
+            partition = self.key,
+            memory_bytes = before,
+            threshold = shared.recycle_above,
+            after_bytes = self.instance.memory_bytes(),
+            "plugin instance recycled (memory past recycle_memory)"
+        );
+        Ok(())
     }
 
     /// Snapshots the instance, which empties the replay log; a failed
-    /// snapshot is a failed call (reported, instance re-created).
-    fn take_snapshot(&mut self, shared: &Shared) -> Result<(), BoxError> {
+    /// snapshot is a failed call (reported, instance re-created), and
+    /// `Ok(false)`.
+    fn take_snapshot(&mut self, shared: &Shared) -> Result<bool, BoxError> {
         match self.instance.snapshot() {
             Ok(s) => {
                 if s != self.snapshot {
@@ -389,13 +449,14 @@ impl Task {
                 }
                 self.log.clear();
                 self.last_snapshot = Instant::now();
+                Ok(true)
             }
             Err(e) => {
                 self.report(shared, &e, "snapshot", 0);
                 self.recover(shared)?;
+                Ok(false)
             }
         }
-        Ok(())
     }
 
     /// Replaces a failed instance: a fresh one, restored from the last

@@ -43,6 +43,7 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         plugin,
         config_json: config.config_json(),
         limits: config.limits(),
+        recycle_above: config.recycle_above(),
         on_incompatible_state: config.on_incompatible_state,
         out,
         dead_letters,
@@ -431,6 +432,7 @@ impl Worker {
         self.shared.plugin = plugin;
         self.shared.config_json = config.config_json();
         self.shared.limits = config.limits();
+        self.shared.recycle_above = config.recycle_above();
         self.shared.on_incompatible_state = config.on_incompatible_state;
         self.tick_every = config.tick_every();
         self.publish();

@@ -7,6 +7,8 @@
 //! - `reject`: refuses the record with reason `asked to reject`;
 //! - `sleep:MS`: sleeps MS milliseconds (a blocking WASI wait, which the
 //!   call deadline must bound too), then echoes `slept`;
+//! - `leak:KIB`: allocates KIB kibibytes it never frees (not part of its
+//!   state), then echoes `leaked`;
 //! - `print:TEXT`, `eprint:TEXT`: writes TEXT to standard output or error
 //!   (the host logs it), then echoes it;
 //! - `open:PATH`, `connect:ADDR`: try to read a file or open a TCP
@@ -73,6 +75,13 @@ impl Transform for Chaos {
                         .unwrap_or(0);
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                     out.emit(e.timestamp_ms, b"slept");
+                }
+                v if v.starts_with(b"leak:") => {
+                    let kib = String::from_utf8_lossy(&v[b"leak:".len()..])
+                        .parse::<usize>()
+                        .unwrap_or(0);
+                    std::mem::forget(std::hint::black_box(vec![1u8; kib << 10]));
+                    out.emit(e.timestamp_ms, b"leaked");
                 }
                 v if v.starts_with(b"print:") => {
                     println!("{}", String::from_utf8_lossy(&v[b"print:".len()..]));
