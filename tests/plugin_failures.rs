@@ -263,7 +263,10 @@ fn a_plugin_may_sleep_within_its_deadline() {
 /// dropped ones counted in a warning.
 #[test]
 fn a_plugins_output_is_logged_with_its_stage_and_rate_limited() {
-    let mut input = String::from("print:hello from stdout\neprint:trouble on stderr\n");
+    // The trap re-creates the instance and replays the calls since the
+    // last snapshot (the first print among them): printed once, logged once.
+    let mut input =
+        String::from("print:only once\ntrap\nprint:hello from stdout\neprint:trouble on stderr\n");
     for i in 0..200 {
         input.push_str(&format!("print:line {i}\n"));
     }
@@ -287,6 +290,15 @@ fn a_plugins_output_is_logged_with_its_stage_and_rate_limited() {
     let logged = stderr.matches("stream=\"stdout\"").count() + 1;
     assert!(logged <= 60, "{logged} lines logged:\n{stderr}");
     assert!(stderr.contains("lines dropped"), "{stderr}");
+    let once = stderr
+        .lines()
+        .filter(|l| l.contains("only once") && l.contains("stream=\"stdout\""))
+        .count();
+    assert_eq!(once, 1, "replayed output logged again:\n{stderr}");
+    assert!(
+        stderr.contains("plugin instance re-created replayed=1"),
+        "{stderr}"
+    );
 }
 
 /// A plugin that leaks (half a MiB per `leak:512` event, 50 MiB in all,

@@ -258,6 +258,12 @@ impl Instance {
         self.call(|g, s, r| g.call_restore(s, r, state))
     }
 
+    /// Stops (or resumes) logging what the plugin prints: calls replayed
+    /// into a re-created instance printed it once already.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.stdio.set_quiet(quiet);
+    }
+
     /// The limits the instance runs under.
     pub fn limits(&self) -> Limits {
         self.limits

@@ -48,6 +48,9 @@ struct Inner {
     logged: u32,
     /// Lines dropped by the rate limit since the last report.
     suppressed: u64,
+    /// Calls being replayed into a re-created instance: what they print
+    /// was logged the first time.
+    quiet: bool,
 }
 
 impl PluginStdio {
@@ -63,6 +66,7 @@ impl PluginStdio {
                 window: Instant::now(),
                 logged: 0,
                 suppressed: 0,
+                quiet: false,
             })),
         }
     }
@@ -91,6 +95,11 @@ impl PluginStdio {
         partial.extend_from_slice(&rest[..rest.len().min(room)]);
     }
 
+    /// Stops (or resumes) logging lines; the tail is kept either way.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.inner.lock().expect("plugin output lock").quiet = quiet;
+    }
+
     /// The last `n` non-empty lines, joined with " | ", then cleared.
     pub fn last_lines(&self, n: usize) -> String {
         let mut inner = self.inner.lock().expect("plugin output lock");
@@ -114,6 +123,9 @@ impl Inner {
     }
 
     fn log(&mut self, stream: Stream, line: &[u8]) {
+        if self.quiet {
+            return;
+        }
         let line = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {

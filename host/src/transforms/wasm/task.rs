@@ -484,6 +484,7 @@ impl Task {
             Err(e) => return Err(format!("plugin trapped restoring its snapshot: {e}").into()),
         }
         let mut replayed = 0;
+        fresh.set_quiet(true);
         for entry in &self.log {
             let r = match entry {
                 LogEntry::Process(pb) => fresh.process(pb).map(drop),
@@ -502,6 +503,7 @@ impl Task {
             replayed += 1;
         }
         tracing::info!(replayed, partition = self.key, "plugin instance re-created");
+        fresh.set_quiet(false);
         self.instance = fresh;
         Ok(())
     }
