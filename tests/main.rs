@@ -20,6 +20,7 @@ mod operator;
 mod plugin_build;
 mod plugin_failures;
 mod plugin_new;
+mod python_plugins;
 mod reload_checkpoints;
 mod reload_graph;
 mod reload_plugin_swap;

@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod pipeline;
+pub mod python;
 pub mod stats;
 pub mod thingsboard;
 

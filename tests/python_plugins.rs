@@ -1,0 +1,110 @@
+//! A plugin written in Python (componentize-py, tests/plugins/chaos-py)
+//! under the same sandbox as a Rust one: a `time.sleep` past the deadline
+//! is stopped at the deadline, files and sockets are out of reach, what it
+//! prints is logged with its stage, and the host goes on with its state.
+
+use std::time::{Duration, Instant};
+
+use crate::common::python::python_plugin;
+use crate::common::*;
+
+/// `in.txt` → the Python chaos plugin (default limits, `batch_size = 1`)
+/// → `out.txt`, failures and refusals to `dlq.jsonl`.
+fn pipeline(input: &str) -> Pipeline {
+    let plugin = python_plugin("chaos-py");
+    Pipeline::new(&format!(
+        r#"
+batch_size = 1
+
+[sources.in]
+type = "replay"
+path = "in.txt"
+format = "lines"
+
+[transforms.py]
+type = "wasm"
+inputs = ["in"]
+plugin = "{}"
+dead_letter = "dlq"
+
+[sinks.out]
+type = "file"
+inputs = ["py"]
+path = "out.txt"
+
+[sinks.dlq]
+type = "file"
+path = "dlq.jsonl"
+format = "json"
+"#,
+        plugin.display()
+    ))
+    .with_file("in.txt", input)
+}
+
+#[test]
+fn a_python_plugin_sleeping_five_seconds_is_stopped_at_its_one_second_deadline() {
+    let p = pipeline("a\nsleep:5000\nprint:hello from python\nb\n");
+    let started = Instant::now();
+    let log = p.run_ok(Duration::from_secs(120));
+    let took = started.elapsed();
+    assert_eq!(
+        p.read("out.txt"),
+        "a\nprint:hello from python\nb\ntotal=3\n",
+        "{log}"
+    );
+    let dead = p.json_lines("dlq.jsonl");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["value"], "sleep:5000");
+    assert_eq!(
+        dead[0]["headers"]["weir.reason"],
+        "deadline of 1s exceeded (plugin interrupted)"
+    );
+    // The whole run (compiling the 17 MiB component is cached) is shorter
+    // than the sleep it was asked for.
+    let compile = log.contains("plugin compiled");
+    assert!(
+        compile || took < Duration::from_secs(5),
+        "took {took:?}:\n{log}"
+    );
+    let printed = log
+        .lines()
+        .find(|l| l.contains("hello from python") && l.contains("stream=\"stdout\""))
+        .unwrap_or_else(|| panic!("print not logged:\n{log}"));
+    assert!(printed.contains("stage=\"py\""), "{printed}");
+}
+
+#[test]
+fn a_python_plugin_cannot_open_host_files_or_sockets() {
+    let dir = tempdir();
+    let secret = write(dir.path(), "secret.txt", "top secret\n");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let p = pipeline(&format!(
+        "a\nopen:{}\nb\nconnect:{addr}\nc\n",
+        secret.display()
+    ));
+    let log = p.run_ok(Duration::from_secs(120));
+    assert_eq!(p.read("out.txt"), "a\nb\nc\ntotal=3\n", "{log}");
+    let dead = p.json_lines("dlq.jsonl");
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reason = |i: usize| {
+        dead[i]["headers"]["weir.reason"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(reason(0).starts_with("open failed: "), "{}", reason(0));
+    // Python's socket module reaches wasi:sockets, which is linked as traps:
+    // the call fails, the instance is re-created with its count.
+    assert!(
+        reason(1).starts_with("plugin trapped: the sandbox denies `wasi:sockets/"),
+        "{}",
+        reason(1)
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the plugin reached the listener: {other:?}"),
+    }
+}
