@@ -4,9 +4,9 @@
 
 pub mod kafka;
 pub mod pipeline;
-pub mod python;
 pub mod stats;
 pub mod thingsboard;
+pub mod toolchains;
 
 // Unused by the benchmark that includes this module for its Kafka helpers.
 #[allow(unused_imports)]

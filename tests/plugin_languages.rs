@@ -1,17 +1,18 @@
-//! A plugin written in Python (componentize-py, tests/plugins/chaos-py)
-//! under the same sandbox as a Rust one: a `time.sleep` past the deadline
-//! is stopped at the deadline, files and sockets are out of reach, what it
-//! prints is logged with its stage, and the host goes on with its state.
+//! Plugins written in Python (componentize-py, tests/plugins/chaos-py) and
+//! JavaScript (componentize-js, tests/plugins/chaos-js) under the same
+//! sandbox as a Rust one: a `time.sleep` past the deadline is stopped at
+//! the deadline, files and sockets are out of reach, what they print is
+//! logged with their stage, a leak is recycled away, and the host goes on
+//! with their state.
 
 use std::time::{Duration, Instant};
 
-use crate::common::python::python_plugin;
+use crate::common::toolchains::{js_plugin, python_plugin};
 use crate::common::*;
 
-/// `in.txt` → the Python chaos plugin (default limits, `batch_size = 1`)
+/// `in.txt` → `plugin` as stage `plugin` (default limits, `batch_size = 1`)
 /// → `out.txt`, failures and refusals to `dlq.jsonl`.
-fn pipeline(input: &str) -> Pipeline {
-    let plugin = python_plugin("chaos-py");
+fn pipeline(plugin: &std::path::Path, input: &str) -> Pipeline {
     Pipeline::new(&format!(
         r#"
 batch_size = 1
@@ -21,7 +22,7 @@ type = "replay"
 path = "in.txt"
 format = "lines"
 
-[transforms.py]
+[transforms.plugin]
 type = "wasm"
 inputs = ["in"]
 plugin = "{}"
@@ -29,7 +30,7 @@ dead_letter = "dlq"
 
 [sinks.out]
 type = "file"
-inputs = ["py"]
+inputs = ["plugin"]
 path = "out.txt"
 
 [sinks.dlq]
@@ -44,7 +45,10 @@ format = "json"
 
 #[test]
 fn a_python_plugin_sleeping_five_seconds_is_stopped_at_its_one_second_deadline() {
-    let p = pipeline("a\nsleep:5000\nprint:hello from python\nb\n");
+    let p = pipeline(
+        &python_plugin("chaos-py"),
+        "a\nsleep:5000\nprint:hello from python\nb\n",
+    );
     let started = Instant::now();
     let log = p.run_ok(Duration::from_secs(120));
     let took = started.elapsed();
@@ -71,7 +75,7 @@ fn a_python_plugin_sleeping_five_seconds_is_stopped_at_its_one_second_deadline()
         .lines()
         .find(|l| l.contains("hello from python") && l.contains("stream=\"stdout\""))
         .unwrap_or_else(|| panic!("print not logged:\n{log}"));
-    assert!(printed.contains("stage=\"py\""), "{printed}");
+    assert!(printed.contains("stage=\"plugin\""), "{printed}");
 }
 
 #[test]
@@ -81,10 +85,10 @@ fn a_python_plugin_cannot_open_host_files_or_sockets() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let p = pipeline(&format!(
-        "a\nopen:{}\nb\nconnect:{addr}\nc\n",
-        secret.display()
-    ));
+    let p = pipeline(
+        &python_plugin("chaos-py"),
+        &format!("a\nopen:{}\nb\nconnect:{addr}\nc\n", secret.display()),
+    );
     let log = p.run_ok(Duration::from_secs(120));
     assert_eq!(p.read("out.txt"), "a\nb\nc\ntotal=3\n", "{log}");
     let dead = p.json_lines("dlq.jsonl");
@@ -107,4 +111,31 @@ fn a_python_plugin_cannot_open_host_files_or_sockets() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the plugin reached the listener: {other:?}"),
     }
+}
+
+/// A JavaScript plugin that keeps half a MiB per `leak:512` event (200 MiB
+/// in all, under the default 64 MiB cap) is recycled with its state as
+/// often as it needs: no batch fails, its count survives, and its
+/// `console.log` is logged under its stage.
+#[test]
+fn a_leaking_javascript_plugin_is_recycled_and_loses_nothing() {
+    let mut input = String::from("print:hello from javascript\n");
+    for i in 0..400 {
+        input.push_str(&format!("{i}\nleak:512\n"));
+    }
+    let p = pipeline(&js_plugin("chaos-js"), &input);
+    let log = p.run_ok(Duration::from_secs(180));
+    let out = p.read("out.txt");
+    assert_eq!(out.lines().count(), 802, "{log}");
+    assert_eq!(out.lines().filter(|l| *l == "leaked").count(), 400);
+    assert!(out.ends_with("399\nleaked\ntotal=401\n"), "{log}");
+    let dead = std::fs::read_to_string(p.path("dlq.jsonl")).unwrap_or_default();
+    assert!(dead.is_empty(), "dead letters: {dead}\n{log}");
+    let recycled = log.matches("plugin instance recycled").count();
+    assert!(recycled >= 3, "{recycled} recycles:\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("hello from javascript") && l.contains("stage=\"plugin\"")),
+        "{log}"
+    );
 }
