@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::toolchains::{js_plugin, python_plugin};
+use crate::common::toolchains::{js_plugin, js_plugin_with_http, python_plugin};
 use crate::common::*;
 
 /// `in.txt` → `plugin` as stage `plugin` (default limits, `batch_size = 1`)
@@ -138,4 +138,23 @@ fn a_leaking_javascript_plugin_is_recycled_and_loses_nothing() {
             .any(|l| l.contains("hello from javascript") && l.contains("stage=\"plugin\"")),
         "{log}"
     );
+}
+
+/// componentize-js by default imports `wasi:http`, which the host does not
+/// provide: `weir validate` refuses the plugin naming both imports, before
+/// anything runs.
+#[test]
+fn a_javascript_plugin_importing_wasi_http_is_refused_by_validate_naming_the_imports() {
+    let p = pipeline(&js_plugin_with_http("chaos-js"), "a\n");
+    let out = run_with_timeout(
+        weir().arg("validate").arg(p.file()),
+        Duration::from_secs(60),
+    );
+    let (stdout, stderr) = texts(&out);
+    let said = format!("{stdout}{stderr}");
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("which this host does not provide"), "{said}");
+    for import in ["`wasi:http/types@0.2.", "`wasi:http/outgoing-handler@0.2."] {
+        assert!(said.contains(import), "{import} not named:\n{said}");
+    }
 }

@@ -96,6 +96,16 @@ pub fn python_plugin(name: &str) -> PathBuf {
 /// built against `wit/` once per test run (without the `wasi:http`
 /// imports componentize-js adds by default, which the host refuses).
 pub fn js_plugin(name: &str) -> PathBuf {
+    componentize_js(name, name, &["-d", "http", "-d", "fetch-event"])
+}
+
+/// The same plugin built as componentize-js builds by default, importing
+/// `wasi:http` (`NAME-http.wasm`).
+pub fn js_plugin_with_http(name: &str) -> PathBuf {
+    componentize_js(name, &format!("{name}-http"), &[])
+}
+
+fn componentize_js(name: &str, output: &str, flags: &[&str]) -> PathBuf {
     let prefix = toolchain(
         "js-toolchain",
         COMPONENTIZE_JS,
@@ -110,10 +120,11 @@ pub fn js_plugin(name: &str) -> PathBuf {
             COMPONENTIZE_JS,
         ]],
     );
-    build_once(name, |out| {
+    build_once(output, |out| {
         let mut c = Command::new(prefix.join("node_modules/.bin/componentize-js"));
         c.args(["--wit", "wit", "--world-name", "transform-plugin"])
-            .args(["-d", "http", "-d", "fetch-event", "-o"])
+            .args(flags)
+            .arg("-o")
             .arg(out)
             .arg(repo().join("tests/plugins").join(name).join("plugin.js"));
         c
