@@ -65,7 +65,10 @@ impl Import {
         if name == IMPORT_NAME || name == weir_types {
             return Import::Provided;
         }
-        if PROVIDED_WASI.contains(&path) && (version == "0.2" || version.starts_with("0.2.")) {
+        let release_0_2 = version
+            .strip_prefix("0.2.")
+            .is_some_and(|patch| patch.bytes().all(|b| b.is_ascii_digit()));
+        if PROVIDED_WASI.contains(&path) && (version == "0.2" || release_0_2) {
             return Import::Provided;
         }
         if TRAPPED.iter().any(|p| path.starts_with(p)) {
@@ -119,6 +122,10 @@ mod tests {
         assert_eq!(Import::of("wasi:sockets/tcp@0.2.0"), Import::Trapped);
         assert_eq!(Import::of("wasi:http/types@0.2.0"), Import::Missing);
         assert_eq!(Import::of("wasi:io/poll@0.3.0"), Import::Missing);
+        assert_eq!(
+            Import::of("wasi:io/poll@0.2.0-rc-2023-11-10"),
+            Import::Missing
+        );
         assert_eq!(Import::of("weir:plugin/host@0.2.0"), Import::Missing);
     }
 

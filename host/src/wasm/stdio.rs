@@ -97,7 +97,12 @@ impl PluginStdio {
 
     /// Stops (or resumes) logging lines; the tail is kept either way.
     pub fn set_quiet(&self, quiet: bool) {
-        self.inner.lock().expect("plugin output lock").quiet = quiet;
+        let mut inner = self.inner.lock().expect("plugin output lock");
+        if inner.quiet && !quiet {
+            // An unfinished line of the replay was logged the first time.
+            inner.partial = [Vec::new(), Vec::new()];
+        }
+        inner.quiet = quiet;
     }
 
     /// The last `n` non-empty lines, joined with " | ", then cleared.

@@ -64,7 +64,7 @@ pub(super) fn retry_bounded(
     f: impl Fn() -> Result<(), KafkaError> + Send + Sync + 'static,
 ) -> Result<(), TxnError> {
     let f = Arc::new(f);
-    let mut hung = None;
+    let (mut hung, mut failed) = (None, None);
     let result = retry_until(deadline, || {
         let (done, result) = std::sync::mpsc::channel();
         let call = f.clone();
@@ -74,21 +74,29 @@ pub(super) fn retry_bounded(
                 let _ = done.send(call());
             });
         if let Err(e) = started {
-            hung = Some(format!("cannot start a thread for {what}: {e}"));
+            failed = Some(format!("cannot start a thread for {what}: {e}"));
             return Ok(());
         }
-        result.recv_timeout(limit).unwrap_or_else(|_| {
-            hung = Some(format!(
-                "{what} did not return within {} s (librdkafka is stuck in it)",
-                limit.as_secs()
-            ));
-            // Ends the retries; `hung` says why.
-            Ok(())
-        })
+        match result.recv_timeout(limit) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                hung = Some(format!(
+                    "{what} did not return within {} s (librdkafka is stuck in it)",
+                    limit.as_secs()
+                ));
+                // Ends the retries; `hung` says why.
+                Ok(())
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                failed = Some(format!("{what} panicked"));
+                Ok(())
+            }
+        }
     });
-    match hung {
-        Some(why) => Err(TxnError::Hung(why)),
-        None => result,
+    match (hung, failed) {
+        (Some(why), _) => Err(TxnError::Hung(why)),
+        (None, Some(why)) => Err(TxnError::Fatal(why)),
+        (None, None) => result,
     }
 }
 

@@ -275,30 +275,16 @@ impl ExactlyOnce {
     /// checkpoint, which the next start processes again). Aborted, so it
     /// does not stay open until the broker's timeout.
     pub fn close(&self) {
-        self.fail("the pipeline finished");
-        // The sources' consumers leave their groups now.
-        self.groups.lock().expect("groups lock").clear();
-        if let Err(e) = self
-            .producer
-            .abort_transaction(self.settings.transaction_timeout)
-        {
+        if let Err(e) = self.end("the pipeline finished") {
             tracing::debug!(error = %e, "closing the last transaction");
         }
     }
 
     /// Aborts the open transaction (the pipeline stopped without
     /// committing it), so read_committed readers are not held back until
-    /// the broker's timeout. Bounded by [`ABORT_TIMEOUT`]: with the
-    /// coordinator out of reach the broker aborts the transaction itself
-    /// after `transaction_timeout`, and the next start fences it; a
-    /// stopping process need not wait that long.
+    /// the broker's timeout.
     pub fn abort(&self) {
-        self.fail("the pipeline stopped");
-        self.groups.lock().expect("groups lock").clear();
-        match self
-            .producer
-            .abort_transaction(self.settings.transaction_timeout.min(ABORT_TIMEOUT))
-        {
+        match self.end("the pipeline stopped") {
             Ok(()) => {
                 self.stats.aborted();
                 tracing::info!(
@@ -308,6 +294,25 @@ impl ExactlyOnce {
             }
             Err(e) => tracing::debug!(error = %e, "abort on the way out"),
         }
+    }
+
+    /// Ends transactions: whatever waits for a commit fails with `reason`;
+    /// the open transaction is aborted, bounded by [`ABORT_TIMEOUT`] (with
+    /// the coordinator out of reach the broker aborts it itself after
+    /// `transaction_timeout`, and the next start fences it; a stopping
+    /// process need not wait that long); the transactional id is released
+    /// for a restart in this process; and last, outside any lock, the
+    /// sources' consumers are dropped: they leave their groups, which may
+    /// wait on a coordinator that is gone.
+    fn end(&self, reason: &str) -> Result<(), KafkaError> {
+        self.fail(reason);
+        let aborted = self
+            .producer
+            .abort_transaction(self.settings.transaction_timeout.min(ABORT_TIMEOUT));
+        self.lock.lock().expect("lock lock").take();
+        let consumers = std::mem::take(&mut *self.groups.lock().expect("groups lock"));
+        drop(consumers);
+        aborted
     }
 
     /// Why the transaction cannot go on, from a failure's text and the

@@ -169,6 +169,7 @@ impl Task {
     /// Goes on with `instance`, whose state is `snapshot` (a swap).
     pub fn replace(&mut self, instance: Instance, snapshot: Vec<u8>) {
         self.instance = instance;
+        self.recycle_off = false;
         self.snapshot = snapshot;
         self.saved = None;
         self.log.clear();
@@ -391,24 +392,32 @@ impl Task {
             // The snapshot failed and the instance was re-created anyway.
             return Ok(());
         }
-        let mut fresh = Instance::new(
+        // The running instance is healthy: if a fresh one cannot take its
+        // state, keep it and stop trying.
+        let fresh = Instance::new(
             &shared.plugin,
             &shared.name,
             &shared.config_json,
             shared.limits,
         )
-        .map_err(|e| format!("cannot re-create plugin instance: {e}"))?;
-        match fresh.restore(&self.snapshot) {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                tracing::warn!(reason, "plugin refused its own snapshot; not recycled");
+        .map_err(|e| e.to_string())
+        .and_then(|mut fresh| match fresh.restore(&self.snapshot) {
+            Ok(Ok(())) => Ok(fresh),
+            Ok(Err(reason)) => Err(format!("the plugin refused its own snapshot: {reason}")),
+            Err(e) => Err(format!("the plugin trapped restoring its snapshot: {e}")),
+        });
+        let fresh = match fresh {
+            Ok(fresh) => fresh,
+            Err(reason) => {
+                self.recycle_off = true;
+                tracing::warn!(
+                    partition = self.key,
+                    reason,
+                    "cannot recycle the plugin instance; it runs on, not recycled again"
+                );
                 return Ok(());
             }
-            Err(e) => {
-                tracing::warn!(reason = %e, "plugin trapped restoring its snapshot; not recycled");
-                return Ok(());
-            }
-        }
+        };
         self.instance = fresh;
         StageMetrics::add(&shared.metrics.recycles, 1);
         if self.instance.memory_bytes() > shared.recycle_above {
