@@ -46,6 +46,11 @@ const PROVIDED_WASI: &[&str] = &[
 /// Packages whose imports are linked as traps.
 const TRAPPED: &[&str] = &["wasi:sockets/"];
 
+/// The error a denied import's function traps with (`wasi:sockets/...`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the sandbox denies `{0}` (no sockets for plugins)")]
+pub struct Denied(pub String);
+
 /// How the host answers one import of a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Import {

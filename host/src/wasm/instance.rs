@@ -304,17 +304,9 @@ fn classify(
     }
     let mut reason = match e.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        // A host function's error (a denied import says which) under the
+        // A host function's error (a denied import says which), under the
         // wasm backtrace's context.
-        None => match e.root_cause().to_string() {
-            cause if cause.starts_with("unknown import: ") => format!(
-                "the sandbox denies {} (no sockets for plugins)",
-                cause
-                    .trim_start_matches("unknown import: ")
-                    .trim_end_matches(" has not been defined")
-            ),
-            cause => cause,
-        },
+        None => e.root_cause().to_string(),
     };
     let said = stdio.last_lines(3);
     if !said.is_empty() {

@@ -269,7 +269,7 @@ fn link_denied_as_traps(
     linker: &mut Linker<HostState>,
     component: &wasmtime::component::Component,
 ) -> wasmtime::Result<()> {
-    use super::capabilities::Import;
+    use super::capabilities::{Denied, Import};
     use wasmtime::component::types::ComponentItem;
     let engine = linker.engine().clone();
     for (name, item) in component.component_type().imports(&engine) {
@@ -283,11 +283,9 @@ fn link_denied_as_traps(
         for (export, item) in instance.exports(&engine) {
             match item.ty {
                 ComponentItem::ComponentFunc(_) => {
-                    let what = format!("`{name}#{export}`");
+                    let what = format!("{name}#{export}");
                     defined.func_new(export, move |_, _, _, _| {
-                        Err(wasmtime::format_err!(
-                            "unknown import: {what} has not been defined"
-                        ))
+                        Err(wasmtime::Error::new(Denied(what.clone())))
                     })?;
                 }
                 ComponentItem::Resource(_) => {
