@@ -5,7 +5,8 @@
 //!
 //! Directories are watched rather than files, so a file replaced by rename
 //! (`cp new.wasm x.tmp && mv x.tmp plugin.wasm`, how editors and build tools
-//! save) is seen like one written in place. Build output (`target/`) and
+//! save) is seen like one written in place. Build output (`target/`, tool
+//! caches, hidden entries; see [`crate::wasm::lang::is_generated`]) and
 //! editor scratch files are ignored.
 
 use std::collections::BTreeMap;
@@ -74,7 +75,7 @@ impl Targets {
         self.trees.iter().any(|t| {
             path.strip_prefix(t).is_ok_and(|rel| {
                 let ignored = rel.components().any(|c| match c {
-                    PathPart::Normal(n) => n == "target" || n.to_string_lossy().starts_with('.'),
+                    PathPart::Normal(n) => crate::wasm::lang::is_generated(&n.to_string_lossy()),
                     _ => false,
                 });
                 let name = path
@@ -226,6 +227,10 @@ mod tests {
         assert!(!t.wants(Path::new("/p/plugins/x/target/wasm32-wasip2/x.wasm")));
         assert!(!t.wants(Path::new("/p/plugins/x/src/.lib.rs.swp")));
         assert!(!t.wants(Path::new("/p/plugins/x/src/lib.rs~")));
+        assert!(t.wants(Path::new("/p/plugins/x/plugin.py")));
+        assert!(!t.wants(Path::new("/p/plugins/x/__pycache__/plugin.pyc")));
+        assert!(!t.wants(Path::new("/p/plugins/x/.weir/componentize-py-0.25.1/x")));
+        assert!(!t.wants(Path::new("/p/plugins/x/node_modules/y/index.js")));
         assert!(!t.wants(Path::new("/p/other.toml")));
         let dirs = t.dirs();
         assert_eq!(dirs[Path::new("/p")], RecursiveMode::NonRecursive);

@@ -1,9 +1,11 @@
-//! `plugin = "path/to/crate"`: building plugin crates with cargo.
+//! `plugin = "path/to/dir"`: building plugin directories on demand.
 //!
-//! A plugin reference that names a directory is a Rust crate. Its component
-//! is built with `cargo build --target wasm32-wasip2` (profile `plugin` when
-//! the workspace defines one, else `release`) when the `.wasm` is missing or
-//! older than any file of the crate, and the build is announced on stderr.
+//! A plugin reference that names a directory is a Rust crate (its
+//! component built with `cargo build --target wasm32-wasip2`, profile
+//! `plugin` when the workspace defines one, else `release`) or a Python or
+//! JavaScript plugin (built by [`super::lang`]). It is built when the
+//! `.wasm` is missing or older than any file of the directory, and the
+//! build is logged.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,8 +127,9 @@ pub fn crate_info(dir: &Path) -> Result<CrateInfo, PluginError> {
     })
 }
 
-/// Newest modification time of the crate's files (ignoring `target/` and
-/// hidden entries).
+/// Newest modification time of the plugin's files (ignoring what builds
+/// and tools write: `target/`, hidden entries, caches; following links, so
+/// a change to an SDK linked in counts).
 fn newest_source(dir: &Path) -> Option<SystemTime> {
     let mut newest: Option<SystemTime> = None;
     let mut stack = vec![dir.to_path_buf()];
@@ -136,11 +139,12 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
         };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "target" {
+            if super::lang::is_generated(&name.to_string_lossy()) {
                 continue;
             }
-            let Ok(meta) = entry.metadata() else { continue };
+            let Ok(meta) = std::fs::metadata(entry.path()) else {
+                continue;
+            };
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if let Ok(m) = meta.modified() {
@@ -178,22 +182,41 @@ pub fn build_crate(dir: &Path, info: &CrateInfo) -> Result<PathBuf, PluginError>
     Ok(info.artifact.clone())
 }
 
-/// Turns a plugin reference into a `.wasm` path, building a plugin crate if
-/// its component is missing or stale.
+/// Why the component at `artifact` needs building, if it does.
+fn staleness(dir: &Path, artifact: &Path) -> Option<&'static str> {
+    let built = std::fs::metadata(artifact).and_then(|m| m.modified()).ok();
+    match (built, newest_source(dir)) {
+        (None, _) => Some("not built yet"),
+        (Some(b), Some(src)) if src > b => Some("sources changed"),
+        _ => None,
+    }
+}
+
+/// Turns a plugin reference into a `.wasm` path, building a plugin
+/// directory if its component is missing or stale.
 pub fn resolve_plugin(path: &Path) -> Result<(PathBuf, BuildOutcome), PluginError> {
     if !path.is_dir() {
         return Ok((path.to_path_buf(), BuildOutcome::File));
     }
+    if let Some(lang) = super::lang::Language::of_dir(path) {
+        let artifact = super::lang::artifact(path);
+        return match staleness(path, &artifact) {
+            None => Ok((artifact, BuildOutcome::UpToDate)),
+            Some(reason) => {
+                tracing::info!(
+                    "weir: building {} plugin {} ({reason}) with {} ...",
+                    lang.name(),
+                    path.display(),
+                    lang.toolchain()
+                );
+                let wasm = super::lang::build(path, lang)?;
+                tracing::info!("weir: built {}", wasm.display());
+                Ok((wasm, BuildOutcome::Built))
+            }
+        };
+    }
     let info = crate_info(path)?;
-    let built = std::fs::metadata(&info.artifact)
-        .and_then(|m| m.modified())
-        .ok();
-    let stale = match (built, newest_source(path)) {
-        (None, _) => Some("not built yet"),
-        (Some(b), Some(src)) if src > b => Some("sources changed"),
-        _ => None,
-    };
-    match stale {
+    match staleness(path, &info.artifact) {
         None => Ok((info.artifact, BuildOutcome::UpToDate)),
         Some(reason) => {
             // Logged, not printed: the library never writes to the

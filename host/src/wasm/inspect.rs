@@ -14,6 +14,13 @@ pub struct ComponentInfo {
     pub imports: Vec<String>,
     /// Top-level export names.
     pub exports: Vec<String>,
+    /// What `weir plugin build` recorded in the `weir-build` section
+    /// (`language=python;toolchain=componentize-py 0.25.1`), if it built it.
+    pub built_by: Option<String>,
+    /// Languages and tools named by the `producers` sections of the
+    /// component and its modules (`language: Python`, `processed-by:
+    /// wit-component 0.240.0`), without repeats.
+    pub producers: Vec<String>,
 }
 
 impl ComponentInfo {
@@ -49,7 +56,7 @@ impl ComponentInfo {
 
 /// Reads a component's top-level imports and exports.
 pub fn inspect_bytes(bytes: &[u8]) -> Result<ComponentInfo, String> {
-    use wasmparser::{Encoding, Parser, Payload};
+    use wasmparser::{Encoding, KnownCustom, Parser, Payload};
     if !bytes.starts_with(b"\0asm") {
         return Err(format!(
             "not a WebAssembly file: it does not start with the `\\0asm` magic number ({} bytes{})",
@@ -75,6 +82,27 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<ComponentInfo, String> {
                     info.imports.push(import.name.name.to_owned());
                 }
             }
+            Payload::CustomSection(reader) => match reader.as_known() {
+                KnownCustom::Producers(fields) => {
+                    for field in fields.into_iter().flatten() {
+                        let name = field.name;
+                        for value in field.values.into_iter().flatten() {
+                            let entry = if value.version.is_empty() {
+                                format!("{name}: {}", value.name)
+                            } else {
+                                format!("{name}: {} {}", value.name, value.version)
+                            };
+                            if !info.producers.contains(&entry) {
+                                info.producers.push(entry);
+                            }
+                        }
+                    }
+                }
+                _ if depth == 1 && reader.name() == super::lang::BUILD_SECTION => {
+                    info.built_by = Some(String::from_utf8_lossy(reader.data()).into_owned());
+                }
+                _ => {}
+            },
             Payload::ComponentExportSection(reader) if depth == 1 => {
                 for export in reader {
                     let export = export.map_err(|e| format!("not valid WebAssembly: {e}"))?;
@@ -88,15 +116,16 @@ pub fn inspect_bytes(bytes: &[u8]) -> Result<ComponentInfo, String> {
 }
 
 /// Checks a `plugin =` reference from a pipeline file without building or
-/// compiling anything: a plugin crate directory must hold a `Cargo.toml`, a
-/// file must exist and be a Weir component.
+/// compiling anything: a plugin directory must hold a `Cargo.toml` (Rust),
+/// a `plugin.py` or a `plugin.js`; a file must exist and be a Weir
+/// component.
 pub fn check_plugin_reference(path: &Path) -> Result<(), String> {
     if path.is_dir() {
-        if path.join("Cargo.toml").is_file() {
+        if path.join("Cargo.toml").is_file() || super::lang::Language::of_dir(path).is_some() {
             return Ok(());
         }
         return Err(format!(
-            "plugin directory {} has no Cargo.toml; point `plugin` at a .wasm file or a plugin crate",
+            "plugin directory {} has no Cargo.toml, plugin.py or plugin.js; point `plugin` at a .wasm file or a plugin directory",
             path.display()
         ));
     }

@@ -7,7 +7,9 @@
 //! - [`convert`]: events to the contract's flat batch layout and back
 //!   ([`PluginInput`], [`PluginOutput`]).
 //! - [`inspect`]: what a `.wasm` file is, without compiling it.
-//! - [`build`]: plugin crates built on demand.
+//! - [`build`]: plugin directories built on demand: Rust crates with
+//!   cargo, and through [`lang`], Python and JavaScript plugins with
+//!   componentize-py and componentize-js.
 //! - `bindings` (private): the only `bindgen!`; generated types do not
 //!   leave this module.
 //!
@@ -31,6 +33,7 @@ pub mod convert;
 mod error;
 pub mod inspect;
 pub mod instance;
+pub mod lang;
 pub mod runtime;
 mod stdio;
 
