@@ -114,24 +114,31 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Create a plugin crate from a template: it builds, has a passing
-    /// native test, and runs in its example pipeline.
+    /// Create a plugin from a template: it builds, has a passing native
+    /// test, and runs in its example pipeline.
     New {
-        /// Crate name (lowercase letters, digits, `-`, `_`).
+        /// Plugin name (lowercase letters, digits, `-`, `_`).
         name: String,
+        /// The language: a Rust crate using the SDK by path, or a Python or
+        /// JavaScript plugin with the SDK copied in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
         /// Where to create it (default: ./NAME).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// The weir-plugin SDK (plugins/sdk of a weir checkout) [env:
-        /// WEIR_SDK] (default: found next to this weir binary or above the
-        /// current directory).
+        /// Rust only: the weir-plugin SDK (plugins/sdk of a weir checkout)
+        /// [env: WEIR_SDK] (default: found next to this weir binary or
+        /// above the current directory).
         #[arg(long, value_name = "PATH")]
         sdk: Option<PathBuf>,
     },
-    /// Build a plugin crate's WebAssembly component, check it, and compile
-    /// it for this machine; prints the .wasm path.
+    /// Build a plugin's WebAssembly component, check it, and compile it for
+    /// this machine; prints the .wasm path. A Rust crate builds with cargo;
+    /// a Python (plugin.py) or JavaScript (plugin.js) plugin with
+    /// componentize-py or componentize-js, installed on first use into the
+    /// plugin's .weir/ [or $WEIR_TOOLCHAINS].
     Build {
-        /// The crate (default: the current directory).
+        /// The plugin directory (default: the current directory).
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
@@ -144,6 +151,19 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A language `weir plugin new` writes plugins in.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    /// A Rust crate (cargo, wasm32-wasip2).
+    Rust,
+    /// Python (componentize-py).
+    #[value(alias = "py")]
+    Python,
+    /// JavaScript (componentize-js).
+    #[value(alias = "js")]
+    Javascript,
 }
 
 /// How a client command finds a running pipeline's admin endpoint.
@@ -275,8 +295,19 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(PluginCommand::New { name, dir, sdk }) => {
-            cli::plugin::new(&name, dir.as_deref(), sdk.as_deref())?;
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        }) => {
+            use weir::wasm::lang::Language;
+            let lang = match lang {
+                Lang::Rust => None,
+                Lang::Python => Some(Language::Python),
+                Lang::Javascript => Some(Language::JavaScript),
+            };
+            cli::plugin::new(&name, lang, dir.as_deref(), sdk.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin(PluginCommand::Build { dir }) => {

@@ -6,10 +6,47 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use weir::wasm::capabilities::Import;
+use weir::wasm::lang::Language;
 use weir::wasm::{ComponentInfo, EXPORT_NAME, inspect_bytes};
 
-/// `weir plugin new NAME`: writes the crate and says what to do next.
-pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<()> {
+/// `weir plugin new NAME [--lang L]`: writes the plugin and says what to do
+/// next.
+pub fn new(
+    name: &str,
+    lang: Option<Language>,
+    dir: Option<&Path>,
+    sdk: Option<&Path>,
+) -> Result<()> {
+    if let Some(lang) = lang {
+        if sdk.is_some() {
+            bail!(
+                "--sdk is for Rust plugins; a {} plugin gets the SDK copied in",
+                lang.name()
+            );
+        }
+        let dest = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
+        let files = weir::scaffold::script::create(name, &dest, lang)?;
+        let test = match lang {
+            Language::Python => "python3 -m unittest              # native unit tests",
+            Language::JavaScript => "node --test                       # native unit tests",
+        };
+        println!(
+            "created {} plugin {} ({} files, with the SDK in {}/)",
+            lang.name(),
+            dest.display(),
+            files.len(),
+            lang.sdk_dir()
+        );
+        println!();
+        println!("  cd {}", dest.display());
+        println!("  {test}");
+        println!(
+            "  weir plugin build                 # installs {} on first use",
+            lang.toolchain()
+        );
+        println!("  weir run example/pipeline.toml    # run it on example/input.txt");
+        return Ok(());
+    }
     let sdk = match sdk {
         Some(s) => Some(s.to_path_buf()),
         None => std::env::var_os("WEIR_SDK").map(PathBuf::from),
@@ -31,23 +68,44 @@ pub fn new(name: &str, dir: Option<&Path>, sdk: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// `weir plugin build [DIR]`: builds the component with cargo (its progress
-/// on stderr), checks it is a Weir plugin and compiles it for this machine
-/// so the first `weir run` starts at once.
+/// `weir plugin build [DIR]`: builds the component (with cargo, or the
+/// Python or JavaScript toolchain, installed on first use), checks it is a
+/// Weir plugin and compiles it for this machine so the first `weir run`
+/// starts at once.
 pub fn build(dir: &Path) -> Result<()> {
-    if !dir.join("Cargo.toml").is_file() {
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("cannot find plugin directory {}", dir.display()))?;
+    let started = Instant::now();
+    let wasm = if let Some(lang) = Language::of_dir(dir) {
+        let toolchain = weir::wasm::lang::toolchain_dir(dir, lang);
+        if !toolchain.join(".installed").is_file() {
+            eprintln!(
+                "weir: installing {} into {} (once) ...",
+                lang.toolchain(),
+                toolchain.display()
+            );
+        }
+        eprintln!(
+            "weir: building {} plugin {} with {} ...",
+            lang.name(),
+            weir::wasm::lang::plugin_name(dir),
+            lang.toolchain()
+        );
+        weir::wasm::lang::build(dir, lang)?
+    } else if dir.join("Cargo.toml").is_file() {
+        let info = weir::wasm::crate_info(dir)?;
+        eprintln!(
+            "weir: building plugin {} (cargo build --target wasm32-wasip2 --profile {}) ...",
+            info.package, info.profile
+        );
+        weir::wasm::build_crate(dir, &info)?
+    } else {
         bail!(
-            "{} has no Cargo.toml: run `weir plugin build` in a plugin crate, or pass its directory",
+            "{} is not a plugin directory (no Cargo.toml, plugin.py or plugin.js): run `weir plugin build` in one, or pass its directory",
             dir.display()
         );
-    }
-    let info = weir::wasm::crate_info(dir)?;
-    eprintln!(
-        "weir: building plugin {} (cargo build --target wasm32-wasip2 --profile {}) ...",
-        info.package, info.profile
-    );
-    let started = Instant::now();
-    let wasm = weir::wasm::build_crate(dir, &info)?;
+    };
     let size = std::fs::metadata(&wasm)?.len();
     eprintln!(
         "weir: built {} ({}) in {:.1} s",
@@ -114,6 +172,8 @@ pub fn inspect(file: &Path, json: bool) -> Result<bool> {
             "version": version,
             "exports": info.exports,
             "imports": info.imports,
+            "built_by": info.built_by,
+            "producers": info.producers,
             "import_status": info
                 .imports
                 .iter()
@@ -161,6 +221,20 @@ fn print_text(
     println!("package:     {}", package.as_deref().unwrap_or("-"));
     println!("version:     {}", version.as_deref().unwrap_or("-"));
     println!("exports:     {}", list(&info.exports));
+    if let Some(built) = &info.built_by {
+        // `language=python;toolchain=componentize-py 0.25.1`
+        let field = |k: &str| {
+            built
+                .split(';')
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                .unwrap_or("-")
+                .to_owned()
+        };
+        println!("language:    {}", field("language"));
+        println!("toolchain:   {} (weir plugin build)", field("toolchain"));
+    } else if !info.producers.is_empty() {
+        println!("producers:   {}", info.producers.join(", "));
+    }
     if info.imports.is_empty() {
         println!("imports:     none");
     } else {

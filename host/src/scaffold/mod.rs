@@ -7,6 +7,10 @@
 //! weir's `rust-toolchain.toml` (the toolchain and the `wasm32-wasip2`
 //! target, so no `rustup` step is needed) and `.cargo/config.toml` (the
 //! WebAssembly code generation flags weir's own plugins are built with).
+//!
+//! [`script`] makes Python and JavaScript plugins.
+
+pub mod script;
 
 use std::path::{Path, PathBuf};
 
@@ -40,17 +44,17 @@ pub enum ScaffoldError {
     },
 }
 
-const CARGO_TOML: &str = include_str!("../assets/plugin-template/Cargo.toml.in");
-const LIB_RS: &str = include_str!("../assets/plugin-template/lib.rs.in");
-const PIPELINE: &str = include_str!("../assets/plugin-template/pipeline.toml.in");
-const INPUT: &str = include_str!("../assets/plugin-template/input.txt.in");
-const README: &str = include_str!("../assets/plugin-template/README.md.in");
-const GITIGNORE: &str = include_str!("../assets/plugin-template/gitignore.in");
-const TOOLCHAIN: &str = include_str!("../../rust-toolchain.toml");
+const CARGO_TOML: &str = include_str!("../../assets/plugin-template/Cargo.toml.in");
+const LIB_RS: &str = include_str!("../../assets/plugin-template/lib.rs.in");
+const PIPELINE: &str = include_str!("../../assets/plugin-template/pipeline.toml.in");
+const INPUT: &str = include_str!("../../assets/plugin-template/input.txt.in");
+const README: &str = include_str!("../../assets/plugin-template/README.md.in");
+const GITIGNORE: &str = include_str!("../../assets/plugin-template/gitignore.in");
+const TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 /// weir's own build settings: the WebAssembly code generation flags plugins
 /// are benchmarked with (SIMD, loop unrolling).
-const CARGO_CONFIG: &str = include_str!("../../.cargo/config.toml");
-const LOCK: &str = include_str!("../../Cargo.lock");
+const CARGO_CONFIG: &str = include_str!("../../../.cargo/config.toml");
+const LOCK: &str = include_str!("../../../Cargo.lock");
 
 fn is_sdk(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("Cargo.toml"))
@@ -121,12 +125,17 @@ pub fn create(name: &str, dest: &Path, sdk: &Path) -> Result<Vec<PathBuf>, Scaff
         ("example/pipeline.toml", fill(PIPELINE)),
         ("example/input.txt", INPUT.to_owned()),
     ];
+    write_all(dest, &files.map(|(rel, text)| (rel.to_owned(), text)))
+}
+
+/// Writes `files` (paths relative to `dest`, and their text) under `dest`.
+fn write_all(dest: &Path, files: &[(String, String)]) -> Result<Vec<PathBuf>, ScaffoldError> {
     let mut written = Vec::new();
     for (rel, text) in files {
         let path = dest.join(rel);
         let write = || {
             std::fs::create_dir_all(path.parent().expect("files have a parent"))?;
-            std::fs::write(&path, &text)
+            std::fs::write(&path, text)
         };
         write().map_err(|source| ScaffoldError::Write {
             path: path.clone(),
