@@ -176,11 +176,15 @@ fn inspect_tells_what_is_wrong_with_a_file_that_is_not_a_plugin() {
         "{stdout}"
     );
 
-    // A plugin crate's directory is not a file.
+    // `build` wants a plugin directory, and says which files make one.
     let out = run_with_timeout(
         weir().args(["plugin", "build"]).arg(dir.path()),
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(texts(&out).1.contains("has no Cargo.toml"));
+    let said = texts(&out).1;
+    assert!(
+        said.contains("is not a plugin directory (no Cargo.toml, plugin.py or plugin.js)"),
+        "{said}"
+    );
 }

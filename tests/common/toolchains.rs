@@ -1,7 +1,9 @@
 //! Plugins in other languages for the tests: componentize-py (pinned,
-//! from PyPI) installed once into `target/py-toolchain`, componentize-js
-//! (pinned, from npm) into `target/js-toolchain`, and plugins of
-//! `tests/plugins/` built with them into `target/lang-plugins`.
+//! from PyPI) and componentize-js (pinned, from npm) installed once into
+//! `target/toolchains`, the directory `weir plugin build` shares between
+//! plugins when `WEIR_TOOLCHAINS` names it; raw plugins of `tests/plugins/`
+//! built with them into `target/lang-plugins`, and SDK plugins (a
+//! `plugin.py` or `plugin.js` directory) built with `weir plugin build`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,12 +17,20 @@ pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 /// The componentize-js release the tests build with.
 pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 
+/// `WEIR_TOOLCHAINS` for the tests: one install per machine.
+pub fn toolchains() -> PathBuf {
+    target_dir().join("toolchains")
+}
+
+/// Serialises installs and builds: tests share the toolchains.
+static INSTALLING: Mutex<()> = Mutex::new(());
+
 /// Runs `install` (commands, each with its arguments) unless `dir` already
-/// holds `package`; returns `dir`. Serialised: tests share the toolchains.
+/// holds `package` (the marker `weir plugin build` writes too); returns
+/// `dir`.
 fn toolchain(dir: &str, package: &str, install: &[&[&str]]) -> PathBuf {
-    static INSTALLING: Mutex<()> = Mutex::new(());
     let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = target_dir().join(dir);
+    let dir = toolchains().join(dir);
     let marker = dir.join(".installed");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(package) {
         return dir;
@@ -67,7 +77,7 @@ fn build_once(name: &str, build: impl FnOnce(&Path) -> Command) -> PathBuf {
 /// modules), built against `wit/` once per test run.
 pub fn python_plugin(name: &str) -> PathBuf {
     let venv = toolchain(
-        "py-toolchain",
+        "componentize-py-0.25.1",
         COMPONENTIZE_PY,
         &[
             &["python3", "-m", "venv", "."],
@@ -107,7 +117,7 @@ pub fn js_plugin_with_http(name: &str) -> PathBuf {
 
 fn componentize_js(name: &str, output: &str, flags: &[&str]) -> PathBuf {
     let prefix = toolchain(
-        "js-toolchain",
+        "componentize-js-0.23.0",
         COMPONENTIZE_JS,
         &[&[
             "npm",
@@ -129,4 +139,34 @@ fn componentize_js(name: &str, output: &str, flags: &[&str]) -> PathBuf {
             .arg(repo().join("tests/plugins").join(name).join("plugin.js"));
         c
     })
+}
+
+/// The component of SDK plugin directory `dir` (absolute, or relative to
+/// the repository), built once per test run with `weir plugin build`
+/// (toolchains shared in [`toolchains`]), so compiled for this machine too.
+pub fn sdk_plugin(dir: &Path) -> PathBuf {
+    static BUILT: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+    let dir = repo().join(dir);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, wasm)) = built.iter().find(|(d, _)| *d == dir) {
+        return wasm.clone();
+    }
+    let output = {
+        let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+        super::weir()
+            .args(["plugin", "build"])
+            .arg(&dir)
+            .env("WEIR_TOOLCHAINS", toolchains())
+            .output()
+            .expect("run weir plugin build")
+    };
+    assert!(
+        output.status.success(),
+        "weir plugin build {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let wasm = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    built.push((dir, wasm.clone()));
+    wasm
 }
