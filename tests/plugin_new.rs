@@ -9,18 +9,7 @@ use crate::common::*;
 #[test]
 fn a_new_plugin_builds_passes_its_test_and_runs_from_a_fresh_clone() {
     let dir = tempdir();
-    let clone = dir.path().join("weir");
-    let out = Command::new("git")
-        .args(["clone", "--quiet", "--no-hardlinks"])
-        .arg(repo())
-        .arg(&clone)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git clone of the repository failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let clone = fresh_clone(dir.path());
     // Shared between runs so a second run does not rebuild serde & co.
     let target = target_dir().join("test-plugin-new");
 

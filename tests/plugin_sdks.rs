@@ -18,14 +18,7 @@ use crate::common::*;
 /// component already compiled.
 fn new_build_run(lang: &str, test: &[&str], toolchain: &str, language_line: &str) {
     let dir = tempdir();
-    let clone = dir.path().join("weir");
-    let out = Command::new("git")
-        .args(["clone", "--quiet", "--no-hardlinks"])
-        .arg(repo())
-        .arg(&clone)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "{}", texts(&out).1);
+    let clone = fresh_clone(dir.path());
     let plugin = dir.path().join("tally");
     let out = run_with_timeout(
         weir()

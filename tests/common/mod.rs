@@ -98,6 +98,24 @@ pub fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// A fresh clone of this repository (what has been committed) at
+/// `dir/weir`, as a new user would have it.
+pub fn fresh_clone(dir: &Path) -> PathBuf {
+    let clone = dir.join("weir");
+    let out = Command::new("git")
+        .args(["clone", "--quiet", "--no-hardlinks"])
+        .arg(repo())
+        .arg(&clone)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git clone of the repository failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    clone
+}
+
 /// Runs `weir` with `args`, failing the test after `timeout`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
