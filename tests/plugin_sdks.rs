@@ -257,7 +257,11 @@ fn the_shipped_python_and_javascript_gender_pipelines_print_counts_per_second() 
             || bg.log_text(),
         );
         let out = std::fs::read_to_string(&bg.stdout).unwrap();
-        for line in out.lines() {
+        // Whole lines only: weir is still writing.
+        for line in out
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
+        {
             let windows: Vec<serde_json::Map<String, serde_json::Value>> =
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("{lang}: {line:?}: {e}"));
             let total: u64 = windows

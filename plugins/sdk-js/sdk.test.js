@@ -85,6 +85,10 @@ test("csv rows split and json scalars print like the rust sdk", () => {
     ["7", "21.5", "1000000000000000000000", "0.0000001", "true", "", "x", null, undefined],
   );
   assert.equal(numberText(-1.5e-10), "-0.00000000015");
+  assert.equal(jsonField(bytes('{"z":-0}'), "z"), "-0");
+  assert.throws(() => jsonField(bytes('{"x":1e400}'), "x"), /^Error: invalid JSON/);
+  assert.throws(() => jsonField(bytes('{"x":"\\ud800"}'), "x"), /lone surrogate/);
+  assert.throws(() => jsonField(new Uint8Array([0xef, 0xbb, 0xbf, ...bytes('{"x":1}')]), "x"), /^Error: invalid JSON/);
 });
 
 test("records read keys by whole value, column or field", () => {

@@ -101,6 +101,11 @@ class FieldsTest(unittest.TestCase):
         self.assertEqual(got["s"], (True, "x"))
         self.assertEqual(got["a"], (True, None))
         self.assertEqual(got["missing"], (False, None))
+        self.assertEqual(json_field(b'{"z":-0,"y":-0.0}', "z"), (True, "-0"))
+        self.assertEqual(json_field(b'{"z":-0,"y":-0.0}', "y"), (True, "-0"))
+        for bad in [b'{"x":1e400}', b'{"x":"\\ud800"}', b'{"x":NaN}', b"[" * 100000]:
+            with self.assertRaisesRegex(ValueError, "^invalid JSON"):
+                json_field(bad, "x")
 
     def test_records_read_keys_by_whole_value_column_or_field(self):
         batch = Batch.from_values(0, [(1, " 7, 1 "), (2, "7"), (3, '{"gender":1}')])

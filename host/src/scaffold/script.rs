@@ -139,15 +139,6 @@ pub fn create(name: &str, dest: &Path, lang: Language) -> Result<Vec<PathBuf>, S
     write_all(dest, &files)
 }
 
-/// The language a `--lang` value names.
-pub fn language(name: &str) -> Option<Language> {
-    match name {
-        "python" | "py" => Some(Language::Python),
-        "javascript" | "js" => Some(Language::JavaScript),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +170,5 @@ mod tests {
             ));
             std::fs::remove_dir_all(&dir).unwrap();
         }
-        assert_eq!(language("js"), Some(Language::JavaScript));
-        assert_eq!(language("cobol"), None);
     }
 }

@@ -200,7 +200,11 @@ pub fn resolve_plugin(path: &Path) -> Result<(PathBuf, BuildOutcome), PluginErro
     }
     if let Some(lang) = super::lang::Language::of_dir(path) {
         let artifact = super::lang::artifact(path);
-        return match staleness(path, &artifact) {
+        let stale = staleness(path, &artifact).or_else(|| {
+            (!super::lang::built_here(&artifact, lang))
+                .then_some("built by another version of weir")
+        });
+        return match stale {
             None => Ok((artifact, BuildOutcome::UpToDate)),
             Some(reason) => {
                 tracing::info!(

@@ -210,24 +210,33 @@ pub fn artifact(dir: &Path) -> PathBuf {
         .join(format!("{}.wasm", plugin_name(dir)))
 }
 
-/// Entries of a plugin directory that are not part of its source.
+/// Entries of a plugin directory, at any depth, that are not part of its
+/// source: build output, tool caches, hidden entries.
 pub fn is_generated(name: &str) -> bool {
-    name.starts_with('.') || matches!(name, "target" | "node_modules" | "__pycache__" | "example")
+    name.starts_with('.') || matches!(name, "target" | "node_modules" | "__pycache__")
 }
 
 /// Copies the plugin's sources (following links, so an SDK linked in is
-/// copied) into `to`.
-fn copy_sources(from: &Path, to: &Path) -> std::io::Result<()> {
+/// copied; a link loop ends at the depth limit) into `to`, without the
+/// top-level `example/` (pipelines to run the plugin, not its code).
+fn copy_sources(from: &Path, to: &Path, depth: usize) -> std::io::Result<()> {
+    if depth > 16 {
+        return Err(std::io::Error::other(format!(
+            "{} is nested too deep (a link loop?)",
+            from.display()
+        )));
+    }
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
-        if is_generated(&name.to_string_lossy()) {
+        let text = name.to_string_lossy();
+        if is_generated(&text) || (depth == 0 && text == "example") {
             continue;
         }
         let path = entry.path();
         if std::fs::metadata(&path)?.is_dir() {
-            copy_sources(&path, &to.join(&name))?;
+            copy_sources(&path, &to.join(&name), depth + 1)?;
         } else {
             std::fs::copy(&path, to.join(&name))?;
         }
@@ -259,7 +268,7 @@ fn stage(dir: &Path, lang: Language) -> Result<PathBuf, PluginError> {
     if stage.exists() {
         std::fs::remove_dir_all(&stage).map_err(|e| io("cannot clear target/stage", e))?;
     }
-    copy_sources(dir, &stage).map_err(|e| io("cannot copy the plugin to target/stage", e))?;
+    copy_sources(dir, &stage, 0).map_err(|e| io("cannot copy the plugin to target/stage", e))?;
     std::fs::create_dir_all(stage.join("wit")).map_err(|e| io("cannot write the WIT", e))?;
     std::fs::write(stage.join("wit/weir.wit"), WIT).map_err(|e| io("cannot write the WIT", e))?;
     for (name, text) in lang.bindings() {
@@ -273,7 +282,10 @@ fn stage(dir: &Path, lang: Language) -> Result<PathBuf, PluginError> {
 pub fn build(dir: &Path, lang: Language) -> Result<PathBuf, PluginError> {
     let home = ensure_toolchain(dir, lang)?;
     let stage = stage(dir, lang)?;
-    let out = artifact(dir);
+    let done = artifact(dir);
+    // Built and marked beside, then renamed: a failed build never leaves
+    // a component that looks newer than the sources.
+    let out = done.with_extension("wasm.partial");
     let wit = stage.join("wit");
     match lang {
         Language::Python => run(
@@ -300,13 +312,44 @@ pub fn build(dir: &Path, lang: Language) -> Result<PathBuf, PluginError> {
         )?,
     }
     mark(&out, lang)
-        .map_err(|e| PluginError::Build(format!("cannot mark {}: {e}", out.display())))?;
-    Ok(out)
+        .and_then(|()| std::fs::rename(&out, &done))
+        .map_err(|e| PluginError::Build(format!("cannot finish {}: {e}", done.display())))?;
+    Ok(done)
 }
 
-/// Appends the `weir-build` custom section (`language=...;toolchain=...`).
+/// What the `weir-build` section of a component built by this weir says:
+/// the language, the toolchain, and a digest of the contract and bindings
+/// compiled into this weir (so a component built by another version of
+/// weir is rebuilt).
+pub fn build_mark(lang: Language) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(WIT);
+    for (name, text) in lang.bindings() {
+        h.update(name);
+        h.update(text);
+    }
+    let digest = h.finalize();
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "language={};toolchain={};bindings={short}",
+        lang.name(),
+        lang.toolchain()
+    )
+}
+
+/// Whether the component at `wasm` was built by this weir for `lang`.
+pub fn built_here(wasm: &Path, lang: Language) -> bool {
+    std::fs::read(wasm)
+        .ok()
+        .and_then(|bytes| super::inspect_bytes(&bytes).ok())
+        .and_then(|info| info.built_by)
+        .is_some_and(|b| b == build_mark(lang))
+}
+
+/// Appends the `weir-build` custom section ([`build_mark`]).
 fn mark(wasm: &Path, lang: Language) -> std::io::Result<()> {
-    let payload = format!("language={};toolchain={}", lang.name(), lang.toolchain());
+    let payload = build_mark(lang);
     let mut section = Vec::new();
     leb128(&mut section, BUILD_SECTION.len());
     section.extend_from_slice(BUILD_SECTION.as_bytes());
@@ -355,10 +398,13 @@ mod tests {
         mark(&path, Language::Python).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let info = super::super::inspect_bytes(&bytes).unwrap();
-        assert_eq!(
-            info.built_by.as_deref(),
-            Some("language=python;toolchain=componentize-py 0.25.1")
+        let built = info.built_by.unwrap();
+        assert!(
+            built.starts_with("language=python;toolchain=componentize-py 0.25.1;bindings="),
+            "{built}"
         );
+        assert!(built_here(&path, Language::Python));
+        assert!(!built_here(&path, Language::JavaScript));
         std::fs::remove_file(&path).unwrap();
     }
 

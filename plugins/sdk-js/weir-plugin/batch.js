@@ -2,7 +2,7 @@
 // flat layout the host sends (all values back to back, end offsets).
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** One event of a batch. */
 export class Event {

@@ -27,7 +27,7 @@ export function parseDurationMs(value) {
     throw new Error('expected a duration like "1s" or "250ms", or a whole number of milliseconds');
   }
   const [n, unit] = numberAndUnit(value, "duration", '"1s" or "250ms"');
-  if (!(unit in SECONDS)) {
+  if (!Object.hasOwn(SECONDS, unit)) {
     throw new Error(
       `invalid duration ${JSON.stringify(value)}: unknown unit ${JSON.stringify(unit)} (use ms, s, m, h or d)`,
     );
@@ -40,7 +40,7 @@ export function parseBytes(value) {
   if (Number.isInteger(value) && value >= 0) return value;
   if (typeof value !== "string") throw new Error('expected a size like "64MiB", or a whole number of bytes');
   const [n, unit] = numberAndUnit(value, "size", '"64MiB"');
-  const scale = BYTES[unit.toLowerCase()];
+  const scale = Object.hasOwn(BYTES, unit.toLowerCase()) ? BYTES[unit.toLowerCase()] : undefined;
   if (scale === undefined) {
     throw new Error(
       `invalid size ${JSON.stringify(value)}: unknown unit ${JSON.stringify(unit)} (use B, KiB, MiB, GiB, KB, MB or GB)`,

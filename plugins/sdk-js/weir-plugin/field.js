@@ -3,7 +3,8 @@
 // them, so a plugin gives the same answer in either language (JSON integers
 // beyond 2^53 excepted: JavaScript numbers cannot hold them).
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a byte-order mark is part of the value, as in Rust.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 // Unicode White_Space, which the Rust SDK trims (String.prototype.trim also
 // trims U+FEFF and keeps U+0085).
 const EDGE_SPACE =
@@ -70,6 +71,8 @@ export function splitCsv(line) {
 
 /** A number as the Rust SDK prints it: shortest digits, never an exponent. */
 export function numberText(x) {
+  if (!Number.isFinite(x)) throw new Error("invalid JSON: number out of range");
+  if (Object.is(x, -0)) return "-0";
   const s = String(x);
   const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
   if (!m) return s;
@@ -79,6 +82,12 @@ export function numberText(x) {
   if (point <= 0) return `${sign}0.${"0".repeat(-point)}${digits}`;
   if (point >= digits.length) return sign + digits + "0".repeat(point - digits.length);
   return `${sign}${digits.slice(0, point)}.${digits.slice(point)}`;
+}
+
+function wellFormed(s) {
+  return typeof s.isWellFormed === "function"
+    ? s.isWellFormed()
+    : !/[\ud800-\udbff](?![\udc00-\udfff])|(?:[^\ud800-\udbff]|^)[\udc00-\udfff]/.test(s);
 }
 
 /** Top-level field `name` of a JSON object: undefined when absent, the text
@@ -99,6 +108,7 @@ export function jsonField(bytes, name) {
   if (v === null) return "";
   switch (typeof v) {
     case "string":
+      if (!wellFormed(v)) throw new Error("invalid JSON: lone surrogate in a string");
       return v;
     case "number":
       return numberText(v);

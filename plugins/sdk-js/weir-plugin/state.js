@@ -3,7 +3,7 @@
 // misreading them (the layout the Rust SDK writes).
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** Saves `state` (an object of JSON values) with its layout version. */
 export function saveState(version, state) {

@@ -41,8 +41,8 @@ class Stage(iface.Stage):
     def __init__(self, config: str) -> None:
         try:
             self.inner = weir_plugin.exported()(json.loads(config) if config.strip() else {})
-        except ValueError as e:
-            raise Err(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - any failure refuses the config
+            raise Err(str(e) or type(e).__name__) from None
 
     def process(self, input: types.Batch) -> types.BatchResult:
         ev = input.events
@@ -75,5 +75,5 @@ class Stage(iface.Stage):
     def restore(self, state: bytes) -> None:
         try:
             self.inner.restore(state)
-        except ValueError as e:
-            raise Err(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - any failure refuses the state
+            raise Err(str(e) or type(e).__name__) from None

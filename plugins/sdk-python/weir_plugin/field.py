@@ -69,22 +69,28 @@ def _float_text(text: str) -> str:
     """A JSON number as the Rust SDK prints a float: shortest digits, never
     an exponent, no ``.0``."""
     f = float(text)
-    if f != f or f in (float("inf"), float("-inf")):
-        return str(f)
+    if f in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
     s = format(Decimal(repr(f)), "f")
     if "." in s:
         s = s.rstrip("0").rstrip(".")
-    return "0" if s == "-0" else s
+    return s
 
 
 def _int_text(text: str) -> str:
     n = int(text)
+    if n == 0 and text.startswith("-"):
+        return "-0"  # serde_json reads -0 as the float -0.0
     return str(n) if -(2**63) <= n < 2**63 else _float_text(text)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 # Numbers kept as the Rust SDK prints them (one decoder: making one per
 # call costs more than the parse).
-_DECODER = json.JSONDecoder(parse_int=_int_text, parse_float=_float_text)
+_DECODER = json.JSONDecoder(parse_int=_int_text, parse_float=_float_text, parse_constant=_reject_constant)
 
 
 def json_field(value: bytes, name: str):
@@ -95,6 +101,8 @@ def json_field(value: bytes, name: str):
         doc = _DECODER.decode(value.decode("utf-8"))
     except ValueError as e:
         raise ValueError(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: recursion limit exceeded") from None
     if not isinstance(doc, dict):
         raise ValueError("invalid JSON: expected a JSON object")
     if name not in doc:
@@ -105,6 +113,10 @@ def json_field(value: bytes, name: str):
     if v is True or v is False:
         return True, "true" if v else "false"
     if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("invalid JSON: lone surrogate in a string") from None
         return True, v
     return True, None
 
