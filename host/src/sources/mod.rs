@@ -2,6 +2,7 @@
 //! source type; each implements [`crate::stage::Source`] in its own file.
 
 pub mod dht;
+pub mod http_stream;
 pub mod images;
 pub mod kafka;
 pub mod replay;
@@ -14,6 +15,8 @@ component_registry! {
     pub enum SourceConfig: Source {
         /// A DHT11/DHT22 sensor (GPIO or simulated).
         "dht" => Dht(dht::DhtConfig),
+        /// A long-lived HTTP stream: NDJSON, Server-Sent Events or lines.
+        "http_stream" => HttpStream(http_stream::HttpStreamConfig),
         /// One event per file of a directory.
         "images" => Images(images::ImagesConfig),
         /// Consumes Kafka topics as a consumer-group member.

@@ -110,6 +110,14 @@ counters! {
     /// Plugins: instances replaced by a fresh one, with their state,
     /// because their memory passed `recycle_memory`.
     recycles => "weir_plugin_recycles_total", "Plugin instances replaced with their state because their memory passed recycle_memory.";
+    /// Streaming sources: connections made again after a drop, a stall
+    /// or an error.
+    reconnects => "weir_source_reconnects_total", "Connections a streaming source made again after a drop, stall or error.";
+    /// Streaming sources: messages a server sent again, dropped.
+    duplicates => "weir_source_duplicates_total", "Messages a streaming source received again and dropped.";
+    /// Streaming sources: time spent waiting for downstream to take
+    /// batches, not reading the input meanwhile.
+    backpressure_ms => "weir_source_backpressure_ms_total", "Milliseconds a streaming source waited for downstream, not reading its input.";
 }
 
 /// Upper bounds of [`Histogram`] buckets, seconds.
@@ -207,6 +215,7 @@ mod tests {
         StageMetrics::add(&m.events_in, 3);
         StageMetrics::add(&m.rebalances, 2);
         StageMetrics::add(&m.recycles, 4);
+        StageMetrics::add(&m.reconnects, 6);
         m.record_batch(Duration::from_millis(5));
         let c = m.read();
         assert_eq!((c.events_in, c.rebalances, c.busy_ms), (3, 2, 5));
@@ -214,6 +223,7 @@ mod tests {
         assert_eq!(by_name("weir_events_in_total"), Some(3));
         assert_eq!(by_name("weir_kafka_rebalances_total"), Some(2));
         assert_eq!(by_name("weir_plugin_recycles_total"), Some(4));
-        assert_eq!(FAMILIES.len(), 7);
+        assert_eq!(by_name("weir_source_reconnects_total"), Some(6));
+        assert_eq!(FAMILIES.len(), 10);
     }
 }
