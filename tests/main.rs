@@ -8,6 +8,7 @@ mod channels;
 mod dashboard;
 mod dht;
 mod exactly_once;
+mod http_stream;
 mod images_grayscale;
 mod images_source;
 mod kafka_faults;

@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod pipeline;
 pub mod stats;
+pub mod stream_server;
 pub mod thingsboard;
 pub mod toolchains;
 

@@ -18,7 +18,8 @@
 //! `flush` emits `total=N`, the number of events echoed, which survives
 //! snapshots, so a test can check that recovery after a trap lost no state.
 //! Config: `{"restore": "trap" | "refuse"}` makes `restore` misbehave,
-//! `{"tag": "x"}` prefixes every echoed value with `x:`.
+//! `{"tag": "x"}` prefixes every echoed value with `x:`, `{"pace_us": N}`
+//! spends N microseconds on each event (a slow stage).
 
 use serde::{Deserialize, Serialize};
 use weir_plugin::{Batch, Output, Transform, state};
@@ -30,6 +31,9 @@ struct Config {
     restore: Option<String>,
     #[serde(default)]
     tag: Option<String>,
+    /// Microseconds to spend on each event (a slow stage).
+    #[serde(default)]
+    pace_us: u64,
 }
 
 /// The plugin.
@@ -52,6 +56,10 @@ impl Transform for Chaos {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
+        if self.config.pace_us > 0 {
+            let us = self.config.pace_us * batch.len() as u64;
+            std::thread::sleep(std::time::Duration::from_micros(us));
+        }
         for e in batch.iter() {
             match e.value {
                 b"trap" => panic!("asked to trap"),
