@@ -9,6 +9,8 @@
 //! url = "https://api.example.com/2/tweets/search/stream"
 //! query = { track = "rust,kafka", language = "en" }
 //! auth = { bearer_env = "STREAM_TOKEN" }   # the token, from the environment
+//! # or auth = { oauth1 = { consumer_key_env = "K", consumer_secret_env = "KS",
+//! #                        token_env = "T", token_secret_env = "TS" } }
 //! format = "ndjson"                          # or "sse", "lines"
 //! timestamp = "created_at"                   # or "arrival" (the default)
 //! dedupe = "id"                              # drop messages a server resends
@@ -27,6 +29,7 @@
 
 pub mod backoff;
 pub mod framing;
+pub mod oauth1;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -75,13 +78,60 @@ impl QueryValue {
     }
 }
 
-/// How the source authenticates.
+/// How the source authenticates: one of the two. The secrets themselves
+/// come from environment variables, so they are never in a pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// Environment variable holding a bearer token (sent as
     /// `Authorization: Bearer ...`).
-    pub bearer_env: String,
+    #[serde(default)]
+    pub bearer_env: Option<String>,
+    /// OAuth 1.0a request signing (HMAC-SHA1), as the older streaming APIs
+    /// need.
+    #[serde(default)]
+    pub oauth1: Option<OAuth1Env>,
+}
+
+/// The environment variables holding the four OAuth 1.0a credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth1Env {
+    /// The consumer (API) key.
+    pub consumer_key_env: String,
+    /// The consumer secret.
+    pub consumer_secret_env: String,
+    /// The access token.
+    pub token_env: String,
+    /// The access token secret.
+    pub token_secret_env: String,
+}
+
+/// The credentials the source signs its requests with.
+#[derive(Debug, Clone)]
+enum Credentials {
+    Bearer(Secret),
+    OAuth1(oauth1::Credentials),
+}
+
+fn env_secret(setting: &str, var: &str) -> Result<String, String> {
+    std::env::var(var)
+        .map_err(|_| format!("`auth.{setting}`: environment variable {var} is not set"))
+}
+
+impl Auth {
+    fn credentials(&self) -> Result<Credentials, String> {
+        match (&self.bearer_env, &self.oauth1) {
+            (Some(var), None) => Ok(Credentials::Bearer(Secret(env_secret("bearer_env", var)?))),
+            (None, Some(o)) => Ok(Credentials::OAuth1(oauth1::Credentials {
+                consumer_key: env_secret("oauth1.consumer_key_env", &o.consumer_key_env)?,
+                consumer_secret: env_secret("oauth1.consumer_secret_env", &o.consumer_secret_env)?,
+                token: env_secret("oauth1.token_env", &o.token_env)?,
+                token_secret: env_secret("oauth1.token_secret_env", &o.token_secret_env)?,
+            })),
+            _ => Err("`auth` takes one of `bearer_env` or `oauth1`".into()),
+        }
+    }
 }
 
 /// Settings of the `http_stream` source.
@@ -111,7 +161,7 @@ pub struct HttpStreamConfig {
     pub json: Option<bool>,
     /// Authentication; the secret itself comes from the environment.
     #[serde(default)]
-    pub auth: Option<Auth>,
+    pub auth: Option<Box<Auth>>,
     /// `arrival` (default) or the JSON field holding the event time (Unix
     /// ms, RFC 3339).
     #[serde(default)]
@@ -135,7 +185,7 @@ pub struct HttpStreamConfig {
     pub max_message: Option<ByteSize>,
     /// Reconnect waits.
     #[serde(default)]
-    pub backoff: Policy,
+    pub backoff: Box<Policy>,
 }
 
 impl HttpStreamConfig {
@@ -179,12 +229,7 @@ impl Source for HttpStreamConfig {
         }
         let token = match &self.auth {
             None => None,
-            Some(a) => Some(Secret(std::env::var(&a.bearer_env).map_err(|_| {
-                format!(
-                    "`auth.bearer_env`: environment variable {} is not set",
-                    a.bearer_env
-                )
-            })?)),
+            Some(a) => Some(a.credentials()?),
         };
         let stream = Stream::new(self.clone(), token)?;
         Ok(stream.run(ctx).boxed())
@@ -227,7 +272,7 @@ enum Ended {
 struct Stream {
     config: HttpStreamConfig,
     client: reqwest::Client,
-    token: Option<Secret>,
+    token: Option<Credentials>,
     url: String,
     framer: Framer,
     backoff: Backoff,
@@ -238,7 +283,7 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(config: HttpStreamConfig, token: Option<Secret>) -> Result<Stream, BoxError> {
+    fn new(config: HttpStreamConfig, token: Option<Credentials>) -> Result<Stream, BoxError> {
         let client = reqwest::Client::builder()
             .connect_timeout(
                 config
@@ -251,7 +296,7 @@ impl Stream {
         let max = config.max_message.map_or(1 << 20, |b| b.0 as usize);
         Ok(Stream {
             framer: Framer::new(config.format, max, None),
-            backoff: Backoff::new(config.backoff),
+            backoff: Backoff::new(*config.backoff),
             url: config.shown_url(),
             client,
             token,
@@ -333,19 +378,58 @@ impl Stream {
         }
     }
 
-    fn request(&self) -> reqwest::RequestBuilder {
+    fn request(&self) -> Result<reqwest::RequestBuilder, BoxError> {
         let c = &self.config;
         let method = match c.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
         };
-        let query: Vec<(&String, String)> = c.query.iter().map(|(k, v)| (k, v.text())).collect();
-        let mut req = self.client.request(method, &c.url).query(&query);
+        let mut url = reqwest::Url::parse(&c.url)?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &c.query {
+                pairs.append_pair(k, &v.text());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        // A POST body without a type is a form, as the streaming APIs take
+        // their parameters.
+        let form = c.body.is_some()
+            && !c
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"));
+        let mut req = self.client.request(method.clone(), url.clone());
         for (k, v) in &c.headers {
             req = req.header(k, v);
         }
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(&token.0);
+        if form {
+            req = req.header("Content-Type", "application/x-www-form-urlencoded");
+        }
+        match &self.token {
+            None => {}
+            Some(Credentials::Bearer(token)) => req = req.bearer_auth(&token.0),
+            Some(Credentials::OAuth1(creds)) => {
+                let body: Vec<(String, String)> = match (&c.body, form) {
+                    (Some(b), true) => reqwest::Url::parse(&format!("http://x/?{b}"))?
+                        .query_pairs()
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
+                let header = oauth1::authorization(
+                    method.as_str(),
+                    &url,
+                    &body,
+                    creds,
+                    &oauth1::nonce(),
+                    now,
+                );
+                req = req.header(reqwest::header::AUTHORIZATION, header);
+            }
         }
         if c.format == Format::Sse {
             req = req.header("Accept", "text/event-stream");
@@ -356,13 +440,13 @@ impl Stream {
         if let Some(body) = &c.body {
             req = req.body(body.clone());
         }
-        req
+        Ok(req)
     }
 
     /// One connection, from the request to its end.
     async fn connection(&mut self, ctx: &mut SourceContext) -> Result<Ended, BoxError> {
         self.framer.reset();
-        let send = self.request().send();
+        let send = self.request()?.send();
         tokio::pin!(send);
         let response = loop {
             tokio::select! {
@@ -395,7 +479,13 @@ impl Stream {
                 "{} answered {status}: {}",
                 self.url,
                 match status.as_u16() {
-                    401 => "the credentials were refused; check the token in `auth.bearer_env`",
+                    401 => match &self.token {
+                        Some(Credentials::OAuth1(_)) =>
+                            "the credentials were refused; check the OAuth 1.0a credentials `auth.oauth1` names",
+                        Some(Credentials::Bearer(_)) =>
+                            "the credentials were refused; check the token in `auth.bearer_env`",
+                        None => "the stream needs credentials; set `auth`",
+                    },
                     403 => "access to this stream is forbidden for these credentials",
                     _ => "no such stream; check `url`",
                 }
