@@ -89,9 +89,21 @@ pub fn post(i: u64) -> String {
     const TAGS: [&str; 5] = ["rust", "kafka", "iot", "streaming", "wasm"];
     let a = TAGS[(i % 5) as usize];
     let b = TAGS[((i / 5) % 5) as usize];
-    let secs = 1_767_225_600 + i; // 2026-01-01T00:00:00Z onwards
+    // From the first post's creation on, a second apart: recent times, as
+    // a live stream has (Kafka deletes records older than its retention
+    // by their timestamps).
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    });
+    let secs = start + i;
+    let days = secs / 86_400;
+    let (y, m, d) = civil(days as i64);
     let created = format!(
-        "2026-01-01T{:02}:{:02}:{:02}.000Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
         (secs / 3600) % 24,
         (secs / 60) % 60,
         secs % 60
@@ -99,6 +111,20 @@ pub fn post(i: u64) -> String {
     format!(
         "{{\"id\":\"{i}\",\"text\":\"post {i} about #{a} and #{b} \\u00e9\",\"lang\":\"en\",\"created_at\":\"{created}\",\"entities\":{{\"hashtags\":[{{\"tag\":\"{a}\"}},{{\"tag\":\"{b}\"}}]}}}}"
     )
+}
+
+/// The calendar date of a day count since 1970-01-01 (proleptic
+/// Gregorian; Howard Hinnant's days-to-civil algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 impl StreamServer {

@@ -8,7 +8,9 @@
 //! - a stall (no byte, not even a keep-alive, for `stall_timeout`) counts
 //!   as a dropped connection.
 //!
-//! A connection that delivered a message resets all three.
+//! A connection that delivered a new message (valid, not a duplicate)
+//! resets all three. SSE: a `retry:` the server sent makes drops wait at
+//! least that long.
 
 use std::time::Duration;
 
@@ -98,9 +100,14 @@ impl Backoff {
                 self.http = self.http.saturating_add(1);
                 wait.min(p.http_max.0)
             }
+            // At least a second (a `Retry-After` of 0 or in the past must
+            // not make a client hammer the server), at most the cap.
             Failure::RateLimited(Some(after)) => {
                 self.rate = self.rate.saturating_add(1);
-                after
+                after.clamp(
+                    Duration::from_secs(1),
+                    p.rate_limit_max.0.max(Duration::from_secs(1)),
+                )
             }
             Failure::RateLimited(None) => {
                 let wait = doubled(p.rate_limit_initial.0, self.rate);

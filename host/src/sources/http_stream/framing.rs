@@ -51,6 +51,10 @@ pub struct Framer {
     tail: BytesMut,
     /// Skipping the rest of a line already reported too long.
     skipping: bool,
+    /// At the start of a connection's body (a byte-order mark is dropped).
+    at_start: bool,
+    /// SSE: the event being assembled is over the limit and is dropped.
+    event_too_long: bool,
     /// SSE: the event being assembled.
     data: Vec<u8>,
     has_data: bool,
@@ -72,6 +76,8 @@ impl Framer {
             max_message,
             tail: BytesMut::new(),
             skipping: false,
+            at_start: true,
+            event_too_long: false,
             data: Vec::new(),
             has_data: false,
             event: None,
@@ -87,16 +93,22 @@ impl Framer {
     pub fn reset(&mut self) {
         self.tail.clear();
         self.skipping = false;
+        self.at_start = true;
+        self.event_too_long = false;
         self.data.clear();
         self.has_data = false;
         self.event = None;
-        self.id = None;
+        self.id = self.last_id.clone();
     }
 
     /// Feeds a chunk of the body; complete messages go to `out`, messages
     /// over the limit to `too_long`.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Message>, too_long: &mut Vec<TooLong>) {
         let mut rest = chunk;
+        if self.at_start && !chunk.is_empty() {
+            self.at_start = false;
+            rest = rest.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(rest);
+        }
         while let Some(i) = memchr::memchr(b'\n', rest) {
             let (line, after) = rest.split_at(i);
             rest = &after[1..];
@@ -118,7 +130,7 @@ impl Framer {
                     limit: self.max_message,
                 });
             } else {
-                self.line(strip_cr(line), out);
+                self.line(strip_cr(line), out, too_long);
             }
         }
         if self.skipping {
@@ -139,7 +151,7 @@ impl Framer {
         }
     }
 
-    fn line(&mut self, line: &[u8], out: &mut Vec<Message>) {
+    fn line(&mut self, line: &[u8], out: &mut Vec<Message>, too_long: &mut Vec<TooLong>) {
         match self.format {
             Format::Ndjson | Format::Lines => {
                 if line.iter().all(u8::is_ascii_whitespace) {
@@ -152,14 +164,20 @@ impl Framer {
                     });
                 }
             }
-            Format::Sse => self.sse_line(line, out),
+            Format::Sse => self.sse_line(line, out, too_long),
         }
     }
 
-    fn sse_line(&mut self, line: &[u8], out: &mut Vec<Message>) {
+    fn sse_line(&mut self, line: &[u8], out: &mut Vec<Message>, too_long: &mut Vec<TooLong>) {
         if line.is_empty() {
-            // Dispatch: an event with data becomes a message.
-            if self.has_data {
+            // Dispatch: the id takes effect, and an event with data becomes
+            // a message (one over the limit was reported when it passed it).
+            if let Some(id) = &self.id {
+                self.last_id = (!id.is_empty()).then(|| id.clone());
+            }
+            if self.event_too_long {
+                self.event_too_long = false;
+            } else if self.has_data {
                 out.push(Message {
                     data: Bytes::from(std::mem::take(&mut self.data)),
                     event: self.event.take(),
@@ -186,20 +204,31 @@ impl Framer {
         };
         match field {
             b"data" => {
+                if self.event_too_long {
+                    return;
+                }
                 if self.has_data {
                     self.data.push(b'\n');
                 }
                 self.data.extend_from_slice(value);
                 self.has_data = true;
+                if self.data.len() > self.max_message {
+                    too_long.push(TooLong {
+                        head: Bytes::copy_from_slice(&self.data[..self.max_message.min(1024)]),
+                        limit: self.max_message,
+                    });
+                    self.data.clear();
+                    self.has_data = false;
+                    self.event_too_long = true;
+                }
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
             // An id with a NUL is ignored, as the specification says.
+            // It takes effect when the event is dispatched.
             b"id" if !value.contains(&0) => {
-                let id = String::from_utf8_lossy(value).into_owned();
-                self.id = Some(id.clone());
-                self.last_id = Some(id);
+                self.id = Some(String::from_utf8_lossy(value).into_owned());
             }
-            b"retry" => {
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 if let Ok(ms) = std::str::from_utf8(value).unwrap_or("").parse() {
                     self.retry_ms = Some(ms);
                 }
@@ -274,6 +303,36 @@ mod tests {
         assert_eq!(long.len(), 2);
         assert_eq!(&long[0].head[..], b"01234567");
         assert_eq!(data(&out), ["ok", "fine"]);
+    }
+
+    #[test]
+    fn an_id_counts_once_its_event_is_complete_and_a_bom_is_dropped() {
+        let mut f = Framer::new(Format::Sse, 64, Some("3".into()));
+        let (mut out, mut long) = (Vec::new(), Vec::new());
+        f.push(
+            b"\xEF\xBB\xBFid: 4\ndata: a\n\nid: 5\ndata: b\n",
+            &mut out,
+            &mut long,
+        );
+        assert_eq!(data(&out), ["a"]);
+        assert_eq!(f.last_id.as_deref(), Some("4"), "event 5 is not complete");
+        f.reset();
+        f.push(b"id:\ndata: c\n\n", &mut out, &mut long);
+        assert_eq!(f.last_id, None, "an empty id clears it");
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_reported_and_dropped_whole() {
+        // Each line is under the limit of 12; the data of the event is not.
+        let mut f = Framer::new(Format::Sse, 12, None);
+        let (mut out, mut long) = (Vec::new(), Vec::new());
+        f.push(
+            b"data: 12345\ndata: 67890\ndata: x\ndata: y\n\ndata: ok\n\n",
+            &mut out,
+            &mut long,
+        );
+        assert_eq!(long.len(), 1);
+        assert_eq!(data(&out), ["ok"]);
     }
 
     #[test]

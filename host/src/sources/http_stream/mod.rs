@@ -210,7 +210,13 @@ fn shown_url(url: &str) -> String {
             let _ = u.set_password(None);
             u.to_string()
         }
-        Err(_) => url.split(['?', '#']).next().unwrap_or("").to_owned(),
+        Err(_) => {
+            let base = url.split(['?', '#']).next().unwrap_or("");
+            match (base.find("://"), base.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}{}", &base[..s + 3], &base[at + 1..]),
+                _ => base.to_owned(),
+            }
+        }
     }
 }
 
@@ -220,6 +226,15 @@ impl Source for HttpStreamConfig {
             .map_err(|e| format!("`url` {:?} is not a URL: {e}", self.shown_url()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("`url` must be http or https, not {}", url.scheme()).into());
+        }
+        for (k, v) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(v).is_err()
+            {
+                return Err(
+                    format!("`headers`: {k:?} is not a valid header name and value").into(),
+                );
+            }
         }
         if self.body.is_some() && self.method != Method::Post {
             return Err("`body` needs method = \"POST\"".into());
@@ -396,16 +411,20 @@ impl Stream {
         }
         // A POST body without a type is a form, as the streaming APIs take
         // their parameters.
+        let content_type = c
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
         let form = c.body.is_some()
-            && !c
-                .headers
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case("content-type"));
+            && content_type.is_none_or(|t| {
+                t.split(';').next().unwrap_or("").trim() == "application/x-www-form-urlencoded"
+            });
         let mut req = self.client.request(method.clone(), url.clone());
         for (k, v) in &c.headers {
             req = req.header(k, v);
         }
-        if form {
+        if form && content_type.is_none() {
             req = req.header("Content-Type", "application/x-www-form-urlencoded");
         }
         match &self.token {
@@ -413,10 +432,15 @@ impl Stream {
             Some(Credentials::Bearer(token)) => req = req.bearer_auth(&token.0),
             Some(Credentials::OAuth1(creds)) => {
                 let body: Vec<(String, String)> = match (&c.body, form) {
-                    (Some(b), true) => reqwest::Url::parse(&format!("http://x/?{b}"))?
-                        .query_pairs()
-                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                        .collect(),
+                    (Some(b), true) => {
+                        // The form read as a query string (set_query keeps
+                        // a `#` as data).
+                        let mut u = reqwest::Url::parse("http://form.invalid/")?;
+                        u.set_query(Some(b));
+                        u.query_pairs()
+                            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                            .collect()
+                    }
                     _ => Vec::new(),
                 };
                 let now = u64::try_from(now_ms() / 1000).unwrap_or(0);
@@ -433,7 +457,9 @@ impl Stream {
         }
         if c.format == Format::Sse {
             req = req.header("Accept", "text/event-stream");
-            if let Some(id) = &self.framer.last_id {
+            if let Some(id) = &self.framer.last_id
+                && reqwest::header::HeaderValue::from_str(id).is_ok()
+            {
                 req = req.header("Last-Event-ID", id);
             }
         }
@@ -446,11 +472,25 @@ impl Stream {
     /// One connection, from the request to its end.
     async fn connection(&mut self, ctx: &mut SourceContext) -> Result<Ended, BoxError> {
         self.framer.reset();
+        let stall = self
+            .config
+            .stall_timeout
+            .map_or(Duration::from_secs(90), |d| d.0);
+        // One deadline, moved only by bytes from the server (not by
+        // checkpoints or other control actions), for the answer too.
+        let deadline = tokio::time::sleep(stall);
+        tokio::pin!(deadline);
         let send = self.request()?.send();
         tokio::pin!(send);
         let response = loop {
             tokio::select! {
                 r = &mut send => break r,
+                () = &mut deadline => {
+                    return Ok(Ended::Retry(
+                        Failure::Network,
+                        format!("no answer within {} ms", stall.as_millis()),
+                    ));
+                }
                 action = ctx.control.next() => {
                     if self.act(ctx, action).await {
                         return Ok(Ended::Stop);
@@ -497,10 +537,6 @@ impl Stream {
         }
         let connected = Instant::now();
         tracing::info!(url = %self.url, "http_stream connected");
-        let stall = self
-            .config
-            .stall_timeout
-            .map_or(Duration::from_secs(90), |d| d.0);
         let mut first = true;
         loop {
             let chunk = tokio::select! {
@@ -510,10 +546,11 @@ impl Stream {
                     }
                     continue;
                 }
-                c = tokio::time::timeout(stall, response.chunk()) => c,
+                () = &mut deadline => Err(()),
+                c = response.chunk() => Ok(c),
             };
             let chunk = match chunk {
-                Err(_) => {
+                Err(()) => {
                     return Ok(Ended::Retry(
                         Failure::Network,
                         format!("stalled: nothing received for {} ms", stall.as_millis()),
@@ -529,7 +566,10 @@ impl Stream {
                         ),
                     ));
                 }
-                Ok(Ok(Some(c))) => c,
+                Ok(Ok(Some(c))) => {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + stall);
+                    c
+                }
             };
             let mut messages = Vec::new();
             let mut too_long = Vec::new();
@@ -706,6 +746,10 @@ mod tests {
         assert_eq!(
             shown_url("https://u:p@api.example.com/2/stream?token=abc&track=x#f"),
             "https://api.example.com/2/stream"
+        );
+        assert_eq!(
+            shown_url("https://u:p@host:99999/x?k=1"),
+            "https://host:99999/x"
         );
     }
 

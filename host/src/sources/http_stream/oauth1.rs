@@ -74,6 +74,8 @@ pub fn authorization(
     let mut base_url = url.clone();
     base_url.set_query(None);
     base_url.set_fragment(None);
+    let _ = base_url.set_username("");
+    let _ = base_url.set_password(None);
     let base = format!(
         "{}&{}&{}",
         method.to_ascii_uppercase(),
