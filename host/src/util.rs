@@ -8,6 +8,23 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// A secret (a token, a password) that never prints: its `Debug` is
+/// `<secret>`, and it has no `Display`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// The value of environment variable `var`, which setting `setting` names
+/// (for the error when it is not set).
+pub fn env_setting(setting: &str, var: &str) -> Result<String, String> {
+    std::env::var(var).map_err(|_| format!("`{setting}`: environment variable {var} is not set"))
+}
+
 /// A short, printable preview of a payload for log lines.
 pub fn preview(bytes: &[u8]) -> String {
     const MAX: usize = 80;

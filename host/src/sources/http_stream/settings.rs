@@ -78,8 +78,7 @@ pub(super) enum Credentials {
 }
 
 fn env_secret(setting: &str, var: &str) -> Result<String, String> {
-    std::env::var(var)
-        .map_err(|_| format!("`auth.{setting}`: environment variable {var} is not set"))
+    crate::util::env_setting(&format!("auth.{setting}"), var)
 }
 
 impl Auth {
@@ -189,15 +188,7 @@ impl HttpStreamConfig {
     }
 }
 
-/// A secret that never prints.
-#[derive(Clone)]
-pub(super) struct Secret(pub(super) String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
-}
+pub(super) use crate::util::Secret;
 
 #[cfg(test)]
 mod tests {
