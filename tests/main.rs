@@ -4,6 +4,7 @@
 
 mod common;
 
+mod cassandra;
 mod channels;
 mod dashboard;
 mod dht;

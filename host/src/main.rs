@@ -220,10 +220,17 @@ impl Endpoint {
     }
 }
 
+/// Logging without `--log-level` or `RUST_LOG`: Weir at info; the CQL
+/// driver only when something goes wrong (at info it reports every node
+/// and connection it finds).
+const DEFAULT_LOG_FILTER: &str = "info,scylla=warn";
+
 fn init_logging(filter: Option<&str>) {
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
+        }
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod cassandra;
 pub mod kafka;
 pub mod pipeline;
 pub mod stats;
@@ -478,7 +479,7 @@ impl Background {
     /// Spawns `cmd` (a `weir run` with an admin endpoint) with its output
     /// to files in `dir`; waits until the admin endpoint listens and every
     /// stage is up.
-    fn spawn(dir: &Path, mut cmd: Command) -> Background {
+    pub fn spawn(dir: &Path, mut cmd: Command) -> Background {
         let log = dir.join("weir.log");
         let stdout = dir.join("weir.out");
         let child = cmd

@@ -1,6 +1,7 @@
 //! Sinks: where events leave a pipeline. The registry below lists every
 //! sink type; each implements [`crate::stage::Sink`] in its own file.
 
+pub mod cassandra;
 pub mod console;
 pub mod dashboard;
 pub mod directory;
@@ -17,6 +18,8 @@ use crate::telemetry::StageMetrics;
 component_registry! {
     /// Every sink type, with its settings (selected by `type`).
     pub enum SinkConfig: Sink {
+        /// Writes rows to an Apache Cassandra table.
+        "cassandra" => Cassandra(cassandra::CassandraConfig),
         /// Prints events to standard output.
         "console" => Console(console::ConsoleConfig),
         /// Live charts in the browser, served by the admin endpoint.

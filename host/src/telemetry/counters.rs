@@ -118,6 +118,9 @@ counters! {
     /// Streaming sources: time spent waiting for downstream to take
     /// batches, not reading the input meanwhile.
     backpressure_ms => "weir_source_backpressure_ms_total", "Milliseconds a streaming source waited for downstream, not reading its input.";
+    /// Sinks: writes sent again after a timeout, a node down or
+    /// overloaded, or a lost connection.
+    retries => "weir_sink_retries_total", "Writes a sink sent again after a timeout, a node down or overloaded, or a lost connection.";
 }
 
 /// Upper bounds of [`Histogram`] buckets, seconds.
@@ -216,6 +219,7 @@ mod tests {
         StageMetrics::add(&m.rebalances, 2);
         StageMetrics::add(&m.recycles, 4);
         StageMetrics::add(&m.reconnects, 6);
+        StageMetrics::add(&m.retries, 7);
         m.record_batch(Duration::from_millis(5));
         let c = m.read();
         assert_eq!((c.events_in, c.rebalances, c.busy_ms), (3, 2, 5));
@@ -224,6 +228,7 @@ mod tests {
         assert_eq!(by_name("weir_kafka_rebalances_total"), Some(2));
         assert_eq!(by_name("weir_plugin_recycles_total"), Some(4));
         assert_eq!(by_name("weir_source_reconnects_total"), Some(6));
-        assert_eq!(FAMILIES.len(), 10);
+        assert_eq!(by_name("weir_sink_retries_total"), Some(7));
+        assert_eq!(FAMILIES.len(), 11);
     }
 }
