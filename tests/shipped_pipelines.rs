@@ -48,6 +48,9 @@ fn the_shop_log_pipeline_runs_on_the_embedded_broker() {
 #[test]
 fn the_raspberry_pi_pipeline_runs_on_the_embedded_broker() {
     let server = FakeThingsboard::start(&["tok-greensboro-41c9"], 1 << 20, |_| Fault::None);
+    let cassandra = crate::common::cassandra::single();
+    let cql = cassandra.cql();
+    cql.exec("DROP KEYSPACE IF EXISTS sensors");
     let dir = tempdir();
     // The shipped pipeline, with the simulated sensor sped up and finite.
     let text = std::fs::read_to_string(repo().join("pipelines/dht-thingsboard.toml"))
@@ -64,6 +67,7 @@ fn the_raspberry_pi_pipeline_runs_on_the_embedded_broker() {
             .arg(&file)
             .env("THINGSBOARD_URL", &server.url)
             .env("THINGSBOARD_TOKEN", "tok-greensboro-41c9")
+            .env("CASSANDRA_HOSTS", &cassandra.hosts)
             .stdout(Stdio::piped()),
         Duration::from_secs(120),
     );
@@ -86,6 +90,22 @@ fn the_raspberry_pi_pipeline_runs_on_the_embedded_broker() {
         }
     }
     assert!(!stderr.contains("tok-greensboro-41c9"));
+
+    // Every reading and every prediction stored in Cassandra too, the
+    // predictions equal to what ThingsBoard got.
+    let readings: Vec<(String, scylla::value::CqlTimestamp, f32, f32)> =
+        cql.rows("SELECT device, time, temperature, humidity FROM sensors.readings");
+    assert_eq!(readings.len() + failed, 200, "{stderr}");
+    assert!(readings.iter().all(|r| r.0 == "pi-greensboro"));
+    let predictions: Vec<(scylla::value::CqlTimestamp, f32, f64, i32)> =
+        cql.rows("SELECT time, temperature, p_rain, rain_predicted FROM sensors.predictions");
+    assert_eq!(predictions.len(), by_ts.len());
+    for (time, temperature, p_rain, rain) in predictions {
+        let sent = &by_ts[&time.0];
+        assert_eq!(sent["temperature"].as_f64().unwrap() as f32, temperature);
+        assert_eq!(sent["p_rain"].as_f64().unwrap(), p_rain);
+        assert_eq!(sent["rain_predicted"].as_i64().unwrap(), rain as i64);
+    }
 }
 
 /// Python's `repr(float)` for values between 1e-4 and 1e16 (Rust's

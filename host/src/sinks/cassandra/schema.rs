@@ -31,9 +31,10 @@ pub(super) struct Target {
 /// Connects, makes sure the keyspace and table are there, and prepares
 /// `INSERT INTO ks.t JSON ? DEFAULT UNSET USING TIMESTAMP ?`.
 pub(super) async fn open(config: &CassandraConfig) -> Result<Target, String> {
-    let hosts = config.hosts.join(", ");
+    let contact_points = config.contact_points();
+    let hosts = contact_points.join(", ");
     let mut builder = SessionBuilder::new()
-        .known_nodes(&config.hosts)
+        .known_nodes(&contact_points)
         .connection_timeout(config.connect_timeout());
     if let Some(c) = &config.credentials {
         let user = env_setting("credentials.username_env", &c.username_env)?;

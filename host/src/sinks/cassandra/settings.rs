@@ -13,8 +13,9 @@ use crate::units::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CassandraConfig {
-    /// Contact points, `host:port` (default `["127.0.0.1:9042"]`); the
-    /// driver discovers the rest of the cluster from them.
+    /// Contact points, `host:port` (default `["127.0.0.1:9042"]`; an
+    /// element may list several, separated by commas, as an environment
+    /// variable would); the driver discovers the rest of the cluster.
     #[serde(default = "default_hosts")]
     pub hosts: Vec<String>,
     /// Keyspace of the table.
@@ -140,6 +141,16 @@ impl Level {
 }
 
 impl CassandraConfig {
+    /// Every contact point, lists split.
+    pub(super) fn contact_points(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.split(','))
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+
     pub(super) fn max_in_flight(&self) -> usize {
         self.max_in_flight.unwrap_or(64).max(1)
     }
@@ -165,7 +176,7 @@ impl CassandraConfig {
 
     /// Checks what can be checked without the cluster.
     pub(super) fn check(&self) -> Result<(), String> {
-        if self.hosts.is_empty() {
+        if self.contact_points().is_empty() {
             return Err("`hosts` is empty: name at least one node, as \"host:port\"".into());
         }
         identifier("keyspace", &self.keyspace)?;
