@@ -444,3 +444,67 @@ table = "{table}"
         "{e}"
     );
 }
+
+/// A sink that cannot start (its table is missing) must not let the Kafka
+/// source commit what was read meanwhile: a fixed pipeline reads it again.
+#[test]
+fn a_sink_that_fails_at_start_leaves_the_kafka_offsets_uncommitted() {
+    let node = cassandra::single();
+    let cql = node.cql();
+    keyspace(&cql, "uncommitted");
+    let topic = "cassandra-uncommitted";
+    create_topic(broker(), topic, 1);
+    produce(
+        broker(),
+        topic,
+        (0..500).map(|i| {
+            format!("{{\"device\":\"a\",\"time\":{}}}", 1_780_000_000_000i64 + i).into_bytes()
+        }),
+    );
+    let toml = |table: &str| {
+        format!(
+            r#"
+[sources.readings]
+type = "kafka"
+brokers = "@broker"
+topic = "{topic}"
+group = "cassandra-uncommitted"
+start = "earliest"
+format = "json"
+exit_at_end = true
+
+[sinks.store]
+type = "cassandra"
+inputs = ["readings"]
+hosts = ["{hosts}"]
+keyspace = "uncommitted"
+table = "{table}"
+columns = {{ device = "device", time = "time" }}
+create = {{ table = "device text, time timestamp, PRIMARY KEY ((device), time)" }}
+"#,
+            hosts = node.hosts
+        )
+    };
+    // The table cannot be created (bad CQL): the sink fails at start.
+    let dir = tempdir();
+    let file = pipeline::pipeline_file(
+        dir.path(),
+        &toml("t").replace("PRIMARY KEY", "PRIMARY KEYS"),
+    );
+    let out = run_pipeline(&file, Duration::from_secs(120));
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Cassandra refused `CREATE TABLE"),
+        "{stderr}"
+    );
+    assert_eq!(
+        crate::common::kafka::committed(broker(), "cassandra-uncommitted", topic, 1),
+        vec![0],
+        "nothing committed: {stderr}"
+    );
+    // Fixed, it stores every record.
+    let file = pipeline::pipeline_file(dir.path(), &toml("t"));
+    let (_, stderr) = run_to_end(&file, Duration::from_secs(120));
+    assert_eq!(cql.count("uncommitted.t"), 500, "{stderr}");
+}

@@ -39,21 +39,36 @@ use futures_util::FutureExt;
 
 pub use settings::{CassandraConfig, Create, Credentials, Level, Scalar};
 
-use crate::stage::{BoxError, Component, Sink, SinkContext, StageTask};
+use crate::stage::{BoxError, Component, Item, Sink, SinkContext, StageTask};
 
 impl Sink for CassandraConfig {
     fn build(&self, mut ctx: SinkContext) -> Result<StageTask, BoxError> {
         self.check()?;
         let config = self.clone();
         Ok(async move {
-            let target = schema::open(&config).await?;
-            tracing::info!(
-                hosts = %config.hosts.join(","),
-                keyspace = %config.keyspace,
-                table = %config.table,
-                "writing to Cassandra"
-            );
-            writer::Writer::new(target, config).run(&mut ctx).await
+            let result = async {
+                let target = schema::open(&config).await?;
+                tracing::info!(
+                    hosts = %config.hosts.join(","),
+                    keyspace = %config.keyspace,
+                    table = %config.table,
+                    "writing to Cassandra"
+                );
+                writer::Writer::new(target, config.clone())
+                    .run(&mut ctx)
+                    .await
+            }
+            .await;
+            if result.is_err() {
+                // What waits in the input was not written either: the
+                // sources must not commit it.
+                while let Some(Some(item)) = ctx.input.recv().now_or_never() {
+                    if let Item::Batch(batch) = item {
+                        batch.acks.fail();
+                    }
+                }
+            }
+            result
         }
         .boxed())
     }

@@ -21,11 +21,15 @@ pub(super) fn classify(error: &ExecutionError) -> Failure {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, message)) => {
             database(db, message)
         }
+        // The bound values are always (text, bigint): a failure to send
+        // them is the statement's, never one row's.
         ExecutionError::LastAttemptError(
             RequestAttemptError::SerializationError(_)
             | RequestAttemptError::CqlRequestSerialization(_),
         )
-        | ExecutionError::BadQuery(_) => Failure::Content(error.to_string()),
+        | ExecutionError::BadQuery(_) => {
+            Failure::Fatal(format!("the insert could not be sent: {error}"))
+        }
         // Connections lost or refused, no node to ask, client timeouts,
         // metadata not readable while the cluster restarts.
         _ => Failure::Retry(error.to_string()),
@@ -46,11 +50,13 @@ fn database(db: &DbError, message: &str) -> Failure {
         | DbError::RateLimitReached { .. }
         | DbError::Unprepared { .. } => Failure::Retry(format!("{db} ({message})")),
         DbError::Invalid | DbError::FunctionFailure { .. } => {
-            // "Invalid" also says that the table or keyspace went away,
-            // which no row can be blamed for.
-            let lower = message.to_lowercase();
-            if lower.contains("unconfigured table") || lower.contains("does not exist") {
-                Failure::Fatal(format!("Cassandra: {message}"))
+            // "Invalid" also says that the table, keyspace or a column went
+            // away, which no row can be blamed for. Only the start of the
+            // message is read: the rest may quote the row's own values.
+            if schema_gone(message) {
+                Failure::Fatal(format!(
+                    "Cassandra: {message} (the table changed while weir was writing to it)"
+                ))
             } else {
                 Failure::Content(message.to_owned())
             }
@@ -60,6 +66,15 @@ fn database(db: &DbError, message: &str) -> Failure {
         )),
         _ => Failure::Fatal(format!("Cassandra refused the write: {db} ({message})")),
     }
+}
+
+/// Whether an `Invalid` answer says the schema changed under the sink.
+fn schema_gone(message: &str) -> bool {
+    let m = message.trim_start();
+    m.starts_with("unconfigured table")
+        || m.starts_with("Undefined column")
+        || m.starts_with("JSON values map contains unrecognized column")
+        || (m.starts_with("Keyspace ") && m.ends_with("does not exist"))
 }
 
 #[cfg(test)]
@@ -88,6 +103,21 @@ mod tests {
         );
         assert!(matches!(
             classify(&db(DbError::Invalid, "unconfigured table readings")),
+            Failure::Fatal(_)
+        ));
+        // A row's value quoted in the message does not stop the stage.
+        assert!(matches!(
+            classify(&db(
+                DbError::Invalid,
+                "Error decoding JSON value for device: Unable to make float from 'does not exist'"
+            )),
+            Failure::Content(_)
+        ));
+        assert!(matches!(
+            classify(&db(
+                DbError::Invalid,
+                "JSON values map contains unrecognized column: humidity"
+            )),
             Failure::Fatal(_)
         ));
         assert!(matches!(

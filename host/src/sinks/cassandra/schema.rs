@@ -160,9 +160,17 @@ fn mapping(
                             .join(", ")
                     ));
                 };
+                if mapped.iter().any(|(n, _)| *n == column.name) {
+                    return Err(format!(
+                        "`columns` maps column {lower:?} twice (names are not case-sensitive)"
+                    ));
+                }
                 mapped.push((column.name.clone(), Source::parse(source)));
             }
-            for key in columns.iter().filter(|c| c.kind != "regular") {
+            let keys = columns
+                .iter()
+                .filter(|c| matches!(c.kind.as_str(), "partition_key" | "clustering"));
+            for key in keys {
                 if !mapped.iter().any(|(n, _)| *n == key.name) {
                     return Err(format!(
                         "`columns` does not map {:?}, a column of the primary key of {keyspace}.{table}: every row needs it",
