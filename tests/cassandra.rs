@@ -18,6 +18,15 @@ const TABLE: &str = "device text, time timestamp, temperature float, humidity fl
 
 type Reading = (String, CqlTimestamp, f32, f32);
 
+/// The `[sinks.store]` table's first lines: a cassandra sink on `hosts`
+/// writing `input` into `keyspace.table`.
+fn store_sink(input: &str, hosts: &str, keyspace: &str, table: &str) -> String {
+    format!(
+        "[sinks.store]\ntype = \"cassandra\"\ninputs = [\"{input}\"]\nhosts = [\"{hosts}\"]\n\
+         keyspace = \"{keyspace}\"\ntable = \"{table}\"\n"
+    )
+}
+
 /// The rows of `ks.readings` by (device, time).
 fn stored(cql: &cassandra::Cql, ks: &str) -> BTreeMap<(String, i64), (f32, f32)> {
     cql.rows::<Reading>(&format!(
@@ -50,16 +59,10 @@ inputs = ["sensor"]
 path = "readings.jsonl"
 format = "json"
 
-[sinks.store]
-type = "cassandra"
-inputs = ["sensor"]
-hosts = ["{hosts}"]
-keyspace = "hundred_k"
-table = "readings"
-columns = {{ device = "device", time = "@timestamp", temperature = "temperature", humidity = "humidity" }}
+{store}columns = {{ device = "device", time = "@timestamp", temperature = "temperature", humidity = "humidity" }}
 create = {{ keyspace = {{ class = "SimpleStrategy", replication_factor = 1 }}, table = "{TABLE}" }}
 "#,
-        hosts = node.hosts
+        store = store_sink("sensor", &node.hosts, "hundred_k", "readings")
     ));
     let cql = node.cql();
     cql.exec("DROP KEYSPACE IF EXISTS hundred_k");
@@ -141,17 +144,11 @@ start = "earliest"
 format = "json"
 exit_at_end = true
 
-[sinks.store]
-type = "cassandra"
-inputs = ["readings"]
-hosts = ["{hosts}"]
-keyspace = "killed"
-table = "readings"
-columns = {{ device = "device", time = "time", temperature = "temperature", humidity = "humidity" }}
+{store}columns = {{ device = "device", time = "time", temperature = "temperature", humidity = "humidity" }}
 max_in_flight = 2
 batch_rows = 1
 "#,
-            hosts = node.hosts
+            store = store_sink("readings", &node.hosts, "killed", "readings")
         ),
     );
     let first = Background::start(dir.path(), &file, &[]);
@@ -254,17 +251,11 @@ format = "jsonl"
 timestamp = "time"
 rate = 1500
 
-[sinks.store]
-type = "cassandra"
-inputs = ["in"]
-hosts = ["{hosts}"]
-keyspace = "outage"
-table = "readings"
-columns = {{ device = "device", time = "@timestamp", temperature = "temperature", humidity = "humidity" }}
+{store}columns = {{ device = "device", time = "@timestamp", temperature = "temperature", humidity = "humidity" }}
 credentials = {{ username_env = "WEIR_TEST_CASSANDRA_USER", password_env = "WEIR_TEST_CASSANDRA_PASSWORD" }}
 timeout = "2s"
 "#,
-            hosts = node.0.hosts
+            store = store_sink("in", &node.0.hosts, "outage", "readings")
         ),
     );
     let mut cmd = weir();
@@ -340,13 +331,7 @@ path = "in.jsonl"
 format = "jsonl"
 timestamp = "time"
 
-[sinks.store]
-type = "cassandra"
-inputs = ["in"]
-hosts = ["{hosts}"]
-keyspace = "refused"
-table = "readings"
-columns = {{ device = "device", time = "@timestamp", temperature = "temperature", humidity = "humidity" }}
+{store}columns = {{ device = "device", time = "@timestamp", temperature = "temperature", humidity = "humidity" }}
 dead_letter = "bad"
 
 [sinks.bad]
@@ -354,7 +339,7 @@ type = "file"
 path = "bad.jsonl"
 format = "json"
 "#,
-        hosts = node.hosts
+        store = store_sink("in", &node.hosts, "refused", "readings")
     ))
     .with_file("in.jsonl", &lines);
     let (_, stderr) = run_to_end(p.file(), Duration::from_secs(120));
@@ -393,15 +378,9 @@ type = "replay"
 path = "in.jsonl"
 format = "jsonl"
 
-[sinks.store]
-type = "cassandra"
-inputs = ["in"]
-hosts = ["{hosts}"]
-keyspace = "{ks}"
-table = "{table}"
-{columns}
+{store}{columns}
 "#,
-            hosts = node.hosts
+            store = store_sink("in", &node.hosts, ks, table)
         ))
         .with_file("in.jsonl", "{\"device\":\"a\"}\n");
         let out = run_pipeline(p.file(), Duration::from_secs(60));
@@ -473,16 +452,10 @@ start = "earliest"
 format = "json"
 exit_at_end = true
 
-[sinks.store]
-type = "cassandra"
-inputs = ["readings"]
-hosts = ["{hosts}"]
-keyspace = "uncommitted"
-table = "{table}"
-columns = {{ device = "device", time = "time" }}
+{store}columns = {{ device = "device", time = "time" }}
 create = {{ table = "device text, time timestamp, PRIMARY KEY ((device), time)" }}
 "#,
-            hosts = node.hosts
+            store = store_sink("readings", &node.hosts, "uncommitted", table)
         )
     };
     // The table cannot be created (bad CQL): the sink fails at start.
