@@ -23,6 +23,7 @@ mod plugin_build;
 mod plugin_failures;
 mod plugin_languages;
 mod plugin_new;
+mod plugin_restore;
 mod plugin_sdks;
 mod reload_checkpoints;
 mod reload_graph;

@@ -24,8 +24,13 @@ export class Transform {
   }
 
   /** Takes back a snapshot (maybe of an older build); throw an Error with
-   * the reason to refuse it. */
-  restore(state) {}
+   * the reason to refuse it. The default, for plugins without state, takes
+   * only the empty snapshot. */
+  restore(state) {
+    if (state.length > 0) {
+      throw new Error(`this plugin keeps no state, but was given ${state.length} bytes of it`);
+    }
+  }
 
   /** Lowest sequence number whose effect is held in state and not yet
    * emitted (the first event of the oldest open window), or null. */

@@ -32,7 +32,12 @@ class Transform:
 
     def restore(self, state: bytes) -> None:
         """Takes back a snapshot (maybe of an older build); raise
-        ``ValueError`` with the reason to refuse it."""
+        ``ValueError`` with the reason to refuse it. The default, for
+        plugins without state, takes only the empty snapshot."""
+        if state:
+            raise ValueError(
+                f"this plugin keeps no state, but was given {len(state)} bytes of it"
+            )
 
     def hold_from(self) -> Optional[int]:
         """Lowest sequence number whose effect is held in state and not yet

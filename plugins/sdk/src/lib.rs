@@ -110,10 +110,18 @@ pub trait Transform: Sized + 'static {
 
     /// Replaces the plugin's state with a snapshot, possibly taken by an
     /// older build. Refuse incompatible state with a reason; [`state::load`]
-    /// refuses other versions.
+    /// refuses other versions. The default, for plugins without state,
+    /// takes only the empty snapshot [`Transform::snapshot`] gives: bytes
+    /// are someone else's state, not this plugin's.
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        let _ = state;
-        Ok(())
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this plugin keeps no state, but was given {} bytes of it",
+                state.len()
+            ))
+        }
     }
 
     /// The lowest sequence number ([`Event::seq`]) whose effect is held in
