@@ -114,14 +114,7 @@ pub trait Transform: Sized + 'static {
     /// takes only the empty snapshot [`Transform::snapshot`] gives: bytes
     /// are someone else's state, not this plugin's.
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        if state.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "this plugin keeps no state, but was given {} bytes of it",
-                state.len()
-            ))
-        }
+        state::none(state)
     }
 
     /// The lowest sequence number ([`Event::seq`]) whose effect is held in

@@ -172,13 +172,8 @@ impl<M: Map> Transform for Mapped<M> {
             let saved: Saved<M::State> = state::load(M::STATE_VERSION, state)?;
             self.state = saved.state;
             Ok(())
-        } else if state.is_empty() {
-            Ok(())
         } else {
-            Err(format!(
-                "this plugin keeps no state, but was given {} bytes of it",
-                state.len()
-            ))
+            state::none(state)
         }
     }
 }

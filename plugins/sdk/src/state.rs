@@ -69,6 +69,19 @@ pub fn load<T: DeserializeOwned>(version: u32, bytes: &[u8]) -> Result<T, String
     serde_json::from_slice(bytes).map_err(unreadable)
 }
 
+/// `restore` of a plugin that keeps no state: only the empty snapshot is
+/// its own; any other bytes are another plugin's state and are refused.
+pub fn none(bytes: &[u8]) -> Result<(), String> {
+    if bytes.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "this plugin keeps no state, but was given {} bytes of it",
+            bytes.len()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};

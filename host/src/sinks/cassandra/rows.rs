@@ -88,12 +88,6 @@ impl Mapping {
                     .map(|k| String::from_utf8_lossy(k).into_owned().into()),
             });
         }
-        let mut json = serde_json::Map::new();
-        for ((column, _), value) in self.columns.iter().zip(&values) {
-            if let Some(v) = value {
-                json.insert(column.clone(), v.clone());
-            }
-        }
         let partition = if self.partition.is_empty() {
             None
         } else {
@@ -112,6 +106,12 @@ impl Mapping {
             }
             (!key.is_empty()).then_some(key)
         };
+        let mut json = serde_json::Map::new();
+        for ((column, _), value) in self.columns.iter().zip(values) {
+            if let Some(v) = value {
+                json.insert(column.clone(), v);
+            }
+        }
         Ok(Row {
             json: serde_json::Value::Object(json).to_string(),
             partition,

@@ -302,10 +302,11 @@ impl Writer {
                     )
                     .into());
                 }
-                request.attempts += 1;
+                // 100 ms, doubling, at most 5 s.
                 let delay = Duration::from_millis(100)
                     .saturating_mul(1 << request.attempts.min(6))
                     .min(Duration::from_secs(5));
+                request.attempts += 1;
                 StageMetrics::add(&metrics.retries, 1);
                 let outage = self.outage.get_or_insert((Instant::now(), 0));
                 outage.1 += 1;
