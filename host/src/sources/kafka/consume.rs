@@ -8,20 +8,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::ValueFormat;
 use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
-use crate::event::{Ack, Acks, Batch, Event, Marker, Origin};
+use crate::event::{Ack, Acks, Batch, Event, Marker};
 use crate::kafka::exactly_once::ExactlyOnce;
 use crate::stage::{Action, BoxError, Handover, SourceContext};
 use crate::telemetry::StageMetrics;
-use crate::util::now_ms;
 
 pub(super) struct Worker {
     pub(super) format: ValueFormat,
@@ -87,34 +85,9 @@ impl Worker {
             .entry((topic.clone(), partition))
             .or_insert(offset + 1);
         *next = (*next).max(offset + 1);
-        let value = Bytes::copy_from_slice(m.payload().unwrap_or_default());
-        let mut event = Event::new(value, m.timestamp().to_millis().unwrap_or_else(now_ms));
-        event.key = m.key().map(Bytes::copy_from_slice);
-        if let Some(headers) = m.headers() {
-            for h in headers.iter() {
-                event.headers.push((
-                    h.key.to_owned(),
-                    Bytes::copy_from_slice(h.value.unwrap_or_default()),
-                ));
-            }
-        }
-        event.origin = Some(Origin::Kafka {
-            topic,
-            partition,
-            offset,
-        });
-        let problem = match self.format {
-            ValueFormat::Bytes => None,
-            ValueFormat::Text => std::str::from_utf8(&event.value)
-                .err()
-                .map(|e| format!("value is not UTF-8 text: {e}")),
-            ValueFormat::Json => serde_json::from_slice::<serde::de::IgnoredAny>(&event.value)
-                .err()
-                .map(|e| format!("invalid JSON: {e}")),
-        };
-        match problem {
-            Some(reason) => pending.rejected.push((event, reason)),
-            None => pending.events.push(event),
+        match super::record::to_event(m, topic, self.format) {
+            Ok(event) => pending.events.push(event),
+            Err(rejected) => pending.rejected.push(rejected),
         }
     }
 

@@ -26,12 +26,14 @@
 //! Files: the settings and start-up are here; `offsets` tracks which
 //! offsets may be committed; `group` is the consumer's context (rebalances,
 //! acknowledgements, statistics); `consume` is the poll loop, checkpoints
-//! and shutdown; `handover` gives revoked partitions away.
+//! and shutdown; `handover` gives revoked partitions away; `record` turns
+//! a record into an event.
 
 mod consume;
 mod group;
 mod handover;
 mod offsets;
+pub mod record;
 
 use std::collections::HashMap;
 use std::sync::mpsc::channel;
