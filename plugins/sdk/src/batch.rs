@@ -48,6 +48,32 @@ impl Events {
         self.timestamps.len()
     }
 
+    /// Checks that the parts agree, so that reading any event is in
+    /// bounds: one value end and one key end per timestamp, ends never
+    /// going back and none past its buffer.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let n = self.timestamps.len();
+        for (what, ends, data) in [
+            ("value", &self.value_ends, &self.values),
+            ("key", &self.key_ends, &self.keys),
+        ] {
+            if ends.len() != n {
+                return Err(format!("{n} timestamps but {} {what} ends", ends.len()));
+            }
+            let mut last = 0;
+            for (i, &end) in ends.iter().enumerate() {
+                if end < last || end as usize > data.len() {
+                    return Err(format!(
+                        "event {i}'s {what} ends at {end}, after {last}, in {} bytes",
+                        data.len()
+                    ));
+                }
+                last = end;
+            }
+        }
+        Ok(())
+    }
+
     fn value(&self, i: usize) -> &[u8] {
         slice(&self.values, &self.value_ends, i)
     }
@@ -120,6 +146,32 @@ impl Batch {
             b.push(*ts, None, v.as_ref());
         }
         b
+    }
+
+    /// Builds a batch from its flat parts as they cross the component
+    /// boundary, refusing parts that disagree (the WebAssembly adapter and
+    /// the fuzz targets use it).
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        base_seq: u64,
+        timestamps: Vec<i64>,
+        values: Vec<u8>,
+        value_ends: Vec<u32>,
+        keys: Vec<u8>,
+        key_ends: Vec<u32>,
+        headers: Vec<Header>,
+    ) -> Result<Self, String> {
+        let events = Events {
+            timestamps,
+            values,
+            value_ends,
+            keys,
+            key_ends,
+            headers,
+        };
+        events.check()?;
+        Ok(Batch { base_seq, events })
     }
 
     /// Appends an event (for tests, benchmarks and native hosts).
@@ -377,6 +429,52 @@ impl std::io::Write for Emit<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_that_disagree_are_refused() {
+        let ok = Batch::from_parts(
+            0,
+            vec![1, 2],
+            b"abc".to_vec(),
+            vec![1, 3],
+            vec![],
+            vec![0, 0],
+            vec![],
+        );
+        assert_eq!(ok.unwrap().get(1).value, b"bc");
+        let cases = [
+            (vec![1], vec![0, 0], "2 timestamps but 1 value ends"),
+            (
+                vec![2, 1],
+                vec![0, 0],
+                "event 1's value ends at 1, after 2, in 3 bytes",
+            ),
+            (
+                vec![1, 4],
+                vec![0, 0],
+                "event 1's value ends at 4, after 1, in 3 bytes",
+            ),
+            (vec![1, 3], vec![0], "2 timestamps but 1 key ends"),
+            (
+                vec![1, 3],
+                vec![0, 1],
+                "event 1's key ends at 1, after 0, in 0 bytes",
+            ),
+        ];
+        for (value_ends, key_ends, why) in cases {
+            let err = Batch::from_parts(
+                0,
+                vec![1, 2],
+                b"abc".to_vec(),
+                value_ends,
+                vec![],
+                key_ends,
+                vec![],
+            )
+            .unwrap_err();
+            assert_eq!(err, why);
+        }
+    }
 
     #[test]
     fn batch_views_borrow_flat_buffers() {

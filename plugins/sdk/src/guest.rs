@@ -94,7 +94,17 @@ impl<T: Transform> GuestStage for StageAdapter<T> {
         };
         let mut plugin = self.plugin.borrow_mut();
         let mut out = Output::default();
-        plugin.process(&batch, &mut out);
+        match batch.events.check() {
+            Ok(()) => plugin.process(&batch, &mut out),
+            // Only a host bug gets here; refusing every event sends them
+            // to the dead-letter output with the reason instead of
+            // trapping on an out-of-range slice.
+            Err(why) => {
+                for i in 0..batch.events.timestamps.len() {
+                    out.reject(i as u32, format!("malformed batch from the host: {why}"));
+                }
+            }
+        }
         into_result(&*plugin, out)
     }
 
