@@ -66,7 +66,7 @@ fuzz_target!(|input: Input| {
             );
             e
         }
-        Err((e, reason)) => {
+        (e, Some(reason)) => {
             assert!(!valid, "refused a valid value: {reason}");
             e
         }

@@ -86,8 +86,8 @@ impl Worker {
             .or_insert(offset + 1);
         *next = (*next).max(offset + 1);
         match super::record::to_event(m, topic, self.format) {
-            Ok(event) => pending.events.push(event),
-            Err(rejected) => pending.rejected.push(rejected),
+            (event, None) => pending.events.push(event),
+            (event, Some(reason)) => pending.rejected.push((event, reason)),
         }
     }
 

@@ -11,14 +11,13 @@ use crate::event::{Event, Origin};
 use crate::util::now_ms;
 
 /// Converts one record read from `topic`. A value that fails the `format`
-/// check comes back as `Err` with the event and the reason, for the
-/// dead-letter output. A record without a usable timestamp takes the
+/// check comes back with the reason, for the dead-letter output. A record without a usable timestamp takes the
 /// time it was read.
 pub fn to_event<M: Message>(
     m: &M,
     topic: Arc<str>,
     format: ValueFormat,
-) -> Result<Event, (Event, String)> {
+) -> (Event, Option<String>) {
     let value = Bytes::copy_from_slice(m.payload().unwrap_or_default());
     let mut event = Event::new(value, m.timestamp().to_millis().unwrap_or_else(now_ms));
     event.key = m.key().map(Bytes::copy_from_slice);
@@ -44,10 +43,7 @@ pub fn to_event<M: Message>(
             .err()
             .map(|e| format!("invalid JSON: {e}")),
     };
-    match problem {
-        Some(reason) => Err((event, reason)),
-        None => Ok(event),
-    }
+    (event, problem)
 }
 
 #[cfg(test)]
@@ -79,12 +75,12 @@ mod tests {
 
     #[test]
     fn copies_key_headers_time_and_origin() {
-        let e = to_event(
+        let (e, problem) = to_event(
             &record(b"{\"a\":1}", Timestamp::CreateTime(1_700)),
             "t".into(),
             ValueFormat::Json,
-        )
-        .unwrap();
+        );
+        assert_eq!(problem, None);
         assert_eq!(e.timestamp_ms, 1_700);
         assert_eq!(e.key.as_deref(), Some(&b"k"[..]));
         assert_eq!(e.headers.len(), 2);
@@ -102,11 +98,12 @@ mod tests {
     #[test]
     fn failed_checks_carry_the_reason() {
         let bad = record(b"\xff{", Timestamp::NotAvailable);
-        let (e, why) = to_event(&bad, "t".into(), ValueFormat::Text).unwrap_err();
+        let (e, why) = to_event(&bad, "t".into(), ValueFormat::Text);
+        let why = why.unwrap();
         assert!(why.starts_with("value is not UTF-8"), "{why}");
         assert!(e.timestamp_ms > 0);
-        let (_, why) = to_event(&bad, "t".into(), ValueFormat::Json).unwrap_err();
+        let why = to_event(&bad, "t".into(), ValueFormat::Json).1.unwrap();
         assert!(why.starts_with("invalid JSON"), "{why}");
-        assert!(to_event(&bad, "t".into(), ValueFormat::Bytes).is_ok());
+        assert_eq!(to_event(&bad, "t".into(), ValueFormat::Bytes).1, None);
     }
 }
