@@ -19,7 +19,7 @@ started, or drained and removed); every 5 minutes the broker is stopped and
 started again on its data.
 
 Each minute it records, for both processes: RSS, open descriptors,
-threads, plugin linear memory, events read and written, and consumer lag.
+threads, plugin linear memory, events its sources read, and consumer lag.
 At the end it stops the producer, lets the worker drain, stops it, reads
 every topic back and checks that no record was lost: every record written
 to soak-sex is counted in some soak-result window, every row of soak-test
@@ -125,7 +125,7 @@ class Weir:
         return report
 
     def metrics(self):
-        """Sums of each metric over its labels, and per-stage values."""
+        """Sums of each metric over its labels, and per stage kind."""
         _, text = http(self.url("/metrics"), timeout=30)
         out = {}
         for line in text.splitlines():
@@ -135,10 +135,10 @@ class Weir:
             if not m:
                 continue
             name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
-            stage = re.search(r'stage="([^"]*)"', labels)
             out[name] = out.get(name, 0.0) + value
-            if stage:
-                key = f"{name}[{stage.group(1)}]"
+            kind = re.search(r'kind="([^"]*)"', labels)
+            if kind:
+                key = f"{name}[{kind.group(1)}]"
                 out[key] = out.get(key, 0.0) + value
         return out
 
@@ -163,69 +163,65 @@ class Weir:
             raise SystemExit(f"{self.name} exited with {self.proc.returncode}; see {self.log.name}")
 
 
-def producer_toml(boot, shop_rate, sensor_rate):
+def kafka_source(name, boot, topic, group, extra=""):
     return f"""
-[sources.shop_log]
-type = "replay"
-path = "{REPO}/data/user_log.csv"
-select = "gender"
-rate = {shop_rate}
-loop = true
-
-[sinks.sex]
+[sources.{name}]
 type = "kafka"
 brokers = "{boot}"
-inputs = ["shop_log"]
-topic = "soak-sex"
-
-[sources.sensors]
-type = "replay"
-path = "{REPO}/data/room_sensors.csv"
-row = "text"
-rate = {sensor_rate}
-loop = true
-
-[sinks.test]
-type = "kafka"
-brokers = "{boot}"
-inputs = ["sensors"]
-topic = "soak-test"
+topic = "{topic}"
+group = "{group}"
+start = "earliest"
+{extra}
 """
 
 
-def worker_toml(boot, extra_sink):
-    text = f"""
-[sources.sex_reader]
+def kafka_sink(name, boot, topic, inputs=None):
+    wired = f"inputs = [\"{inputs}\"]" if inputs else ""
+    return f"""
+[sinks.{name}]
 type = "kafka"
 brokers = "{boot}"
-topic = "soak-sex"
-group = "soak-gender"
-start = "earliest"
-format = "text"
-dead_letter = "dead"
+topic = "{topic}"
+create_topic = {{ partitions = 2, replication = 1 }}
+{wired}
+"""
 
+
+def replay(name, csv_file, rate, extra):
+    return f"""
+[sources.{name}]
+type = "replay"
+path = "{REPO}/data/{csv_file}"
+rate = {rate}
+loop = true
+{extra}
+"""
+
+
+def producer_toml(boot, shop_rate, sensor_rate):
+    return (
+        replay("shop_log", "user_log.csv", shop_rate, 'select = "gender"')
+        + kafka_sink("sex", boot, "soak-sex", "shop_log")
+        + replay("sensors", "room_sensors.csv", sensor_rate, 'row = "text"')
+        + kafka_sink("test", boot, "soak-test", "sensors")
+    )
+
+
+def worker_toml(boot, extra_sink):
+    checked = 'format = "text"\ndead_letter = "dead"'
+    text = (
+        kafka_source("sex_reader", boot, "soak-sex", "soak-gender", checked)
+        + """
 [transforms.count]
 type = "wasm"
 inputs = ["sex_reader"]
 plugin = "gender_count.wasm"
-config = {{ window = "1s", time = "processing" }}
+config = { window = "1s", time = "processing" }
 dead_letter = "dead"
-
-[sinks.result]
-type = "kafka"
-brokers = "{boot}"
-inputs = ["count"]
-topic = "soak-result"
-
-[sources.rows]
-type = "kafka"
-brokers = "{boot}"
-topic = "soak-test"
-group = "soak-sensor"
-start = "earliest"
-format = "text"
-dead_letter = "dead"
-
+"""
+        + kafka_sink("result", boot, "soak-result", "count")
+        + kafka_source("rows", boot, "soak-test", "soak-sensor", checked)
+        + f"""
 [transforms.stats]
 type = "wasm"
 inputs = ["rows"]
@@ -237,18 +233,10 @@ config = {{ input = "csv", columns = {SENSOR_COLUMNS}, time = "processing", batc
   {{ name = "Average temperature", field = "Temperature", fn = "mean", window = "since_start" }},
   {{ name = "Average luminosity", field = "Light", fn = "mean", window = "45s", slide = "15s" }},
 ] }}
-
-[sinks.results]
-type = "kafka"
-brokers = "{boot}"
-inputs = ["stats"]
-topic = "soak-results"
-
-[sinks.dead]
-type = "kafka"
-brokers = "{boot}"
-topic = "soak-dead"
 """
+        + kafka_sink("results", boot, "soak-results", "stats")
+        + kafka_sink("dead", boot, "soak-dead")
+    )
     if extra_sink:
         text += f"""
 [sinks.extra]
@@ -263,15 +251,8 @@ def verify_toml(boot):
     text = ""
     for topic in ["soak-sex", "soak-result", "soak-test", "soak-results", "soak-dead"]:
         name = topic.replace("-", "_")
+        text += kafka_source(name, boot, topic, "soak-verify", "exit_at_end = true")
         text += f"""
-[sources.{name}]
-type = "kafka"
-brokers = "{boot}"
-topic = "{topic}"
-group = "soak-verify"
-start = "earliest"
-exit_at_end = true
-
 [sinks.{name}_file]
 type = "file"
 inputs = ["{name}"]
@@ -303,10 +284,13 @@ def kafka(*args, check=True):
 
 
 def lines(path):
+    """The records a file sink wrote, one a line; an empty value is an
+    empty line, so only the final newline's empty tail is dropped."""
     if not os.path.exists(path):
         return []
     with open(path, "rb") as f:
-        return [l for l in f.read().split(b"\n") if l.strip()]
+        data = f.read()
+    return data.split(b"\n")[:-1] if data else []
 
 
 def chart(rows, path):
@@ -398,7 +382,7 @@ def main():
             for proc in (producer, worker):
                 rss, fds, threads = proc.proc_figures()
                 m = proc.metrics()
-                read = sum(v for k, v in m.items() if k.startswith("weir_events_in_total["))
+                read = m.get("weir_events_in_total[source]", 0)
                 sample[f"{proc.name}_rss_mib"] = round(rss, 1)
                 sample[f"{proc.name}_fds"] = fds
                 sample[f"{proc.name}_threads"] = threads
@@ -458,6 +442,14 @@ def main():
                 p.proc.kill()
         kafka("stop", kdir, check=False)
 
+    # What the producer replayed, from its last log lines.
+    with open(os.path.join(work, "producer.log")) as f:
+        plog = f.read()
+    replayed = {}
+    for stage in ["shop_log", "sensors"]:
+        m = re.findall(r'stage="' + stage + r'".*replay stopped events=(\d+)', plog)
+        replayed[stage] = int(m[-1]) if m else -1
+    dropped = len(re.findall(r"record rejected and dropped", plog))
     read = lambda t: lines(os.path.join(work, "read", f"{t}.txt"))
     sex = read("soak-sex")
     counted = 0
@@ -467,7 +459,7 @@ def main():
     rows_counted = 0
     for line in read("soak-results"):
         v = json.loads(line)
-        if v.get("name") == "rows":
+        if v.get("stat") == "rows":
             rows_counted += int(v["value"])
     dead = read("soak-dead")
     figures = {
@@ -475,13 +467,18 @@ def main():
         "reloads": reloads,
         "edits": edits,
         "broker_restarts": restarts,
+        "shop_replayed": replayed["shop_log"],
         "shop_records": len(sex),
         "shop_counted": counted,
+        "sensor_replayed": replayed["sensors"],
         "sensor_records": len(test),
+        "producer_dropped": dropped,
         "sensor_counted": rows_counted,
         "dead_letters": len(dead),
     }
     failures = []
+    if dropped or len(sex) < replayed["shop_log"] or len(test) < replayed["sensors"]:
+        failures.append(f"producer lost records: replayed {replayed}, topics hold {len(sex)} / {len(test)}, {dropped} dropped")
     if counted < len(sex):
         failures.append(f"lost shop records: {len(sex)} written, {counted} counted")
     if rows_counted + len(dead) < len(test):
