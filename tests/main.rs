@@ -9,6 +9,7 @@ mod channels;
 mod dashboard;
 mod dht;
 mod exactly_once;
+mod fuzz_short;
 mod http_stream;
 mod images_grayscale;
 mod images_source;

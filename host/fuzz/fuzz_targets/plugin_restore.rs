@@ -1,31 +1,9 @@
-//! Restore of every shipped Rust plugin given any bytes: refused with a
-//! reason or taken, never a panic (a trap in WebAssembly); state taken is
-//! usable, and its snapshot restores again.
+//! libFuzzer's entry to `checks/plugin_restore.rs`, which says what is checked.
 #![no_main]
 
-mod plugins;
+// Each target uses one check of the shared module.
+#[allow(dead_code)]
+#[path = "../checks/mod.rs"]
+mod checks;
 
-use libfuzzer_sys::fuzz_target;
-use weir_plugin::{Batch, Output};
-
-fuzz_target!(|input: (u8, &[u8])| {
-    let (which, state) = input;
-    let (mut stage, _) = plugins::build(which);
-    if stage.restore(state).is_err() {
-        return;
-    }
-    let rows: [(i64, &[u8]); 3] = [
-        (1_000, br#"{"gender":"1","v":2.5}"#),
-        (2_000, b"2015-02-04 17:51:00,23.18"),
-        (3_000, b"u1,0"),
-    ];
-    let mut out = Output::default();
-    stage.process(&Batch::from_values(0, &rows), &mut out);
-    stage.tick(10_000, &mut out);
-    let again = stage.snapshot();
-    stage.flush(&mut out);
-    let (mut fresh, _) = plugins::build(which);
-    fresh
-        .restore(&again)
-        .unwrap_or_else(|e| panic!("its own snapshot was refused: {e}"));
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| checks::plugin_restore::run(bytes));
