@@ -177,6 +177,16 @@ fn sigkilled_ten_times_the_committed_output_counts_every_record_once() {
             break;
         }
         std::thread::sleep(Duration::from_millis(rng.next(300)));
+        // Then kill as soon as a transaction holds output records not yet
+        // committed (the high watermark past the last stable offset), so
+        // the kill lands inside one; after 5 s without one, kill anyway.
+        let open_from = Instant::now();
+        while open_from.elapsed() < Duration::from_secs(5)
+            && end_offsets_isolated(b, "eos-loop-out", 1, "read_uncommitted")[0]
+                <= end_offsets(b, "eos-loop-out", 1)[0]
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         signal(&run.child, libc::SIGKILL);
         run.child.wait().unwrap();
         kills += 1;

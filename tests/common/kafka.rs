@@ -299,9 +299,25 @@ pub fn produce_records(bootstrap: &str, topic: &str, records: &[Rec]) {
     p.flush(Duration::from_secs(60)).unwrap();
 }
 
-/// High watermarks (end offsets) of each partition, from ListOffsets.
+/// End offsets of each partition as a `read_committed` reader sees them
+/// (librdkafka's default), from ListOffsets.
 pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let c: BaseConsumer = client(bootstrap).create().unwrap();
+    end_offsets_isolated(bootstrap, topic, partitions, "read_committed")
+}
+
+/// End offsets of `topic` per partition as a reader with `isolation`
+/// sees them: the last stable offset for `read_committed` (before any open
+/// transaction), the high watermark for `read_uncommitted`.
+pub fn end_offsets_isolated(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<i64> {
+    let c: BaseConsumer = client(bootstrap)
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
     (0..partitions)
         .map(|p| {
             c.fetch_watermarks(topic, p, Duration::from_secs(10))
