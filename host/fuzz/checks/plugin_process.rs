@@ -6,12 +6,11 @@ use super::plugins;
 
 use weir_plugin::{Batch, Output};
 
-type Events = Vec<(i64, Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>)>;
+/// One fuzzed event: timestamp, key, value, headers.
+type Event = (i64, Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+type Events = Vec<Event>;
 
-fn batch(
-    base_seq: u64,
-    events: &[(i64, Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>)],
-) -> Batch {
+fn batch(base_seq: u64, events: &[Event]) -> Batch {
     let mut b = Batch::from_values(base_seq, &[] as &[(i64, &[u8])]);
     for (i, (ts, key, value, headers)) in events.iter().enumerate() {
         b.push(*ts, key.as_deref(), value);
