@@ -12,6 +12,8 @@
 //!   componentize-py and componentize-js.
 //! - `bindings` (private): the only `bindgen!`; generated types do not
 //!   leave this module.
+//! - `trim` (private): after a compile, the compiler's freed memory goes
+//!   back to the operating system.
 //!
 //! Sandboxing: a plugin gets WASI with nothing granted (no preopened
 //! directories, no network, no environment, no inherited stdio; its stdout
@@ -36,6 +38,7 @@ pub mod instance;
 pub mod lang;
 pub mod runtime;
 mod stdio;
+mod trim;
 
 pub use build::{BuildOutcome, CrateInfo, build_crate, crate_info, resolve_plugin};
 pub use convert::{PluginInput, PluginOutput};

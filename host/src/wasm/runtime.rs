@@ -184,10 +184,9 @@ impl Runtime {
         hash: &str,
     ) -> Result<(wasmtime::component::Component, bool), wasmtime::Error> {
         let Some(dir) = &self.cache_dir else {
-            return Ok((
-                wasmtime::component::Component::new(&self.engine, bytes)?,
-                false,
-            ));
+            let component = wasmtime::component::Component::new(&self.engine, bytes)?;
+            super::trim::release_freed_memory();
+            return Ok((component, false));
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
@@ -223,6 +222,10 @@ impl Runtime {
         // SAFETY: `compiled` was produced just above by this engine.
         let component =
             unsafe { wasmtime::component::Component::deserialize(&self.engine, &compiled)? };
+        drop(compiled);
+        // Cranelift's working memory is free now; without this the
+        // process keeps it (see `trim`).
+        super::trim::release_freed_memory();
         Ok((component, false))
     }
 }
