@@ -343,6 +343,16 @@ impl ExactlyOnce {
                 self.settings.transactional_id,
                 fatal.as_deref().unwrap_or(failure),
             )
+        } else if fatal.is_none() && (open > timeout || seen.contains("timed out")) {
+            // Not fenced, but a record of the transaction was not delivered
+            // in time (the process was paused, or the broker out of reach):
+            // the transaction can only be aborted, which loses nothing, as
+            // its offsets commit with it.
+            format!(
+                "a record was not delivered in time ({failure}; the transaction was open {} s, transaction_timeout {} s), so the transaction is aborted; {RESUME_HINT}",
+                open.as_secs(),
+                timeout.as_secs()
+            )
         } else {
             format!("transactions cannot go on: {failure}")
         }
