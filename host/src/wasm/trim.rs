@@ -5,8 +5,8 @@
 //! per-thread arenas, so without help a process's RSS stays at the high
 //! water of its largest compile, and each later compile (a plugin swapped
 //! on reload) can raise it further (measured: 25 MiB after starting from
-//! the compile cache, 50 MiB after one compile, 73 MiB after 40 swaps;
-//! docs/reliability.md, the soak). `malloc_trim` returns every arena's
+//! the compile cache, 52 MiB after one compile, up to 73 MiB after 40
+//! swaps; docs/reliability.md, the soak). `malloc_trim` returns every arena's
 //! free pages; it walks the arenas once, so it is called after each
 //! compile (which takes far longer), never on the event path.
 
