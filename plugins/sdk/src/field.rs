@@ -160,6 +160,7 @@ impl<'a> Record<'a> {
     /// UTF-8 text, a JSON string, number or boolean as its text, JSON `null`
     /// as the empty key. A missing field, a JSON object or array, and text
     /// that is not UTF-8 are errors, to reject the event with.
+    #[inline]
     pub fn key(&mut self, field: &Field) -> Result<Cow<'_, str>, String> {
         match field {
             Field::Whole => trimmed_text(self.event.value).map(Cow::Borrowed),

@@ -13,6 +13,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+mod scan;
+
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// A field's value.
@@ -47,6 +49,7 @@ impl<'a> Scalar<'a> {
     }
 
     /// Like [`Scalar::as_text`], keeping a borrowed string borrowed.
+    #[inline]
     pub fn into_text(self) -> Cow<'a, str> {
         match self {
             Scalar::Str(s) => s,
@@ -80,6 +83,15 @@ impl<'a> Scalar<'a> {
 /// Finds top-level field `name` of the JSON object `json`: `Ok(None)` when
 /// absent, `Err` when `json` is not a JSON object.
 pub fn field<'a>(json: &'a [u8], name: &str) -> Result<Option<Scalar<'a>>, String> {
+    match scan::field(json, name.as_bytes()) {
+        Some(found) => Ok(found),
+        None => field_with_serde(json, name),
+    }
+}
+
+/// [`field`] by serde_json: every input, and the reference for the fast
+/// path's answers and for error messages.
+fn field_with_serde<'a>(json: &'a [u8], name: &str) -> Result<Option<Scalar<'a>>, String> {
     let mut de = serde_json::Deserializer::from_slice(json);
     Find(name)
         .deserialize(&mut de)

@@ -59,6 +59,7 @@
 //! consumers expect.
 
 mod batch;
+pub mod bytes;
 pub mod config;
 pub mod csv;
 pub mod field;
