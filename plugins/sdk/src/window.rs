@@ -39,10 +39,13 @@
 //! held acknowledgements taken care of.
 
 mod aggregate;
+mod open;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use open::ByStart;
 
 use crate::config::Duration;
 
@@ -170,13 +173,14 @@ struct Slot<A> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Windows<A> {
     spec: WindowSpec,
-    open: BTreeMap<i64, Slot<A>>,
+    open: ByStart<Slot<A>>,
     /// Every window ending at or before this has closed.
     watermark: i64,
     #[serde(skip, default = "Vec::new")]
     closed: Vec<Closed<A>>,
 }
 
+#[inline(always)]
 fn floor_to(ts: i64, step: i64) -> i64 {
     ts.div_euclid(step) * step
 }
@@ -187,7 +191,7 @@ impl<A: Default> Windows<A> {
         spec.validate()?;
         Ok(Windows {
             spec,
-            open: BTreeMap::new(),
+            open: ByStart::default(),
             watermark: i64::MIN,
             closed: Vec::new(),
         })
@@ -224,7 +228,7 @@ impl<A: Default> Windows<A> {
         }
         let mut start = first_start;
         while start <= last_start {
-            let slot = self.open.entry(start).or_insert_with(|| Slot {
+            let slot = self.open.entry(start, || Slot {
                 acc: A::default(),
                 first_seq: seq,
             });
@@ -238,18 +242,30 @@ impl<A: Default> Windows<A> {
 
     /// Moves the watermark forward to `watermark` (never backwards) and closes
     /// every window that ends at or before it.
+    #[inline(always)]
     pub fn advance(&mut self, watermark: i64) {
         if watermark <= self.watermark {
             return;
         }
         self.watermark = watermark;
+        // Called per event: the common case (nothing to close) stays inline.
         let size = self.spec.size_ms;
-        while let Some(entry) = self.open.first_entry() {
-            if entry.key().saturating_add(size) > watermark {
+        if self
+            .open
+            .first_start()
+            .is_some_and(|s| s.saturating_add(size) <= watermark)
+        {
+            self.close_until(watermark);
+        }
+    }
+
+    fn close_until(&mut self, watermark: i64) {
+        let size = self.spec.size_ms;
+        while let Some(start) = self.open.first_start() {
+            if start.saturating_add(size) > watermark {
                 break;
             }
-            let start = *entry.key();
-            let slot = entry.remove();
+            let (start, slot) = self.open.pop_first().expect("a first window");
             self.closed.push(Closed {
                 start,
                 end: start + size,
@@ -261,7 +277,7 @@ impl<A: Default> Windows<A> {
     /// Closes every open window regardless of the watermark (end of input).
     pub fn close_all(&mut self) {
         let size = self.spec.size_ms;
-        for (start, slot) in std::mem::take(&mut self.open) {
+        for (start, slot) in self.open.drain() {
             self.closed.push(Closed {
                 start,
                 end: start + size,
