@@ -53,12 +53,12 @@ pub fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn best_of<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
-    (0..runs).map(|_| f()).min().unwrap()
-}
+/// Timed rounds in [`compare`]; each round runs native, WebAssembly with
+/// deadlines and without, one after the other.
+pub const ROUNDS: usize = 9;
 
 /// Rates of the same plugin: native, WebAssembly with deadline checks (what
-/// `weir` runs), WebAssembly without them; best of 3 runs each.
+/// `weir` runs), WebAssembly without them; best of [`ROUNDS`] interleaved rounds.
 pub struct Comparison {
     /// Native events/s.
     pub native: f64,
@@ -71,7 +71,7 @@ pub struct Comparison {
 impl Comparison {
     /// Prints the figures under a heading.
     pub fn print(&self, what: &str, unit: &str) {
-        println!("{what}, best of 3:");
+        println!("{what}, best of {ROUNDS} interleaved rounds:");
         println!(
             "  native                          {:>12.0} {unit}/s",
             self.native
@@ -149,7 +149,7 @@ pub fn compare<T: Transform>(
             b
         })
         .collect();
-    let native = best_of(3, || {
+    let time_native = || {
         let mut p = T::new(config).unwrap();
         let mut out = Output::default();
         let start = Instant::now();
@@ -159,7 +159,7 @@ pub fn compare<T: Transform>(
             assert!(out.rejections().is_empty(), "{:?}", &out.rejections()[..1]);
         }
         start.elapsed()
-    });
+    };
     let host_batches: Vec<_> = events
         .chunks(size)
         .enumerate()
@@ -169,25 +169,29 @@ pub fn compare<T: Transform>(
         memory: setup.memory,
         ..Limits::default()
     };
-    let time_wasm = |runtime: &Runtime| {
-        let plugin = runtime.load(wasm).unwrap();
-        best_of(3, || {
-            let mut inst = Instance::new(&plugin, "bench", config, limits).unwrap();
-            let start = Instant::now();
-            for b in &host_batches {
-                inst.process(b).unwrap();
-            }
-            start.elapsed()
-        })
+    let time_wasm = |plugin: &weir::wasm::Plugin| {
+        let mut inst = Instance::new(plugin, "bench", config, limits).unwrap();
+        let start = Instant::now();
+        for b in &host_batches {
+            inst.process(b).unwrap();
+        }
+        start.elapsed()
     };
-    let checked = time_wasm(Runtime::global().unwrap());
-    let unchecked = time_wasm(
-        &Runtime::new(RuntimeOptions {
-            cache_dir: None,
-            deadlines: false,
-        })
-        .unwrap(),
-    );
+    let checked_plugin = Runtime::global().unwrap().load(wasm).unwrap();
+    let unchecked_runtime = Runtime::new(RuntimeOptions {
+        cache_dir: None,
+        deadlines: false,
+    })
+    .unwrap();
+    let unchecked_plugin = unchecked_runtime.load(wasm).unwrap();
+    // Rounds interleave the three, so a slower spell of the machine (other
+    // load, clock changes) touches all of them alike; best round of each.
+    let (mut native, mut checked, mut unchecked) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        native = native.min(time_native());
+        checked = checked.min(time_wasm(&checked_plugin));
+        unchecked = unchecked.min(time_wasm(&unchecked_plugin));
+    }
     let n: u64 = events.iter().map(units).sum();
     let r = |d: Duration| n as f64 / d.as_secs_f64();
     Comparison {
