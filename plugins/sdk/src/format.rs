@@ -1,5 +1,7 @@
 //! Writing results the way users' existing consumers expect: the
-//! [`Format`] setting, and numbers printed as Python prints them.
+//! [`Format`] setting, numbers printed as Python prints them, and numbers
+//! appended to JSON output without the formatting machinery of `write!`
+//! (a plugin's output is often mostly numbers).
 
 /// How a plugin writes its results: its `format` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -11,6 +13,37 @@ pub enum Format {
     /// The text the users' original ("seed") jobs printed, for the
     /// consumers that read it today.
     Seed,
+}
+
+/// Appends the decimal text of `n`.
+///
+/// ```
+/// let mut buf = b"n=".to_vec();
+/// weir_plugin::format::push_int(&mut buf, -1700000000123i64);
+/// assert_eq!(buf, b"n=-1700000000123");
+/// ```
+#[inline]
+pub fn push_int<I: itoa::Integer>(buf: &mut Vec<u8>, n: I) {
+    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends `x` as serde_json writes it: the shortest digits that read back
+/// as the same float (`24.0`, `0.30000000000000004`, `1e16`), and `null`
+/// for NaN and the infinities, which JSON cannot hold.
+///
+/// ```
+/// let mut buf = Vec::new();
+/// weir_plugin::format::push_json_float(&mut buf, 23.6);
+/// weir_plugin::format::push_json_float(&mut buf, f64::NAN);
+/// assert_eq!(buf, b"23.6null");
+/// ```
+#[inline]
+pub fn push_json_float(buf: &mut Vec<u8>, x: f64) {
+    if x.is_finite() {
+        buf.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
+    } else {
+        buf.extend_from_slice(b"null");
+    }
 }
 
 /// Formats `x` exactly as Python's `repr(float)` does: the shortest
@@ -73,6 +106,32 @@ pub fn python_float(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_numbers_match_serde_json() {
+        for x in [
+            0.0,
+            -0.0,
+            24.0,
+            23.6795,
+            0.1 + 0.2,
+            1e16,
+            1e-7,
+            -1.5e300,
+            5e-324,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            let mut buf = Vec::new();
+            push_json_float(&mut buf, x);
+            assert_eq!(buf, serde_json::to_vec(&x).unwrap(), "{x:?}");
+        }
+        for n in [0i64, -1, 7, i64::MIN, i64::MAX] {
+            let mut buf = Vec::new();
+            push_int(&mut buf, n);
+            assert_eq!(buf, n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn matches_python_repr() {

@@ -38,7 +38,7 @@ use std::io::Write as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use weir_plugin::config::{Duration, parse_duration};
 use weir_plugin::field::{Field, Raw, Record};
-use weir_plugin::format::python_float;
+use weir_plugin::format::{push_int, push_json_float, python_float};
 use weir_plugin::json::Scalar;
 use weir_plugin::time::{TimeZone, parse_timestamp_in};
 use weir_plugin::window::{Closed, Merge, WindowSpec, Windows};
@@ -279,17 +279,26 @@ impl WindowStats {
             Format::Json => {
                 // Written directly: one object per window and statistic is
                 // the plugin's main output cost.
+                // Appended piece by piece (no `write!` machinery): one
+                // object per window and statistic is the plugin's main
+                // output cost.
                 buf.extend_from_slice(b"{\"stat\":");
                 buf.extend_from_slice(stat.name_json.as_bytes());
-                let _ = write!(buf, ",\"window\":\"{window}\",\"window_start\":{start},\"window_end\":{end},\"value\":");
+                buf.extend_from_slice(b",\"window\":\"");
+                buf.extend_from_slice(window.as_bytes());
+                buf.extend_from_slice(b"\",\"window_start\":");
+                push_int(buf, start);
+                buf.extend_from_slice(b",\"window_end\":");
+                push_int(buf, end);
+                buf.extend_from_slice(b",\"value\":");
                 match value {
-                    Number::Float(x) => serde_json::to_writer(&mut *buf, &x).expect("finite floats serialise"),
-                    Number::Int(n) => {
-                        let _ = write!(buf, "{n}");
-                    }
+                    Number::Float(x) => push_json_float(buf, x),
+                    Number::Int(n) => push_int(buf, n),
                     Number::Missing => buf.extend_from_slice(b"null"),
                 }
-                let _ = write!(buf, ",\"count\":{count}}}");
+                buf.extend_from_slice(b",\"count\":");
+                push_int(buf, count);
+                buf.push(b'}');
             }
             Format::Seed => {
                 let name = &stat.config.name;
