@@ -1,0 +1,68 @@
+"""Prints the table of issue 20's targets from the outputs scripts/bench
+saved: the three plugin benchmarks (WebAssembly vs native in one run each)
+and the Spark comparison.
+
+    python3 scripts/bench_table.py DIR
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def blocks(text):
+    """{heading: {label: number}} from a benchmark's printed figures."""
+    out, current = {}, None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.rstrip().endswith(":"):
+            current = out.setdefault(line.rstrip(":"), {})
+        elif current is not None and line.startswith("  "):
+            m = re.match(r"\s+(.*?)\s{2,}([\d.]+)", line)
+            if m:
+                current[m.group(1)] = float(m.group(2))
+    return out
+
+
+def find(bs, prefix):
+    return next(v for k, v in bs.items() if k.startswith(prefix))
+
+
+def main():
+    d = Path(sys.argv[1])
+    gc = blocks((d / "gender_count.txt").read_text())
+    ws = blocks((d / "window_stats.txt").read_text())
+    gs = blocks((d / "grayscale.txt").read_text())
+    spark = json.loads((d / "spark-result.json").read_text())
+    e2e = find(gc, "end to end")
+    rows = [
+        ("end to end, replay -> gender-count -> file, events/s",
+         f"{e2e['throughput']:,.0f}", ">= 6,000,000", e2e["throughput"] >= 6e6),
+        ("the same, peak RSS", f"{e2e['peak RSS']:.1f} MiB", "<= 64 MiB", e2e["peak RSS"] <= 64),
+    ]
+    for name, bs, prefix, target in (
+        ("gender-count", gc, "plugin alone", 0.9),
+        ("window-stats", ws, "", 0.8),
+        ("grayscale, decode + convert + encode", gs, "decode + convert + encode", 0.8),
+    ):
+        b = find(bs, prefix) if prefix else next(v for v in bs.values() if "wasm / native" in v)
+        r = b["wasm / native"]
+        rows.append((f"{name}: WebAssembly (deadlines on) / native", f"{r:.2f}",
+                     f">= {target}", r >= target))
+    n = spark["events"]
+    rows += [
+        (f"Spark local[2] / Weir wall time, {n:,} events",
+         f"{spark['time_ratio']:.1f} ({spark['spark']['seconds']:.1f} s / {spark['weir']['seconds']:.1f} s)",
+         ">= 4", spark["time_ratio"] >= 4),
+        ("Spark / Weir peak memory",
+         f"{spark['memory_ratio']:.0f} ({spark['spark']['peak_rss_mib']:,.0f} / {spark['weir']['peak_rss_mib']:.0f} MiB)",
+         ">= 20", spark["memory_ratio"] >= 20),
+    ]
+    print("| measure | this run | target | met |")
+    print("|---|---|---|---|")
+    for what, got, target, ok in rows:
+        print(f"| {what} | {got} | {target} | {'yes' if ok else '**no**'} |")
+
+
+if __name__ == "__main__":
+    main()
