@@ -277,8 +277,6 @@ impl WindowStats {
         let (value, count) = acc;
         out.emit_with(end, |buf| match self.config.format {
             Format::Json => {
-                // Written directly: one object per window and statistic is
-                // the plugin's main output cost.
                 // Appended piece by piece (no `write!` machinery): one
                 // object per window and statistic is the plugin's main
                 // output cost.

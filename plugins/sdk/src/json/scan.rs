@@ -197,11 +197,12 @@ impl<'a> Scanner<'a> {
         }
         if whole_words == 2 || self.word().is_none() {
             while let Some(c @ b'0'..=b'9') = self.peek() {
-                n = n * 10 + i64::from(c - b'0');
-                self.i += 1;
-                if self.i - start > 18 {
+                // A 19th digit could overflow: serde_json decides those.
+                if self.i - start == 18 {
                     return None;
                 }
+                n = n * 10 + i64::from(c - b'0');
+                self.i += 1;
             }
         }
         let digits = self.i - start;
@@ -320,6 +321,10 @@ mod tests {
             br#"{"a":-0}"#,
             br#"{"a":01}"#,
             br#"{"a":1234567890123456789}"#,
+            br#"{"a":9223372036854775808}"#,
+            br#"{"a":-9999999999999999999}"#,
+            br#"{"id":9300000000000000000,"a":1}"#,
+            br#"{"a":999999991234567899999999}"#,
             br#"{"a":1} x"#,
             br#"{"a":1,}"#,
             b"{\"a\":\"\x01\"}",
