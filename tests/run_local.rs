@@ -201,3 +201,56 @@ inputs = ["count"]
         assert_eq!(counted, replayed, "the open window was flushed on shutdown");
     }
 }
+
+/// An unpaced replay that loops over a file of nothing but bad lines never
+/// fills a batch; it must still deliver its dead letters as it reads and
+/// stop on a signal (control is looked at every few hundred lines, not
+/// only between batches).
+#[test]
+fn a_looping_replay_of_only_bad_lines_dead_letters_them_and_stops_on_a_signal() {
+    let lines: String = (0..100).map(|i| format!("{{\"no_ts\": {i}}}\n")).collect();
+    let p = Pipeline::new(
+        r#"
+[sources.in]
+type = "replay"
+path = "in.jsonl"
+format = "jsonl"
+timestamp = "ts"
+loop = true
+dead_letter = "bad"
+
+[sinks.out]
+type = "file"
+inputs = ["in"]
+path = "out.jsonl"
+
+[sinks.bad]
+type = "file"
+path = "bad.jsonl"
+format = "json"
+"#,
+    )
+    .with_file("in.jsonl", &lines);
+    let child = p
+        .command()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bad = p.path("bad.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&bad).map_or(0, |t| t.lines().count()) < 1000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no dead letters written while the bad lines loop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, libc::SIGTERM);
+    let out = wait_with_timeout(child, Duration::from_secs(30));
+    let (_, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let first = std::fs::read_to_string(&bad).unwrap();
+    let first = first.lines().next().unwrap();
+    assert!(first.contains("no field \\\"ts\\\""), "{first}");
+}

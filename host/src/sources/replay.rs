@@ -99,6 +99,10 @@ struct Lines<R = File> {
 
 const CHUNK: usize = 1 << 20;
 
+/// Lines read between two looks at the control channel, at most (also
+/// between every two batches, and every line of a paced replay).
+const POLL_EVERY: u32 = 256;
+
 impl<R: Read + std::io::Seek> Lines<R> {
     fn new(file: R) -> Self {
         Self::with_chunk(file, CHUNK)
@@ -369,18 +373,23 @@ impl ReplayConfig {
         let batch_size = ctx.batch_size;
         let mut batch: Vec<Event> = Vec::with_capacity(batch_size);
         let mut rejected: Vec<(Event, String)> = Vec::new();
+        let mut since_poll = 0;
         let mut arrival = now_ms();
         let position =
             |lines: &Lines| serde_json::json!({ "offset": lines.offset(), "line": lines.line_no });
         loop {
-            // Control (checkpoints, stop) is looked at between batches, not
-            // per line: polling takes a lock, which at millions of lines a
-            // second cost more than reading them. Paced replays poll every
-            // line, as a batch may take long to fill.
+            // Control (checkpoints, stop) is looked at between batches and
+            // every POLL_EVERY lines, not per line: polling takes a lock,
+            // which at millions of lines a second cost more than reading
+            // them. Paced replays poll every line, as a batch may take long
+            // to fill.
+            since_poll += 1;
             let between_batches = batch.is_empty() && rejected.is_empty();
-            if (between_batches || self.rate.is_some())
-                && let Some(action) = ctx.control.poll()
-            {
+            let due = between_batches || since_poll >= POLL_EVERY || self.rate.is_some();
+            if due {
+                since_poll = 0;
+            }
+            if due && let Some(action) = ctx.control.poll() {
                 if self
                     .flush(&ctx, &handle, &mut batch, &mut rejected)
                     .is_err()
@@ -452,7 +461,9 @@ impl ReplayConfig {
                     rejected.push((e, reason));
                 }
             }
-            if batch.len() >= batch_size
+            // Rejected lines leave in batches too: a file of nothing but
+            // bad lines still reaches the dead-letter output as it is read.
+            if (batch.len() >= batch_size || rejected.len() >= batch_size)
                 && self
                     .flush(&ctx, &handle, &mut batch, &mut rejected)
                     .is_err()
