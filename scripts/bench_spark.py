@@ -136,7 +136,9 @@ def main():
         print(f"writing {n} events to {events} ...", flush=True)
         for old in data.glob("events-*.jsonl"):
             old.unlink()
-        write_events(events, n)
+        partial = events.with_suffix(".partial")
+        write_events(partial, n)
+        partial.rename(events)  # an interrupted run leaves no short file
 
     weir = os.environ.get("WEIR", str(ROOT / "target/release/weir"))
     plugin = ROOT / "target/wasm32-wasip2/plugin/gender_count.wasm"

@@ -43,7 +43,7 @@ def main():
     for name, bs, prefix, target in (
         ("gender-count", gc, "plugin alone", 0.9),
         ("window-stats", ws, "", 0.8),
-        ("grayscale, decode + convert + encode", gs, "decode + convert + encode", 0.8),
+        ("grayscale, decode + convert + encode, all samples", gs, "decode + convert + encode PNG, all", 0.8),
     ):
         b = find(bs, prefix) if prefix else next(v for v in bs.values() if "wasm / native" in v)
         r = b["wasm / native"]
