@@ -236,7 +236,12 @@ pub fn compile(
             }
         };
         resolve_paths(&mut component, &base_dir);
-        for (key, message) in component.hooks().check_files() {
+        let hooks = component.hooks();
+        let problems = hooks
+            .check_settings()
+            .into_iter()
+            .chain(hooks.check_files());
+        for (key, message) in problems {
             let span = key_spans
                 .iter()
                 .find(|(k, _)| k == key)

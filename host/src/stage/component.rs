@@ -79,6 +79,13 @@ pub trait Component: Send + Sync {
         Vec::new()
     }
 
+    /// Settings that contradict each other or are out of range, as
+    /// `(key, message)` pairs, reported at the key's line by `weir
+    /// validate` and at start.
+    fn check_settings(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// Files the stage's behaviour comes from (plugins, models): a change to
     /// one reloads the stage.
     fn files_to_watch(&self) -> Vec<PathBuf> {
