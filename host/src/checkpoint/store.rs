@@ -23,6 +23,11 @@ pub struct SavedStage {
     /// own state, by partition.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tasks: BTreeMap<i32, SavedStage>,
+    /// A stage running several instances (`instances` > 1): the state of
+    /// the instances after the first (whose state is `state`), by their
+    /// index, every one of them, so a restart can tell how many there were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lanes: BTreeMap<u32, SavedStage>,
 }
 
 impl SavedStage {
@@ -37,6 +42,7 @@ impl SavedStage {
             next_seq,
             state: hex,
             tasks: BTreeMap::new(),
+            lanes: BTreeMap::new(),
         }
     }
 
@@ -46,6 +52,7 @@ impl SavedStage {
             next_seq: self.next_seq,
             state: self.state.clone(),
             tasks: BTreeMap::new(),
+            lanes: BTreeMap::new(),
         }
     }
 
