@@ -192,6 +192,9 @@ mod tests {
             tick_interval: None,
             on_incompatible_state: Default::default(),
             scope: Default::default(),
+            instances: None,
+            route: Default::default(),
+            key_field: None,
         };
         old.stages.insert(
             "t".into(),

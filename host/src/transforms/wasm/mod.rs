@@ -12,6 +12,9 @@
 //! tick_interval = "100ms"   # how often processing time is advanced
 //! dead_letter = "rejected"  # sink for refused records and failed batches
 //! scope = "partition"       # one instance per Kafka input partition (default), or "global"
+//! instances = 2             # instances on threads of their own (default 1)
+//! key_field = "gender"      # route events by this JSON field (default: by the event key)
+//! route = "key"             # or "batch": whole batches in turn, for plugins without state
 //! ```
 //!
 //! Fed by Kafka, the stage runs one plugin instance (a *task*) per input
@@ -22,7 +25,16 @@
 //! whose state must see every partition declares `scope = "global"` and is
 //! refused at start unless its Kafka input has a single partition.
 //!
-//! Each stage runs its plugin on a dedicated thread. A call that traps,
+//! `instances = N` runs N instances, each on a thread of its own, so a
+//! stage can use more than one core. Events from no partition are routed
+//! by key ([`route`]): every event of a key goes to the same instance, whose
+//! state (and whose output) covers the keys routed to it; a windowed count
+//! then emits one result per window *per instance*, each with its own keys.
+//! Tasks of input partitions are spread over the threads. The saved state
+//! is kept per instance, so `instances` can change only with a restart that
+//! starts empty (`on_incompatible_state = "reset"`).
+//!
+//! Each stage runs its plugin on a dedicated thread (with one instance). A call that traps,
 //! runs past its deadline or hits the memory cap fails only its batch: the
 //! batch goes to the dead-letter output (or is logged and dropped), the error
 //! is counted, and the instance is re-created from its last snapshot, with
@@ -35,10 +47,15 @@
 //! plugin (calls, acknowledgements, snapshots, recovery); [`swap`] replaces
 //! the plugin of a running stage in place, with its state.
 
+mod lanes;
+mod route;
 mod swap;
 mod task;
 mod worker;
 
+pub use route::Route;
+
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration as StdDuration;
 
@@ -84,7 +101,22 @@ pub struct WasmConfig {
     /// every partition (`global`: only for a one-partition input).
     #[serde(default)]
     pub scope: Scope,
+    /// Plugin instances running side by side, each on a thread of its own
+    /// (default 1, at most [`MAX_INSTANCES`]).
+    #[serde(default)]
+    pub instances: Option<NonZeroU32>,
+    /// With several instances, how events from no partition are spread:
+    /// `key` (default: every event of a key to one instance) or `batch`.
+    #[serde(default)]
+    pub route: Route,
+    /// With `route = "key"`: the top-level field of a JSON value that is
+    /// the key, instead of the event key.
+    #[serde(default)]
+    pub key_field: Option<String>,
 }
+
+/// The most instances one stage may run.
+pub const MAX_INSTANCES: u32 = 64;
 
 /// See [`WasmConfig::scope`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -116,6 +148,11 @@ impl WasmConfig {
             timeout: self.timeout.map_or(d.timeout, Duration::get),
             memory: self.memory_limit.map_or(d.memory, |b| b.0),
         }
+    }
+
+    /// How many instances run (1 unless `instances` is set).
+    pub fn instance_count(&self) -> u32 {
+        self.instances.map_or(1, NonZeroU32::get)
     }
 
     /// The memory past which an instance is recycled.
@@ -182,6 +219,34 @@ impl Component for WasmConfig {
             Ok(()) => Vec::new(),
             Err(message) => vec![("plugin", message)],
         }
+    }
+
+    fn check_settings(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let n = self.instance_count();
+        if n > MAX_INSTANCES {
+            problems.push((
+                "instances",
+                format!("`instances` is {n}; at most {MAX_INSTANCES} are allowed"),
+            ));
+        }
+        if n > 1 && self.scope == Scope::Global {
+            problems.push((
+                "instances",
+                "`scope = \"global\"` keeps one state for the whole input, so it runs one instance: remove `instances` or the scope".to_owned(),
+            ));
+        }
+        match (&self.key_field, self.route) {
+            (Some(_), Route::Batch) => problems.push((
+                "key_field",
+                "`key_field` picks the key events are routed by; with `route = \"batch\"` batches go to the instances in turn, so remove one of them".to_owned(),
+            )),
+            (Some(f), _) if f.is_empty() => {
+                problems.push(("key_field", "`key_field` is empty: name a field of the JSON values".to_owned()))
+            }
+            _ => {}
+        }
+        problems
     }
 
     fn files_to_watch(&self) -> Vec<PathBuf> {

@@ -19,11 +19,45 @@ use crate::stage::{BoxError, DeadLetters, Output, SavedStage};
 use crate::telemetry::StageMetrics;
 use crate::wasm::{CallError, Instance, Limits, Plugin, PluginInput, PluginOutput};
 
-/// Which task an event belongs to: its Kafka partition, or `None`.
-pub(super) type TaskKey = Option<i32>;
+/// Which task an event belongs to: its input partition, or for events from
+/// no partition one of the stage's instances (lanes; one unless
+/// `instances` is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TaskKey {
+    /// Events from no partition routed to instance `n`.
+    Lane(u32),
+    /// Events of input partition `p`.
+    Partition(i32),
+}
 
-/// The task of `event`.
-pub(super) fn partition_of(event: &Event) -> TaskKey {
+impl TaskKey {
+    /// The input partition, for a partition's task.
+    pub fn partition(self) -> Option<i32> {
+        match self {
+            TaskKey::Partition(p) => Some(p),
+            TaskKey::Lane(_) => None,
+        }
+    }
+
+    /// The instance, for a task of events from no partition.
+    pub fn lane(self) -> Option<u32> {
+        match self {
+            TaskKey::Lane(n) => Some(n),
+            TaskKey::Partition(_) => None,
+        }
+    }
+
+    /// The thread of `threads` this task runs on.
+    pub fn thread(self, threads: u32) -> u32 {
+        match self {
+            TaskKey::Lane(n) => n % threads,
+            TaskKey::Partition(p) => p.rem_euclid(threads as i32) as u32,
+        }
+    }
+}
+
+/// The input partition of `event`, if it came from one.
+pub(super) fn partition_of(event: &Event) -> Option<i32> {
     match &event.origin {
         Some(Origin::Kafka { partition, .. } | Origin::Partition(partition)) => Some(*partition),
         _ => None,
@@ -119,14 +153,16 @@ impl Task {
                 task.next_seq = saved.next_seq;
                 task.touched = true;
                 tracing::info!(
-                    partition = key,
+                    partition = key.partition(),
+                    instance = key.lane(),
                     bytes = state.len(),
                     "plugin state restored from the {from}"
                 );
             }
             Err(reason) if shared.on_incompatible_state == OnIncompatibleState::Reset => {
                 tracing::warn!(
-                    partition = key,
+                    partition = key.partition(),
+                    instance = key.lane(),
                     reason,
                     "plugin refused the saved state; starting empty (on_incompatible_state = \"reset\")"
                 );
@@ -302,7 +338,8 @@ impl Task {
         };
         tracing::error!(
             call,
-            partition = self.key,
+            partition = self.key.partition(),
+            instance = self.key.lane(),
             reason = %e,
             events,
             "plugin call failed; {action}; re-creating the instance from its last snapshot"
@@ -329,7 +366,7 @@ impl Task {
         }
         let events = match res.events {
             Ok(mut events) => {
-                if let Some(p) = self.key {
+                if let Some(p) = self.key.partition() {
                     for e in &mut events {
                         e.origin = Some(Origin::Partition(p));
                     }
@@ -411,7 +448,8 @@ impl Task {
             Err(reason) => {
                 self.recycle_off = true;
                 tracing::warn!(
-                    partition = self.key,
+                    partition = self.key.partition(),
+                    instance = self.key.lane(),
                     reason,
                     "cannot recycle the plugin instance; it runs on, not recycled again"
                 );
@@ -423,14 +461,16 @@ impl Task {
         if self.instance.memory_bytes() > shared.recycle_above {
             self.recycle_off = true;
             tracing::warn!(
-                partition = self.key,
+                partition = self.key.partition(),
+                instance = self.key.lane(),
                 memory_bytes = self.instance.memory_bytes(),
                 threshold = shared.recycle_above,
                 "a fresh instance holding only the plugin's state is past recycle_memory; no more recycling for it (raise memory_limit or recycle_memory)"
             );
         }
         tracing::info!(
-            partition = self.key,
+            partition = self.key.partition(),
+            instance = self.key.lane(),
             memory_bytes = before,
             threshold = shared.recycle_above,
             after_bytes = self.instance.memory_bytes(),
@@ -511,7 +551,12 @@ impl Task {
             }
             replayed += 1;
         }
-        tracing::info!(replayed, partition = self.key, "plugin instance re-created");
+        tracing::info!(
+            replayed,
+            partition = self.key.partition(),
+            instance = self.key.lane(),
+            "plugin instance re-created"
+        );
         fresh.set_quiet(false);
         self.instance = fresh;
         Ok(())

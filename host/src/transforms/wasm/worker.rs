@@ -3,7 +3,10 @@
 //! forwards their output with the acknowledgements they release
 //! (`hold-from`), answers checkpoint barriers with every task's snapshot,
 //! releases the tasks of partitions the consumer group moved away, and
-//! takes plugin swaps between batches, for every task.
+//! takes plugin swaps between batches, for every task. With `instances`
+//! > 1 it routes events from no partition to one task per instance
+//! ([`super::route`]) and runs the calls on a thread per instance
+//! ([`super::lanes`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,9 +17,11 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::WasmConfig;
+use super::lanes::Lanes;
+use super::route::{Router, Spread};
 use super::swap::{Swap, carry_state};
 use super::task::{Shared, Task, TaskKey, partition_of};
-use crate::event::{Batch, Event, Marker};
+use crate::event::{Acks, Batch, Event, Marker};
 use crate::stage::{
     BoxError, Handover, Input, Item, SavedStage, StageTask, TransformContext, Update, Updated,
 };
@@ -38,7 +43,8 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         resume,
         extensions,
     } = ctx;
-    let shared = Shared {
+    let instances = config.instance_count();
+    let shared = Arc::new(Shared {
         name: name.clone(),
         plugin,
         config_json: config.config_json(),
@@ -49,17 +55,21 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         dead_letters,
         metrics,
         handle: Handle::current(),
-    };
+    });
     let saved_tasks = resume.as_ref().map(|s| s.tasks.clone()).unwrap_or_default();
-    let global = match resume {
-        // Empty when the task for events from no partition never ran.
-        Some(saved) if !saved.state.is_empty() => {
-            Task::restored(&shared, None, &saved, "checkpoint")?
-        }
-        _ => Task::new(&shared, None)?,
+    let tasks = lane_tasks(&shared, instances, resume.as_ref())?;
+    let (router, lanes) = if instances > 1 {
+        (
+            Some(Router::new(
+                instances,
+                config.route,
+                config.key_field.as_deref(),
+            )),
+            Some(Lanes::start(instances, &name)?),
+        )
+    } else {
+        (None, None)
     };
-    let mut tasks = BTreeMap::new();
-    tasks.insert(None, global);
     let worker = Worker {
         shared,
         tasks,
@@ -68,6 +78,9 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         reporter,
         keep_windows: false,
         tick_every: config.tick_every(),
+        instances,
+        router,
+        lanes,
     };
     worker.publish();
     Ok(async move {
@@ -89,10 +102,54 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
     .boxed())
 }
 
+/// The tasks of events from no partition, one per instance, from the
+/// checkpoint when it holds them. The checkpoint must come from as many
+/// instances: each held the state of its own keys.
+fn lane_tasks(
+    shared: &Shared,
+    instances: u32,
+    resume: Option<&SavedStage>,
+) -> Result<BTreeMap<TaskKey, Task>, BoxError> {
+    let mut tasks = BTreeMap::new();
+    // Empty when the tasks of events from no partition never ran.
+    let saved = resume.filter(|s| !s.state.is_empty() || !s.lanes.is_empty());
+    let saved_instances = saved.map(|s| s.lanes.len() as u32 + 1);
+    let saved = match saved_instances {
+        Some(had) if had != instances => {
+            let reason = format!(
+                "the saved state was kept by {had} instance(s) and `instances` is now {instances}; each instance holds the state of its own keys, so the state cannot be split another way"
+            );
+            if shared.on_incompatible_state != super::OnIncompatibleState::Reset {
+                return Err(format!(
+                    "{reason} (set instances = {had} again, or on_incompatible_state = \"reset\" to start with empty state)"
+                )
+                .into());
+            }
+            tracing::warn!(
+                reason,
+                "starting with empty state (on_incompatible_state = \"reset\")"
+            );
+            None
+        }
+        _ => saved,
+    };
+    for n in 0..instances {
+        let key = TaskKey::Lane(n);
+        let own = saved.and_then(|s| if n == 0 { Some(s) } else { s.lanes.get(&n) });
+        let task = match own {
+            Some(own) if !own.state.is_empty() => Task::restored(shared, key, own, "checkpoint")?,
+            _ => Task::new(shared, key)?,
+        };
+        tasks.insert(key, task);
+    }
+    Ok(tasks)
+}
+
 struct Worker {
-    shared: Shared,
-    /// Every task: `None` for events from no partition (always there),
-    /// `Some(p)` for input partition `p`.
+    shared: Arc<Shared>,
+    /// Every task at home (see [`Lanes`]): `Lane(n)` for events from no
+    /// partition (always there, one per instance), `Partition(p)` for
+    /// input partition `p`.
     tasks: BTreeMap<TaskKey, Task>,
     /// Partition tasks' state from the checkpoint this run started from,
     /// restored when the partition's first event arrives.
@@ -104,6 +161,12 @@ struct Worker {
     /// A final checkpoint holds the open windows: do not flush them.
     keep_windows: bool,
     tick_every: StdDuration,
+    /// `instances`: tasks of events from no partition, and threads.
+    instances: u32,
+    /// Where events from no partition go, with several instances.
+    router: Option<Router>,
+    /// The threads the tasks run on, with several instances.
+    lanes: Option<Lanes>,
 }
 
 /// What woke the worker.
@@ -142,6 +205,9 @@ impl Worker {
             });
             match msg {
                 Wake::Update(Some(update)) => {
+                    if self.home()? == Flow::Stop {
+                        return Ok(());
+                    }
                     if let Some((swap, reply)) = update.open::<Swap>() {
                         reply.send(self.swap(swap));
                     }
@@ -153,6 +219,9 @@ impl Worker {
                     }
                 }
                 Wake::Input(None) => {
+                    if self.home()? == Flow::Stop {
+                        return Ok(());
+                    }
                     // Every upstream is gone without an end marker (a
                     // shutdown), or a reload replaces this stage with one of
                     // another type. Flush unless a final checkpoint kept the
@@ -176,6 +245,9 @@ impl Worker {
     /// Routes an input item: data to the tasks, barriers, revokes and the
     /// end to the checkpoint, hand-over and shutdown logic.
     fn dispatch(&mut self, item: Item) -> Result<Flow, BoxError> {
+        if !matches!(item, Item::Batch(_)) && self.home()? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
         match item {
             Item::Batch(batch) => self.on_batch(batch),
             Item::Barrier { id, last } => self.on_barrier(id, last),
@@ -193,12 +265,14 @@ impl Worker {
         }
     }
 
-    /// The task of `key`, created (with the state this process was handed
-    /// for the partition, or that the checkpoint holds) on first use.
-    fn task(&mut self, key: TaskKey) -> Result<&mut Task, BoxError> {
-        if !self.tasks.contains_key(&key) {
-            let Some(partition) = key else {
-                unreachable!("the task of events from no partition always exists")
+    /// Makes sure the task of `key` exists, created (with the state this
+    /// process was handed for the partition, or that the checkpoint holds)
+    /// on first use.
+    fn ensure_task(&mut self, key: TaskKey) -> Result<(), BoxError> {
+        let away = self.lanes.as_ref().is_some_and(|l| l.holds(key));
+        if !away && !self.tasks.contains_key(&key) {
+            let TaskKey::Partition(partition) = key else {
+                unreachable!("the tasks of events from no partition always exist")
             };
             let handed = self
                 .handover
@@ -213,23 +287,64 @@ impl Worker {
             self.tasks.insert(key, task);
             self.publish();
         }
-        Ok(self.tasks.get_mut(&key).expect("inserted above"))
+        Ok(())
     }
 
     fn on_batch(&mut self, batch: Batch) -> Result<Flow, BoxError> {
         // A Kafka source sends one partition per batch; split otherwise.
         let first = batch.events.first().and_then(partition_of);
-        let one_task = batch.events.iter().all(|e| partition_of(e) == first);
-        if one_task {
-            return self.on_task_batch(first, batch);
+        let one_partition = batch.events.iter().all(|e| partition_of(e) == first);
+        if one_partition {
+            if let Some(p) = first {
+                return self.on_task_batch(TaskKey::Partition(p), batch);
+            }
+            return self.on_unpartitioned(batch.events, &batch.acks);
         }
-        let mut groups: BTreeMap<TaskKey, Vec<Event>> = BTreeMap::new();
+        let mut groups: BTreeMap<Option<i32>, Vec<Event>> = BTreeMap::new();
         for e in batch.events {
             groups.entry(partition_of(&e)).or_default().push(e);
         }
-        for (key, events) in groups {
-            let part = Batch::with_acks(events, batch.acks.clone());
-            if self.on_task_batch(key, part)? == Flow::Stop {
+        for (partition, events) in groups {
+            let flow = match partition {
+                Some(p) => self.on_task_batch(
+                    TaskKey::Partition(p),
+                    Batch::with_acks(events, batch.acks.clone()),
+                )?,
+                None => self.on_unpartitioned(events, &batch.acks)?,
+            };
+            if flow == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Events from no partition: to the first instance's task, or spread
+    /// over the instances by the router.
+    fn on_unpartitioned(&mut self, events: Vec<Event>, acks: &Acks) -> Result<Flow, BoxError> {
+        let spread = match &mut self.router {
+            None => Spread::One(0),
+            Some(router) => router.spread(&events),
+        };
+        let lanes = match spread {
+            Spread::One(n) => {
+                return self
+                    .on_task_batch(TaskKey::Lane(n), Batch::with_acks(events, acks.clone()));
+            }
+            Spread::Each(lanes) => lanes,
+        };
+        let mut groups: Vec<Vec<Event>> = (0..self.instances)
+            .map(|_| Vec::with_capacity(events.len()))
+            .collect();
+        for (e, n) in events.into_iter().zip(lanes) {
+            groups[n as usize].push(e);
+        }
+        for (n, events) in groups.into_iter().enumerate() {
+            if events.is_empty() {
+                continue;
+            }
+            let part = Batch::with_acks(events, acks.clone());
+            if self.on_task_batch(TaskKey::Lane(n as u32), part)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
         }
@@ -237,15 +352,40 @@ impl Worker {
     }
 
     fn on_task_batch(&mut self, key: TaskKey, batch: Batch) -> Result<Flow, BoxError> {
-        self.task(key)?;
-        let Worker { shared, tasks, .. } = self;
-        tasks
-            .get_mut(&key)
-            .expect("created above")
-            .process(shared, batch)
+        self.ensure_task(key)?;
+        let Worker {
+            shared,
+            tasks,
+            lanes,
+            ..
+        } = self;
+        let Some(lanes) = lanes else {
+            return tasks
+                .get_mut(&key)
+                .expect("created above")
+                .process(shared, batch);
+        };
+        lanes.hand_out(tasks, shared)?;
+        // A task created while the others were out joins them.
+        if let Some(task) = tasks.remove(&key) {
+            lanes.adopt(key, task)?;
+        }
+        lanes.process(key, batch)?;
+        Ok(Flow::Continue)
+    }
+
+    /// Brings the tasks home from the instances' threads (see [`Lanes`]).
+    fn home(&mut self) -> Result<Flow, BoxError> {
+        match &mut self.lanes {
+            Some(lanes) => lanes.bring_home(&mut self.tasks),
+            None => Ok(Flow::Continue),
+        }
     }
 
     fn on_tick(&mut self, now: i64) -> Result<Flow, BoxError> {
+        if self.home()? == Flow::Stop {
+            return Ok(Flow::Stop);
+        }
         let Worker { shared, tasks, .. } = self;
         for task in tasks.values_mut() {
             if task.tick(shared, now)? == Flow::Stop {
@@ -296,7 +436,7 @@ impl Worker {
             .map(|h| h.revoked(generation))
             .unwrap_or_default();
         for p in &partitions {
-            if let Some(mut task) = self.tasks.remove(&Some(*p)) {
+            if let Some(mut task) = self.tasks.remove(&TaskKey::Partition(*p)) {
                 let Some(keep) = &keeper else {
                     task.release();
                     tracing::info!(partition = p, "task released: its partition moved away");
@@ -342,13 +482,16 @@ impl Worker {
     /// Every task's state, snapshotting those that changed when `fresh`.
     fn saved(&mut self, fresh: bool) -> SavedStage {
         let Worker { shared, tasks, .. } = self;
+        // The tasks of events from no partition, in a stage fed by Kafka,
+        // never run: their state is nobody's (and several processes would
+        // write it under one key). With several instances, all or none are
+        // saved, so a restart can tell how many there were.
+        let lanes_touched = tasks.iter().any(|(k, t)| k.lane().is_some() && t.touched());
         let mut global = None;
+        let mut lanes = BTreeMap::new();
         let mut by_partition = BTreeMap::new();
         for (key, task) in tasks.iter_mut() {
-            // The task for events from no partition, in a stage fed by
-            // Kafka, never runs: its state is nobody's (and several
-            // processes would write it under one key).
-            if key.is_none() && !task.touched() {
+            if key.lane().is_some() && !lanes_touched {
                 continue;
             }
             let saved = if fresh {
@@ -356,15 +499,19 @@ impl Worker {
             } else {
                 task.saved_final(shared)
             };
-            match key {
-                None => global = Some(saved),
-                Some(p) => {
-                    by_partition.insert(*p, saved);
+            match *key {
+                TaskKey::Lane(0) => global = Some(saved),
+                TaskKey::Lane(n) => {
+                    lanes.insert(n, saved);
+                }
+                TaskKey::Partition(p) => {
+                    by_partition.insert(p, saved);
                 }
             }
         }
         let mut saved = global.unwrap_or_else(|| SavedStage::new(0, &[]));
         saved.tasks = by_partition;
+        saved.lanes = lanes;
         saved
     }
 
@@ -376,7 +523,12 @@ impl Worker {
             .iter()
             .map(|(k, t)| {
                 memory += t.memory_bytes();
-                (k.unwrap_or(-1), t.state_bytes() as u64)
+                let id = match k {
+                    TaskKey::Partition(p) => *p,
+                    // Not a partition: negative.
+                    TaskKey::Lane(n) => -1 - *n as i32,
+                };
+                (id, t.state_bytes() as u64)
             })
             .collect();
         *self.shared.metrics.tasks.lock().expect("tasks lock") = tasks;
@@ -389,6 +541,13 @@ impl Worker {
     /// back to the reload.
     fn swap(&mut self, swap: Swap) -> Result<Updated, String> {
         let started = Instant::now();
+        if swap.config.instance_count() != self.instances {
+            return Err(format!(
+                "`instances` cannot change while the stage runs (from {} to {}): each instance holds the state of its own keys; restart weir to change it",
+                self.instances,
+                swap.config.instance_count()
+            ));
+        }
         let Swap {
             config,
             plugin,
@@ -416,8 +575,9 @@ impl Worker {
             };
             let carried = carry_state(&self.shared.name, task.instance_mut(), &mut one).map_err(
                 |e| match key {
-                    Some(p) => format!("task of partition {p}: {e}"),
-                    None => e,
+                    TaskKey::Partition(p) => format!("task of partition {p}: {e}"),
+                    TaskKey::Lane(n) if self.instances > 1 => format!("instance {n}: {e}"),
+                    TaskKey::Lane(_) => e,
                 },
             )?;
             state_bytes += carried.state_bytes;
@@ -429,17 +589,19 @@ impl Worker {
                 task.replace(instance, snapshot);
             }
         }
-        self.shared.plugin = plugin;
-        self.shared.config_json = config.config_json();
-        self.shared.limits = config.limits();
-        self.shared.recycle_above = config.recycle_above();
-        self.shared.on_incompatible_state = config.on_incompatible_state;
+        let shared = Arc::get_mut(&mut self.shared)
+            .expect("the instances' threads hold no shared parts while the tasks are home");
+        shared.plugin = plugin;
+        shared.config_json = config.config_json();
+        shared.limits = config.limits();
+        shared.recycle_above = config.recycle_above();
+        shared.on_incompatible_state = config.on_incompatible_state;
         self.tick_every = config.tick_every();
         self.publish();
         let pause_us = started.elapsed().as_micros() as u64;
-        // Tasks of input partitions (the task of events from no partition
-        // is always there).
-        let partitions = self.tasks.len() - 1;
+        // Tasks of input partitions (the tasks of events from no partition
+        // are always there).
+        let partitions = self.tasks.len() - self.instances as usize;
         if resets == self.tasks.len() {
             tracing::info!(pause_us, tasks = resets, "plugin swapped in, empty");
         } else if resets == 0 {
