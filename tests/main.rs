@@ -13,6 +13,7 @@ mod fuzz_short;
 mod http_stream;
 mod images_grayscale;
 mod images_source;
+mod instances;
 mod kafka_faults;
 mod kafka_groups;
 mod kafka_replication;

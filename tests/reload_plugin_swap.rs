@@ -12,11 +12,11 @@ use crate::common::*;
 
 /// Events per second of event time in the generated log, so every 1 s
 /// window holds exactly this many events.
-const PER_WINDOW: usize = 20_000;
+pub(crate) const PER_WINDOW: usize = 20_000;
 
 /// A CSV log `ts,g` with `n` rows, `PER_WINDOW` rows per second of event
 /// time, genders cycling 0, 1, 2.
-fn event_log(dir: &Path, n: usize) -> std::path::PathBuf {
+pub(crate) fn event_log(dir: &Path, n: usize) -> std::path::PathBuf {
     let mut text = String::from("ts,g\n");
     let base: u64 = 1_700_000_000_000;
     for i in 0..n {
@@ -27,7 +27,7 @@ fn event_log(dir: &Path, n: usize) -> std::path::PathBuf {
 }
 
 /// The events counted in one window (a line of gender-count's JSON output).
-fn window_total(line: &str) -> u64 {
+pub(crate) fn window_total(line: &str) -> u64 {
     let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     v["counts"]
         .as_object()

@@ -113,6 +113,25 @@ const CASES: &[Case] = &[
         )],
     },
     Case {
+        name: "contradicting instance settings",
+        toml: "[sources.a]\ntype = \"stdin\"\n\n[transforms.x]\ntype = \"wasm\"\ninputs = [\"a\"]\nplugin = \"PLUGIN\"\nscope = \"global\"\ninstances = 2\n\n[transforms.y]\ntype = \"wasm\"\ninputs = [\"a\"]\nplugin = \"PLUGIN\"\ninstances = 65\nroute = \"batch\"\nkey_field = \"g\"\n\n[transforms.z]\ntype = \"wasm\"\ninputs = [\"a\"]\nplugin = \"PLUGIN\"\ninstances = 0\n",
+        expect: &[
+            (
+                9,
+                "`scope = \"global\"` keeps one state for the whole input, so it runs one instance",
+            ),
+            (15, "`instances` is 65; at most 64 are allowed"),
+            (
+                17,
+                "`key_field` picks the key events are routed by; with `route = \"batch\"`",
+            ),
+            (
+                23,
+                "`instances`: invalid value: integer `0`, expected a nonzero u32",
+            ),
+        ],
+    },
+    Case {
         name: "missing type",
         toml: "[sources.a]\npath = \"x\"\n",
         expect: &[(1, "source `a` has no `type`; expected one of")],

@@ -1,0 +1,280 @@
+//! A `wasm` stage running several instances (`instances`), each on a
+//! thread of its own, through the real binary: keyed routing keeps every
+//! key's count in one place and adds up to a one-instance run; the state of
+//! each instance survives a restart, and a changed instance count is
+//! refused (or reset when asked); a plugin swap carries every instance's
+//! state, and a reload that changes the count is refused; images spread by
+//! file name come out as with one instance.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::reload_plugin_swap::{PER_WINDOW, event_log, window_total};
+
+/// The log of `event_log` (CSV rows `ts,g` as JSON objects) counted by
+/// `g` per 1 s of event time into `out.jsonl`; `top` before the tables,
+/// `source` and `stage` added to the source and the wasm stage.
+fn keyed_pipeline(top: &str, source: &str, stage: &str) -> String {
+    format!(
+        r#"{top}
+[sources.log]
+type = "replay"
+path = "log.csv"
+format = "csv"
+timestamp = "ts"
+{source}
+
+[transforms.count]
+type = "wasm"
+inputs = ["log"]
+plugin = "gc.wasm"
+config = {{ key = "g", window = "1s", time = "event", format = "json" }}
+{stage}
+
+[sinks.out]
+type = "file"
+inputs = ["count"]
+path = "out.jsonl"
+"#
+    )
+}
+
+/// Counts by (window start, key) in gender-count's JSON lines; panics when
+/// one (window, key) is counted on two lines: its events went to two
+/// instances.
+fn counts_by_window_and_key(lines: &[String]) -> BTreeMap<(i64, String), u64> {
+    let mut all = BTreeMap::new();
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let start = v["window_start"].as_i64().unwrap();
+        for (key, n) in v["counts"].as_object().unwrap() {
+            let before = all.insert((start, key.clone()), n.as_u64().unwrap());
+            assert!(
+                before.is_none(),
+                "window {start}, key {key} on two lines:\n{lines:#?}"
+            );
+        }
+    }
+    all
+}
+
+/// The keys of each output line, as text.
+fn key_sets(lines: &[String]) -> std::collections::BTreeSet<String> {
+    lines
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let keys: Vec<&String> = v["counts"].as_object().unwrap().keys().collect();
+            format!("{keys:?}")
+        })
+        .collect()
+}
+
+#[test]
+fn keyed_instances_count_every_key_in_one_place_and_add_up_to_one_instance() {
+    const N: usize = 100_000;
+    let run = |stage: &str| {
+        let p = Pipeline::new(&keyed_pipeline("", "", stage));
+        event_log(p.dir(), N);
+        std::fs::copy(plugin("gender-count"), p.path("gc.wasm")).unwrap();
+        let log = p.run_ok(Duration::from_secs(120));
+        (p.lines("out.jsonl"), log)
+    };
+    let (one, _) = run("");
+    let (two, log) = run("instances = 2\nkey_field = \"g\"");
+    let want = counts_by_window_and_key(&one);
+    let got = counts_by_window_and_key(&two);
+    assert_eq!(got, want, "the same counts per window and key");
+    assert_eq!(want.len(), N / PER_WINDOW * 3, "three keys per window");
+    // Keys 0 and 2 go to the first instance, key 1 to the second (Kafka's
+    // partitioner's choice for a two-partition topic): two lines per
+    // window, each with the keys of its instance.
+    assert_eq!(one.len(), N / PER_WINDOW);
+    assert_eq!(two.len(), 2 * N / PER_WINDOW, "{two:#?}");
+    assert_eq!(
+        key_sets(&two),
+        ["[\"0\", \"2\"]".to_owned(), "[\"1\"]".to_owned()].into(),
+        "{two:#?}"
+    );
+    assert_eq!(stage_total(&log, "count", "events_in"), N as u64, "{log}");
+}
+
+#[test]
+fn each_instance_keeps_its_state_over_a_restart_and_a_changed_count_is_refused() {
+    const N: usize = 100_000;
+    const TOP: &str = "state_dir = \"state\"\ncheckpoint_interval = \"200ms\"\n";
+    let stage = "instances = 2\nkey_field = \"g\"";
+    let p = Pipeline::new(&keyed_pipeline(TOP, "rate = 40000", stage));
+    event_log(p.dir(), N);
+    std::fs::copy(plugin("gender-count"), p.path("gc.wasm")).unwrap();
+    // Stopped half way: the final checkpoint keeps both instances' open
+    // windows.
+    let weir = p.start();
+    let out = p.path("out.jsonl");
+    wait_until(
+        Duration::from_secs(30),
+        || lines(&out).len() >= 2,
+        || "no output".into(),
+    );
+    let first = weir.stop();
+    assert!(first.contains("final checkpoint written"), "{first}");
+    let checkpoint: Value = serde_json::from_str(&p.read("state/checkpoint.json")).unwrap();
+    let saved = &checkpoint["stages"]["count"];
+    assert!(
+        saved["state"].as_str().is_some_and(|s| !s.is_empty()),
+        "{checkpoint}"
+    );
+    assert!(
+        saved["lanes"]["1"]["state"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "the second instance's state: {checkpoint}"
+    );
+    let before = lines(&out).len();
+    assert!(before < N / PER_WINDOW * 2, "stopped before the end");
+
+    // Restarted: every window and key counted once, in full.
+    let second = p.run_ok(Duration::from_secs(120));
+    assert!(second.contains("restoring from checkpoint"), "{second}");
+    let all = lines(&out);
+    let got = counts_by_window_and_key(&all);
+    // What `event_log` wrote, counted here.
+    let mut want = BTreeMap::new();
+    for i in 0..N {
+        let start = 1_700_000_000_000 + (i / PER_WINDOW) as i64 * 1000;
+        *want.entry((start, (i % 3).to_string())).or_insert(0) += 1;
+    }
+    assert_eq!(got, want);
+    let total: u64 = all.iter().map(|l| window_total(l)).sum();
+    assert_eq!(total, N as u64);
+
+    // Three instances cannot take the state of two.
+    let three = "instances = 3\nkey_field = \"g\"";
+    replace_pipeline(p.file(), &keyed_pipeline(TOP, "", three));
+    let refused = p.run_failing(Duration::from_secs(60));
+    assert!(
+        refused.contains("the saved state was kept by 2 instance(s) and `instances` is now 3"),
+        "{refused}"
+    );
+    // Unless asked to start empty.
+    let reset = format!("{three}\non_incompatible_state = \"reset\"");
+    replace_pipeline(p.file(), &keyed_pipeline(TOP, "", &reset));
+    let log = p.run_ok(Duration::from_secs(60));
+    assert!(log.contains("starting with empty state"), "{log}");
+}
+
+#[test]
+fn a_swap_carries_every_instances_state_and_a_changed_count_waits_for_a_restart() {
+    const N: usize = 200_000;
+    let stage = "instances = 2\nkey_field = \"g\"";
+    let p = Pipeline::new(&keyed_pipeline("", "rate = 25000", stage));
+    event_log(p.dir(), N);
+    let gc = p.path("gc.wasm");
+    std::fs::copy(plugin("gender-count"), &gc).unwrap();
+    let out = p.path("out.jsonl");
+    let weir = p.start();
+    wait_until(
+        Duration::from_secs(30),
+        || lines(&out).len() >= 4,
+        || "no output".into(),
+    );
+    // A new build of the plugin takes over with both instances' state.
+    replace_file(&plugin_next(), &gc);
+    let r = weir.wait_for_reload(1, Duration::from_secs(20));
+    assert_eq!(r["ok"], true, "{r}");
+    // A changed instance count is refused; the stage runs on.
+    replace_pipeline(
+        p.file(),
+        &keyed_pipeline("", "rate = 25000", "instances = 3\nkey_field = \"g\""),
+    );
+    let r = weir.wait_for_reload(2, Duration::from_secs(20));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r.to_string()
+            .contains("`instances` cannot change while the stage runs (from 2 to 3)"),
+        "{r}"
+    );
+    let log = weir.stop();
+    assert!(
+        log.contains("plugin swapped in with the running state"),
+        "{log}"
+    );
+    let all = lines(&out);
+    assert!(
+        all.iter().any(|l| l.contains(r#""build":"next""#)),
+        "{all:#?}"
+    );
+    // Every window that closed reports its full count over the two
+    // instances' lines, the one open during the swap included.
+    let mut per_window: BTreeMap<i64, u64> = BTreeMap::new();
+    for l in &all {
+        let v: Value = serde_json::from_str(l).unwrap();
+        *per_window
+            .entry(v["window_start"].as_i64().unwrap())
+            .or_default() += window_total(l);
+    }
+    let last = *per_window.keys().last().unwrap();
+    for (start, n) in &per_window {
+        if *start != last {
+            assert_eq!(*n, PER_WINDOW as u64, "window {start}: {all:#?}");
+        }
+    }
+    counts_by_window_and_key(&all);
+}
+
+#[test]
+fn images_spread_by_file_name_come_out_as_with_one_instance() {
+    let run = |stage: &str| {
+        let p = Pipeline::new(&format!(
+            r#"
+[sources.photos]
+type = "images"
+path = "@repo/data/images"
+pattern = ["*.jpg", "*.png"]
+
+[transforms.gray]
+type = "wasm"
+inputs = ["photos"]
+plugin = "@plugin(grayscale)"
+memory_limit = "256MiB"
+timeout = "10s"
+config = {{ output = "png" }}
+dead_letter = "rejected"
+{stage}
+
+[sinks.out]
+type = "directory"
+inputs = ["gray"]
+path = "out"
+name = "key"
+
+[sinks.rejected]
+type = "directory"
+path = "rejected"
+name = "key"
+"#
+        ));
+        let log = p.run_ok(Duration::from_secs(120));
+        // Contents, sorted: a JPEG and a PNG of one picture share a name,
+        // so which of them gets the `-1` suffix depends on arrival order.
+        let files = |d: &str| -> Vec<Vec<u8>> {
+            let mut all: Vec<Vec<u8>> = std::fs::read_dir(p.path(d))
+                .unwrap()
+                .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                .collect();
+            all.sort();
+            all
+        };
+        (files("out"), files("rejected"), log)
+    };
+    let (one, one_rejected, _) = run("");
+    let (two, two_rejected, log) = run("instances = 2");
+    assert!(one.len() >= 10, "{} images", one.len());
+    assert!(two == one, "the same gray images");
+    assert_eq!(two_rejected, one_rejected);
+    assert!(!two_rejected.is_empty(), "the broken samples are refused");
+    assert_eq!(stage_total(&log, "gray", "errors"), 0, "{log}");
+}
