@@ -29,8 +29,9 @@ const QUEUE: usize = 2;
 enum ToLane {
     /// Run these tasks, with the stage's shared parts.
     Take(Vec<(TaskKey, Task)>, Arc<Shared>),
-    /// One more task (a partition seen for the first time).
-    Adopt(TaskKey, Task),
+    /// One more task (a partition seen for the first time), boxed: a task
+    /// is large and this message rare.
+    Adopt(TaskKey, Box<Task>),
     /// A batch for one of its tasks.
     Batch(TaskKey, Batch),
     /// Give every task back.
@@ -123,7 +124,7 @@ impl Lanes {
     /// Gives a new task to its thread (the tasks are out).
     pub fn adopt(&mut self, key: TaskKey, task: Task) -> Result<(), BoxError> {
         self.away.insert(key);
-        self.send(key, ToLane::Adopt(key, task))
+        self.send(key, ToLane::Adopt(key, Box::new(task)))
     }
 
     /// Queues a batch for the task of `key` (the tasks are out).
@@ -173,7 +174,7 @@ fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>) {
                 shared = Some(with);
             }
             ToLane::Adopt(key, task) => {
-                tasks.insert(key, task);
+                tasks.insert(key, *task);
             }
             ToLane::Batch(key, batch) => {
                 let (Some(with), Some(task), None) = (&shared, tasks.get_mut(&key), &ended) else {

@@ -3,8 +3,8 @@
 //! forwards their output with the acknowledgements they release
 //! (`hold-from`), answers checkpoint barriers with every task's snapshot,
 //! releases the tasks of partitions the consumer group moved away, and
-//! takes plugin swaps between batches, for every task. With `instances`
-//! > 1 it routes events from no partition to one task per instance
+//! takes plugin swaps between batches, for every task. With several
+//! `instances` it routes events from no partition to one task per instance
 //! ([`super::route`]) and runs the calls on a thread per instance
 //! ([`super::lanes`]).
 
