@@ -1,6 +1,6 @@
 """Prints the table of issue 20's targets from the outputs scripts/bench
-saved: the three plugin benchmarks (WebAssembly vs native in one run each)
-and the Spark comparison.
+saved: the three plugin benchmarks (WebAssembly vs native in one run each),
+the Spark comparison and one instance against two.
 
     python3 scripts/bench_table.py DIR
 """
@@ -58,6 +58,13 @@ def main():
          f"{spark['memory_ratio']:.0f} ({spark['spark']['peak_rss_mib']:,.0f} / {spark['weir']['peak_rss_mib']:.0f} MiB)",
          ">= 20", spark["memory_ratio"] >= 20),
     ]
+    inst = d / "instances-result.json"
+    if inst.exists():
+        r = json.loads(inst.read_text())
+        for name, key in (("grayscale job", "images"), ("gender-count end to end", "gender_count")):
+            one, two = r[key]["1"]["seconds"], r[key]["2"]["seconds"]
+            rows.append((f"{name}: 2 instances / 1 (speed-up)", f"{one / two:.2f}",
+                         "close to 2 on 2 cores", one / two >= 1.8))
     print("| measure | this run | target | met |")
     print("|---|---|---|---|")
     for what, got, target, ok in rows:
