@@ -28,6 +28,10 @@ pub struct SavedStage {
     /// index, every one of them, so a restart can tell how many there were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lanes: BTreeMap<u32, SavedStage>,
+    /// With `lanes`: how events were routed to the instances (a restart
+    /// that routes another way would find keys' state in other instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
 }
 
 impl SavedStage {
@@ -43,16 +47,19 @@ impl SavedStage {
             state: hex,
             tasks: BTreeMap::new(),
             lanes: BTreeMap::new(),
+            routing: None,
         }
     }
 
-    /// This state without its tasks' (what one changelog record holds).
+    /// This state without its partition tasks' (what one changelog record
+    /// holds); the further instances' state stays with it.
     pub fn without_tasks(&self) -> SavedStage {
         SavedStage {
             next_seq: self.next_seq,
             state: self.state.clone(),
             tasks: BTreeMap::new(),
-            lanes: BTreeMap::new(),
+            lanes: self.lanes.clone(),
+            routing: self.routing.clone(),
         }
     }
 

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::task::{Shared, Task, TaskKey};
@@ -55,21 +56,32 @@ pub(super) struct Lanes {
     lanes: Vec<Lane>,
     /// The tasks out on the threads (none when they are home).
     away: BTreeSet<TaskKey>,
+    /// Set when the worker ends: batches still queued are not processed
+    /// but failed, so the source does not take them as delivered.
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
 }
 
 impl Lanes {
     /// Starts `count` threads named after the stage, in its span.
     pub fn start(count: u32, stage: &str) -> Result<Lanes, BoxError> {
         let mut lanes = Vec::with_capacity(count as usize);
+        let abandoned = Arc::new(AtomicBool::new(false));
         for n in 0..count {
             let (to, inbox) = sync_channel(QUEUE);
             let (reply, from) = sync_channel(1);
             let span = tracing::Span::current();
+            let gone = Arc::clone(&abandoned);
             std::thread::Builder::new()
                 .name(format!("wasm-{stage}-{n}"))
                 .spawn(move || {
                     let _entered = span.enter();
-                    run(&inbox, &reply);
+                    run(&inbox, &reply, &gone);
                 })
                 .map_err(|e| format!("cannot start plugin thread {n}: {e}"))?;
             lanes.push(Lane { to, from });
@@ -77,6 +89,7 @@ impl Lanes {
         Ok(Lanes {
             lanes,
             away: BTreeSet::new(),
+            abandoned,
         })
     }
 
@@ -114,6 +127,11 @@ impl Lanes {
                 .map_err(|_| format!("plugin thread {n} stopped"))?;
         }
         Ok(())
+    }
+
+    /// Whether any task is out on a thread.
+    pub fn any_away(&self) -> bool {
+        !self.away.is_empty()
     }
 
     /// Whether the task of `key` is out on a thread.
@@ -163,7 +181,7 @@ impl Lanes {
 }
 
 /// One thread: runs its tasks' batches until the worker goes away.
-fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>) {
+fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, abandoned: &AtomicBool) {
     let mut tasks: BTreeMap<TaskKey, Task> = BTreeMap::new();
     let mut shared: Option<Arc<Shared>> = None;
     let mut ended: Option<Result<Flow, BoxError>> = None;
@@ -177,9 +195,15 @@ fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>) {
                 tasks.insert(key, *task);
             }
             ToLane::Batch(key, batch) => {
-                let (Some(with), Some(task), None) = (&shared, tasks.get_mut(&key), &ended) else {
+                let gone = abandoned.load(Ordering::Acquire);
+                let (Some(with), Some(task), None, false) =
+                    (&shared, tasks.get_mut(&key), &ended, gone)
+                else {
                     // The stage is ending: the batch is not delivered.
                     batch.acks.fail();
+                    if gone {
+                        continue;
+                    }
                     if ended.is_none() {
                         ended = Some(Err(format!("no task for {key:?} on its thread").into()));
                     }

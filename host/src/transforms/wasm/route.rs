@@ -61,6 +61,17 @@ impl Router {
         }
     }
 
+    /// How events are routed, as saved with the instances' state:
+    /// `key`, `field:NAME` or `batch`, with the instance count.
+    pub fn describe(&self) -> String {
+        let by = match &self.by {
+            By::EventKey => "key".to_owned(),
+            By::Field(name) => format!("field:{name}"),
+            By::Batch => "batch".to_owned(),
+        };
+        format!("{by}/{}", self.instances)
+    }
+
     /// Where the events of a batch go.
     pub fn spread(&mut self, events: &[Event]) -> Spread {
         if let By::Batch = self.by {

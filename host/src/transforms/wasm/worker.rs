@@ -57,18 +57,12 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         handle: Handle::current(),
     });
     let saved_tasks = resume.as_ref().map(|s| s.tasks.clone()).unwrap_or_default();
-    let tasks = lane_tasks(&shared, instances, resume.as_ref())?;
-    let (router, lanes) = if instances > 1 {
-        (
-            Some(Router::new(
-                instances,
-                config.route,
-                config.key_field.as_deref(),
-            )),
-            Some(Lanes::start(instances, &name)?),
-        )
-    } else {
-        (None, None)
+    let router = router_of(config);
+    let routing = router.as_ref().map(Router::describe);
+    let tasks = lane_tasks(&shared, instances, routing.as_deref(), resume.as_ref())?;
+    let lanes = match instances {
+        1 => None,
+        n => Some(Lanes::start(n, &name)?),
     };
     let worker = Worker {
         shared,
@@ -80,6 +74,7 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         tick_every: config.tick_every(),
         instances,
         router,
+        routing,
         lanes,
     };
     worker.publish();
@@ -102,26 +97,45 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
     .boxed())
 }
 
+/// The router of a stage with several instances.
+fn router_of(config: &WasmConfig) -> Option<Router> {
+    let n = config.instance_count();
+    (n > 1).then(|| Router::new(n, config.route, config.key_field.as_deref()))
+}
+
 /// The tasks of events from no partition, one per instance, from the
 /// checkpoint when it holds them. The checkpoint must come from as many
-/// instances: each held the state of its own keys.
+/// instances routed the same way: each held the state of its own keys.
 fn lane_tasks(
     shared: &Shared,
     instances: u32,
+    routing: Option<&str>,
     resume: Option<&SavedStage>,
 ) -> Result<BTreeMap<TaskKey, Task>, BoxError> {
     let mut tasks = BTreeMap::new();
     // Empty when the tasks of events from no partition never ran.
     let saved = resume.filter(|s| !s.state.is_empty() || !s.lanes.is_empty());
-    let saved_instances = saved.map(|s| s.lanes.len() as u32 + 1);
-    let saved = match saved_instances {
-        Some(had) if had != instances => {
-            let reason = format!(
-                "the saved state was kept by {had} instance(s) and `instances` is now {instances}; each instance holds the state of its own keys, so the state cannot be split another way"
-            );
+    let mismatch = saved.and_then(|s| {
+        let had = s.lanes.len() as u32 + 1;
+        if had != instances {
+            Some(format!(
+                "the saved state was kept by {had} instance(s) and `instances` is now {instances}; each instance holds the state of its own keys, so the state cannot be split another way (set instances = {had} again"
+            ))
+        } else if had > 1 && s.routing.as_deref() != routing {
+            Some(format!(
+                "the saved state was routed to the instances by {} and would now be routed by {}; each instance holds the state of the keys routed to it (set route and key_field back",
+                s.routing.as_deref().unwrap_or("an unknown rule"),
+                routing.unwrap_or("nothing")
+            ))
+        } else {
+            None
+        }
+    });
+    let saved = match mismatch {
+        Some(reason) => {
             if shared.on_incompatible_state != super::OnIncompatibleState::Reset {
                 return Err(format!(
-                    "{reason} (set instances = {had} again, or on_incompatible_state = \"reset\" to start with empty state)"
+                    "{reason}, or set on_incompatible_state = \"reset\" to start with empty state)"
                 )
                 .into());
             }
@@ -131,7 +145,7 @@ fn lane_tasks(
             );
             None
         }
-        _ => saved,
+        None => saved,
     };
     for n in 0..instances {
         let key = TaskKey::Lane(n);
@@ -165,6 +179,8 @@ struct Worker {
     instances: u32,
     /// Where events from no partition go, with several instances.
     router: Option<Router>,
+    /// The router's rule, saved with the instances' state.
+    routing: Option<String>,
     /// The threads the tasks run on, with several instances.
     lanes: Option<Lanes>,
 }
@@ -285,7 +301,11 @@ impl Worker {
             };
             tracing::info!(partition, state_bytes = task.state_bytes(), "task started");
             self.tasks.insert(key, task);
-            self.publish();
+            // With the other tasks out on their threads, the next tick
+            // publishes them all.
+            if !self.lanes.as_ref().is_some_and(Lanes::any_away) {
+                self.publish();
+            }
         }
         Ok(())
     }
@@ -333,9 +353,11 @@ impl Worker {
             }
             Spread::Each(lanes) => lanes,
         };
-        let mut groups: Vec<Vec<Event>> = (0..self.instances)
-            .map(|_| Vec::with_capacity(events.len()))
-            .collect();
+        let mut sizes = vec![0usize; self.instances as usize];
+        for n in &lanes {
+            sizes[*n as usize] += 1;
+        }
+        let mut groups: Vec<Vec<Event>> = sizes.into_iter().map(Vec::with_capacity).collect();
         for (e, n) in events.into_iter().zip(lanes) {
             groups[n as usize].push(e);
         }
@@ -511,6 +533,9 @@ impl Worker {
         }
         let mut saved = global.unwrap_or_else(|| SavedStage::new(0, &[]));
         saved.tasks = by_partition;
+        if !lanes.is_empty() {
+            saved.routing = self.routing.clone();
+        }
         saved.lanes = lanes;
         saved
     }
@@ -547,6 +572,13 @@ impl Worker {
                 self.instances,
                 swap.config.instance_count()
             ));
+        }
+        let routing = router_of(&swap.config).as_ref().map(Router::describe);
+        if routing != self.routing {
+            return Err(
+                "`route` and `key_field` cannot change while the stage runs: each instance holds the state of the keys routed to it; restart weir to change them"
+                    .to_owned(),
+            );
         }
         let Swap {
             config,
