@@ -159,6 +159,14 @@ fn each_instance_keeps_its_state_over_a_restart_and_a_changed_count_is_refused()
         refused.contains("the saved state was kept by 2 instance(s) and `instances` is now 3"),
         "{refused}"
     );
+    // Nor can the same two instances when keys would be routed another way.
+    let rerouted = "instances = 2\nkey_field = \"ts\"";
+    replace_pipeline(p.file(), &keyed_pipeline(TOP, "", rerouted));
+    let refused = p.run_failing(Duration::from_secs(60));
+    assert!(
+        refused.contains("the saved state was routed to the instances by field:g/2 and would now be routed by field:ts/2"),
+        "{refused}"
+    );
     // Unless asked to start empty.
     let reset = format!("{three}\non_incompatible_state = \"reset\"");
     replace_pipeline(p.file(), &keyed_pipeline(TOP, "", &reset));
@@ -195,6 +203,18 @@ fn a_swap_carries_every_instances_state_and_a_changed_count_waits_for_a_restart(
     assert!(
         r.to_string()
             .contains("`instances` cannot change while the stage runs (from 2 to 3)"),
+        "{r}"
+    );
+    // Nor can the routing.
+    replace_pipeline(
+        p.file(),
+        &keyed_pipeline("", "rate = 25000", "instances = 2\nkey_field = \"ts\""),
+    );
+    let r = weir.wait_for_reload(3, Duration::from_secs(20));
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r.to_string()
+            .contains("`route` and `key_field` cannot change while the stage runs"),
         "{r}"
     );
     let log = weir.stop();
