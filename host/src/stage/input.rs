@@ -233,6 +233,13 @@ impl Input {
         let handle = self.handle.clone();
         handle.block_on(self.recv())
     }
+
+    /// [`Input::blocking_recv`] waiting at most `wait`: `None` when nothing
+    /// came by then (with a zero `wait`, only what is already queued).
+    pub fn blocking_recv_within(&mut self, wait: std::time::Duration) -> Option<Option<Item>> {
+        let handle = self.handle.clone();
+        handle.block_on(async { tokio::time::timeout(wait, self.recv()).await.ok() })
+    }
 }
 
 impl Drop for Input {
