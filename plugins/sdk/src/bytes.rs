@@ -2,8 +2,11 @@
 //!
 //! In the sandbox every function call and loop iteration carries the
 //! host's deadline check, so comparing two short strings through `memcmp`
-//! costs several times the comparison. These helpers stay inline and
-//! loop-free for the short strings that keys and field names are.
+//! costs several times the comparison, and a copy of unknown length
+//! compiles to `memory.copy`, which wasmtime runs as a call into the host
+//! (native code inlines short copies). These helpers stay inline and
+//! loop-free for the short strings that keys, field names and formatted
+//! numbers are.
 
 /// Whether `a` and `b` are equal: without a call to `memcmp` or a loop for
 /// strings of up to 16 bytes, where two overlapping loads compare each
@@ -32,9 +35,75 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// Appends `s` to `buf` like `extend_from_slice`, but copies strings of up
+/// to 32 bytes with two overlapping fixed-size moves instead of a
+/// `memory.copy` (in WebAssembly, a call into the host per copy: output
+/// built piece by piece made hundreds of them per batch).
+///
+/// ```
+/// let mut buf = b"{\"n\":".to_vec();
+/// weir_plugin::bytes::append(&mut buf, b"12345");
+/// assert_eq!(buf, b"{\"n\":12345");
+/// ```
+#[inline(always)]
+pub fn append(buf: &mut Vec<u8>, s: &[u8]) {
+    /// Copies `s` (`N <= s.len() <= 2 * N`) to `dst` as its first and
+    /// last `N` bytes.
+    ///
+    /// # Safety
+    /// `dst` must be valid for `s.len()` bytes of writes.
+    #[inline(always)]
+    unsafe fn ends<const N: usize>(s: &[u8], dst: *mut u8) {
+        let n = s.len();
+        let head: [u8; N] = s[..N].try_into().expect("N <= len");
+        let tail: [u8; N] = s[n - N..].try_into().expect("N <= len");
+        // SAFETY: the caller reserved `n` bytes at `dst`; both stores end
+        // within them (N <= n).
+        unsafe {
+            dst.cast::<[u8; N]>().write_unaligned(head);
+            dst.add(n - N).cast::<[u8; N]>().write_unaligned(tail);
+        }
+    }
+    let n = s.len();
+    if n > 32 {
+        buf.extend_from_slice(s);
+        return;
+    }
+    buf.reserve(n);
+    let len = buf.len();
+    // SAFETY: `reserve` made room for `n` more bytes after `len`; each arm
+    // writes exactly bytes `len..len + n`, which are then initialised.
+    unsafe {
+        let dst = buf.as_mut_ptr().add(len);
+        match n {
+            0 => {}
+            1 => *dst = s[0],
+            2..4 => ends::<2>(s, dst),
+            4..8 => ends::<4>(s, dst),
+            8..16 => ends::<8>(s, dst),
+            _ => ends::<16>(s, dst),
+        }
+        buf.set_len(len + n);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_agrees_with_extend_from_slice() {
+        let text: Vec<u8> = (0..70u8).map(|i| b'a' + i % 26).collect();
+        for start in [0usize, 1, 7] {
+            for n in 0..=text.len() {
+                let mut buf = text[..start].to_vec();
+                append(&mut buf, &text[..n]);
+                let mut want = text[..start].to_vec();
+                want.extend_from_slice(&text[..n]);
+                assert_eq!(buf, want, "start {start}, {n} bytes");
+            }
+        }
+    }
 
     #[test]
     fn agrees_with_slice_equality() {

@@ -24,7 +24,7 @@ pub enum Format {
 /// ```
 #[inline]
 pub fn push_int<I: itoa::Integer>(buf: &mut Vec<u8>, n: I) {
-    buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    crate::bytes::append(buf, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends `x` as serde_json writes it: the shortest digits that read back
@@ -40,7 +40,7 @@ pub fn push_int<I: itoa::Integer>(buf: &mut Vec<u8>, n: I) {
 #[inline]
 pub fn push_json_float(buf: &mut Vec<u8>, x: f64) {
     if x.is_finite() {
-        buf.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
+        crate::bytes::append(buf, zmij::Buffer::new().format_finite(x).as_bytes());
     } else {
         buf.extend_from_slice(b"null");
     }

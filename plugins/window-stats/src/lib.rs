@@ -36,6 +36,7 @@ use std::borrow::Cow;
 use std::io::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use weir_plugin::bytes::append;
 use weir_plugin::config::{Duration, parse_duration};
 use weir_plugin::field::{Field, Raw, Record};
 use weir_plugin::format::{push_int, push_json_float, python_float};
@@ -193,6 +194,8 @@ pub struct WindowStats {
     stats: Vec<Stat>,
     header: Option<Vec<String>>,
     values: Vec<f64>,
+    /// Closed windows being emitted (kept for its capacity).
+    closed: Vec<Closed<Acc>>,
 }
 
 /// Snapshot layout: name, window label and state of each statistic.
@@ -281,9 +284,9 @@ impl WindowStats {
                 // object per window and statistic is the plugin's main
                 // output cost.
                 buf.extend_from_slice(b"{\"stat\":");
-                buf.extend_from_slice(stat.name_json.as_bytes());
+                append(buf, stat.name_json.as_bytes());
                 buf.extend_from_slice(b",\"window\":\"");
-                buf.extend_from_slice(window.as_bytes());
+                append(buf, window.as_bytes());
                 buf.extend_from_slice(b"\",\"window_start\":");
                 push_int(buf, start);
                 buf.extend_from_slice(b",\"window_end\":");
@@ -314,8 +317,12 @@ impl WindowStats {
             if !self.stats[i].state.windows.has_closed() {
                 continue;
             }
-            let closed: Vec<Closed<Acc>> = self.stats[i].state.windows.drain_closed().collect();
-            for Closed { start, end, acc } in closed {
+            // Moved through a buffer kept between calls: windows close on
+            // most rows, and a new vector each time was an allocation per
+            // row and statistic.
+            let mut closed = std::mem::take(&mut self.closed);
+            closed.extend(self.stats[i].state.windows.drain_closed());
+            for Closed { start, end, acc } in closed.drain(..) {
                 let stat = &self.stats[i];
                 let func = stat.config.func;
                 let expect = stat.config.expect.map_or(0, Duration::ms);
@@ -356,6 +363,7 @@ impl WindowStats {
                     }
                 }
             }
+            self.closed = closed;
         }
     }
 }
@@ -485,6 +493,7 @@ impl Transform for WindowStats {
             timestamp_value,
             header: config.columns.clone(),
             values: vec![0.0; fields.len()],
+            closed: Vec::new(),
             config,
             zone,
             fields,
