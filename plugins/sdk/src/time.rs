@@ -93,6 +93,11 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
 /// part and offset, or a naive date-time read in `zone`.
 pub fn parse_timestamp_in(text: &str, zone: TimeZone) -> Result<i64, String> {
     let t = text.trim().trim_matches('"');
+    if looks_like_datetime(t)
+        && let Some(ms) = parse_datetime(t, zone)
+    {
+        return Ok(ms);
+    }
     if let Ok(ms) = t.parse::<i64>() {
         return Ok(ms);
     }
@@ -106,6 +111,28 @@ pub fn parse_timestamp_in(text: &str, zone: TimeZone) -> Result<i64, String> {
     })
 }
 
+/// The number written by the `N` ASCII digits at `b[at..]`; `None` if any
+/// is not a digit. Straight-line code (the loop has a fixed count), where
+/// `str::parse` checks signs, overflow and length on each call.
+#[inline(always)]
+fn digits<const N: usize>(b: &[u8], at: usize) -> Option<i64> {
+    let d: [u8; N] = b.get(at..at + N)?.try_into().ok()?;
+    let mut n = 0i64;
+    let mut ok = true;
+    for c in d {
+        ok &= c.is_ascii_digit();
+        n = n * 10 + i64::from(c.wrapping_sub(b'0'));
+    }
+    ok.then_some(n)
+}
+
+/// Whether `t` has the shape of a date-time (`YYYY-MM-DD` then a time),
+/// which no number has: such text skips the number parsers.
+fn looks_like_datetime(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() >= 19 && b[4] == b'-' && b[7] == b'-'
+}
+
 fn parse_datetime(t: &str, zone: TimeZone) -> Option<i64> {
     let b = t.as_bytes();
     if b.len() < 19
@@ -117,28 +144,25 @@ fn parse_datetime(t: &str, zone: TimeZone) -> Option<i64> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = t.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d) = (digits::<4>(b, 0)?, digits::<2>(b, 5)?, digits::<2>(b, 8)?);
+    let (h, mi, s) = (
+        digits::<2>(b, 11)?,
+        digits::<2>(b, 14)?,
+        digits::<2>(b, 17)?,
+    );
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     let mut rest = &t[19..];
     let mut millis = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
             return None;
         }
-        let ms_digits = &frac[..digits.min(3)];
+        let ms_digits = &frac[..n.min(3)];
         millis = ms_digits.parse::<i64>().ok()? * 10i64.pow(3 - ms_digits.len() as u32);
-        rest = &frac[digits..];
+        rest = &frac[n..];
     }
     let offset_min = match rest {
         "" => zone.offset_minutes as i64,
@@ -177,6 +201,18 @@ mod tests {
         assert!(parse_timestamp("2015-02-29 00:00:00").is_err());
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2015-13-04 17:51:00").is_err());
+        // Every digit position is checked, and signs are not digits.
+        for bad in [
+            "2015-02-0x 17:51:00",
+            "2015-02-04 1:51:000",
+            "+015-02-04 17:51:00",
+            "2015-02-04 17:51:-1",
+        ] {
+            assert!(parse_timestamp(bad).is_err(), "{bad}");
+        }
+        // Numbers still read as milliseconds, whatever their length.
+        assert_eq!(parse_timestamp("1423072260000.4"), Ok(1_423_072_260_000));
+        assert_eq!(parse_timestamp("-1000"), Ok(-1000));
     }
 
     #[test]
