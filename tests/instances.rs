@@ -4,7 +4,8 @@
 //! each instance survives a restart, and a changed instance count is
 //! refused (or reset when asked); a plugin swap carries every instance's
 //! state, and a reload that changes the count is refused; images spread by
-//! file name come out as with one instance.
+//! file name come out as with one instance; the tasks of Kafka partitions
+//! spread over the instances count as with one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,13 +19,25 @@ use crate::reload_plugin_swap::{PER_WINDOW, event_log, window_total};
 /// `g` per 1 s of event time into `out.jsonl`; `top` before the tables,
 /// `source` and `stage` added to the source and the wasm stage.
 fn keyed_pipeline(top: &str, source: &str, stage: &str) -> String {
-    format!(
-        r#"{top}
-[sources.log]
-type = "replay"
+    counting_pipeline(
+        top,
+        &format!(
+            r#"type = "replay"
 path = "log.csv"
 format = "csv"
 timestamp = "ts"
+{source}"#
+        ),
+        stage,
+    )
+}
+
+/// Source `log` (its settings in `source`) counted by `g` per 1 s of event
+/// time by gender-count (`gc.wasm`, with `stage` added) into `out.jsonl`.
+fn counting_pipeline(top: &str, source: &str, stage: &str) -> String {
+    format!(
+        r#"{top}
+[sources.log]
 {source}
 
 [transforms.count]
@@ -297,4 +310,69 @@ name = "key"
     assert_eq!(two_rejected, one_rejected);
     assert!(!two_rejected.is_empty(), "the broken samples are refused");
     assert_eq!(stage_total(&log, "gray", "errors"), 0, "{log}");
+}
+
+/// A Kafka-fed stage with two instances: the tasks of the topic's four
+/// partitions are spread over the two threads, each partition's windows
+/// stay whole in its task, the counts add up to a one-instance run's, and
+/// the group's offsets are committed to the end of every partition.
+#[test]
+fn kafka_partitions_spread_over_instances_count_as_one_instance_does() {
+    use crate::common::kafka::*;
+    const N: usize = 20_000;
+    const PARTITIONS: i32 = 4;
+    const TOPIC: &str = "inst-kafka-in";
+    let b = broker();
+    create_topic(b, TOPIC, PARTITIONS);
+    // Event time 10 ms apart: 100 events per second of event time, keys
+    // 0..3 in turn, spread over the partitions by event number.
+    let base = 1_700_000_000_000i64;
+    let records: Vec<Rec> = (0..N)
+        .map(|i| Rec {
+            partition: (i / 7) as i32 % PARTITIONS,
+            timestamp_ms: Some(base + 10 * i as i64),
+            ..Rec::plain(0, format!(r#"{{"g":"{}"}}"#, i % 3))
+        })
+        .collect();
+    produce_records(b, TOPIC, &records);
+    let run = |group: &str, stage: &str| {
+        let source = format!(
+            r#"type = "kafka"
+brokers = "@broker"
+topics = ["{TOPIC}"]
+group = "{group}"
+start = "earliest"
+exit_at_end = true"#
+        );
+        let p = Pipeline::new(&counting_pipeline("", &source, stage));
+        std::fs::copy(plugin("gender-count"), p.path("gc.wasm")).unwrap();
+        let log = p.run_ok(Duration::from_secs(120));
+        assert_eq!(
+            committed(b, group, TOPIC, PARTITIONS),
+            end_offsets(b, TOPIC, PARTITIONS),
+            "offsets committed to the end: {log}"
+        );
+        assert_eq!(stage_total(&log, "count", "events_in"), N as u64, "{log}");
+        // Summed over the partitions' lines: each partition's task emits
+        // its own line per window.
+        let mut sums: BTreeMap<(i64, String), u64> = BTreeMap::new();
+        let out = p.lines("out.jsonl");
+        for line in &out {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let start = v["window_start"].as_i64().unwrap();
+            for (key, n) in v["counts"].as_object().unwrap() {
+                *sums.entry((start, key.clone())).or_default() += n.as_u64().unwrap();
+            }
+        }
+        (sums, out.len())
+    };
+    let (one, one_lines) = run("inst-kafka-1", "");
+    let (two, two_lines) = run("inst-kafka-2", "instances = 2");
+    assert_eq!(two, one, "the same counts per window and key");
+    assert_eq!(one.values().sum::<u64>(), N as u64);
+    assert_eq!(one.len(), N / 100 * 3, "three keys in each second");
+    // One line per window and partition either way: the partitions' tasks,
+    // not the instances, own the windows.
+    assert_eq!(one_lines, N / 100 * PARTITIONS as usize);
+    assert_eq!(two_lines, one_lines);
 }
