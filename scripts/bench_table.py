@@ -47,7 +47,11 @@ def main():
     ):
         b = find(bs, prefix) if prefix else next(v for v in bs.values() if "wasm / native" in v)
         r = b["wasm / native"]
-        rows.append((f"{name}: WebAssembly (deadlines on) / native", f"{r:.2f}",
+        # The rounds' own ratios (median, range) show how far the machine's
+        # spells move the figure; the target is judged on the best rounds.
+        m = b.get("wasm / native within a round")
+        spread = f" (within a round: median {m:.2f})" if m is not None else ""
+        rows.append((f"{name}: WebAssembly (deadlines on) / native", f"{r:.2f}{spread}",
                      f">= {target}", r >= target))
     n = spark["events"]
     rows += [

@@ -66,6 +66,9 @@ pub struct Comparison {
     pub wasm: f64,
     /// WebAssembly events/s, no deadline checks.
     pub wasm_unchecked: f64,
+    /// WebAssembly (deadlines on) / native within each round, sorted: a
+    /// slow spell that spans a round slows both sides of its ratio.
+    pub round_ratios: Vec<f64>,
 }
 
 impl Comparison {
@@ -91,6 +94,13 @@ impl Comparison {
         println!(
             "  wasm without deadlines / native {:>12.2}",
             self.wasm_unchecked / self.native
+        );
+        let r = &self.round_ratios;
+        println!(
+            "  wasm / native within a round    {:>12.2} median, {:.2}-{:.2} over the rounds",
+            r[r.len() / 2],
+            r[0],
+            r[r.len() - 1]
         );
     }
 }
@@ -187,16 +197,21 @@ pub fn compare<T: Transform>(
     // Rounds interleave the three, so a slower spell of the machine (other
     // load, clock changes) touches all of them alike; best round of each.
     let (mut native, mut checked, mut unchecked) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let mut round_ratios = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
-        native = native.min(time_native());
-        checked = checked.min(time_wasm(&checked_plugin));
+        let (n, c) = (time_native(), time_wasm(&checked_plugin));
+        round_ratios.push(n.as_secs_f64() / c.as_secs_f64());
+        native = native.min(n);
+        checked = checked.min(c);
         unchecked = unchecked.min(time_wasm(&unchecked_plugin));
     }
+    round_ratios.sort_by(f64::total_cmp);
     let n: u64 = events.iter().map(units).sum();
     let r = |d: Duration| n as f64 / d.as_secs_f64();
     Comparison {
         native: r(native),
         wasm: r(checked),
         wasm_unchecked: r(unchecked),
+        round_ratios,
     }
 }
