@@ -47,6 +47,7 @@
 //! plugin (calls, acknowledgements, snapshots, recovery); [`swap`] replaces
 //! the plugin of a running stage in place, with its state.
 
+mod lane_state;
 mod lanes;
 mod route;
 mod swap;
