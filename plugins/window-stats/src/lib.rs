@@ -31,21 +31,21 @@
 //! naming the field and counts in no statistic.
 
 mod acc;
+mod output;
 
 use std::borrow::Cow;
 use std::io::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use weir_plugin::bytes::append;
 use weir_plugin::config::{Duration, parse_duration};
 use weir_plugin::field::{Field, Raw, Record};
-use weir_plugin::format::{push_int, push_json_float, python_float};
 use weir_plugin::json::Scalar;
 use weir_plugin::time::{TimeZone, parse_timestamp_in};
 use weir_plugin::window::{Closed, Merge, WindowSpec, Windows};
 use weir_plugin::{Batch, Output, Transform, state};
 
 pub use acc::{Acc, GapSummary, Moments, Times};
+use output::{Number, Value, label, value_of};
 /// The SDK's setting types this plugin's [`Config`] uses.
 pub use weir_plugin::{field::FieldRef, format::Format, window::Time};
 
@@ -280,26 +280,7 @@ impl WindowStats {
         let (value, count) = acc;
         out.emit_with(end, |buf| match self.config.format {
             Format::Json => {
-                // Appended piece by piece (no `write!` machinery): one
-                // object per window and statistic is the plugin's main
-                // output cost.
-                buf.extend_from_slice(b"{\"stat\":");
-                append(buf, stat.name_json.as_bytes());
-                buf.extend_from_slice(b",\"window\":\"");
-                append(buf, window.as_bytes());
-                buf.extend_from_slice(b"\",\"window_start\":");
-                push_int(buf, start);
-                buf.extend_from_slice(b",\"window_end\":");
-                push_int(buf, end);
-                buf.extend_from_slice(b",\"value\":");
-                match value {
-                    Number::Float(x) => push_json_float(buf, x),
-                    Number::Int(n) => push_int(buf, n),
-                    Number::Missing => buf.extend_from_slice(b"null"),
-                }
-                buf.extend_from_slice(b",\"count\":");
-                push_int(buf, count);
-                buf.push(b'}');
+                output::json(buf, &stat.name_json, window, (start, end), value, count);
             }
             Format::Seed => {
                 let name = &stat.config.name;
@@ -365,54 +346,6 @@ impl WindowStats {
             }
             self.closed = closed;
         }
-    }
-}
-
-/// A statistic's value as printed.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Number {
-    Float(f64),
-    Int(u64),
-    Missing,
-}
-
-impl Number {
-    fn text(self) -> String {
-        match self {
-            Number::Float(x) => python_float(x),
-            Number::Int(n) => n.to_string(),
-            Number::Missing => "None".into(),
-        }
-    }
-}
-
-type Value = (Number, u64);
-
-fn value_of(func: Func, m: &Moments) -> Number {
-    match func {
-        Func::Mean => Number::Float(m.sum / m.n as f64),
-        Func::Min => Number::Float(m.min),
-        Func::Max => Number::Float(m.max),
-        Func::Sum => Number::Float(m.sum),
-        Func::Count => Number::Int(m.n),
-        Func::Stddev => m.stddev().map_or(Number::Missing, Number::Float),
-        Func::Gaps => Number::Missing,
-    }
-}
-
-fn label(kind: WindowKind, slide: Option<i64>) -> String {
-    let d = |ms: i64| {
-        if ms % 1000 == 0 {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    };
-    match (kind, slide) {
-        (WindowKind::Batch, _) => "batch".into(),
-        (WindowKind::SinceStart, _) => "since_start".into(),
-        (WindowKind::Size(s), Some(sl)) if sl != s => format!("{}/{}", d(s), d(sl)),
-        (WindowKind::Size(s), _) => d(s),
     }
 }
 
