@@ -35,6 +35,25 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// `0x01` in every byte of a word: with [`HIGHS`], the constants of the
+/// eight-bytes-per-step scans.
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+/// `0x80` in every byte of a word.
+pub(crate) const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// `c` in every byte of a word.
+#[inline(always)]
+pub(crate) const fn every(c: u8) -> u64 {
+    ONES * c as u64
+}
+
+/// The high bit set in each zero byte of `word`. The lowest set bit marks
+/// the first zero byte exactly; higher ones may be borrows from it.
+#[inline(always)]
+pub(crate) const fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
+}
+
 /// The index of the first `c` in `s`, like `iter().position`, but looking
 /// at eight bytes per step: in the sandbox each loop iteration carries a
 /// deadline check, so a byte-by-byte search pays one per byte.
@@ -45,15 +64,9 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
 /// ```
 #[inline(always)]
 pub fn find(s: &[u8], c: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let pattern = ONES * u64::from(c);
     let mut i = 0;
     while let Some(chunk) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
-        // A high bit for each zero byte of `w` (each `c`); the lowest is
-        // exact, higher ones may be borrows from it.
-        let hit = w.wrapping_sub(ONES) & !w & HIGHS;
+        let hit = zero_bytes(u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ every(c));
         if hit != 0 {
             return Some(i + (hit.trailing_zeros() / 8) as usize);
         }

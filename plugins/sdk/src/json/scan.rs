@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 
 use super::Scalar;
+use crate::bytes::{HIGHS, ONES, every, zero_bytes};
 
 /// Top-level field `name` of `json` when the object is simple enough to
 /// read here: `Some(None)` when it is absent, `None` when serde_json must
@@ -219,20 +220,13 @@ impl<'a> Scanner<'a> {
     }
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
 /// High bit set in each byte of `word` that ends or complicates a plain
 /// string: `"`, `\\`, a control character or a non-ASCII byte. The lowest
 /// set bit marks the first such byte exactly; higher ones may be spurious.
 #[inline]
 fn special(word: u64) -> u64 {
-    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    zero(word ^ (ONES * u64::from(b'"')))
-        | zero(word ^ (ONES * u64::from(b'\\')))
-        | below_space
-        | (word & HIGHS)
+    let below_space = word.wrapping_sub(every(0x20)) & !word & HIGHS;
+    zero_bytes(word ^ every(b'"')) | zero_bytes(word ^ every(b'\\')) | below_space | (word & HIGHS)
 }
 
 /// How many of the bytes of `word`, from the lowest, are ASCII digits.
