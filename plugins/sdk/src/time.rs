@@ -43,24 +43,17 @@ fn parse_offset(rest: &str) -> Option<i32> {
         b'-' => -1,
         _ => return None,
     };
-    let r = &rest[1..];
-    let num = |s: &str| -> Option<i32> {
-        if s.len() == 2 && s.bytes().all(|c| c.is_ascii_digit()) {
-            s.parse().ok()
-        } else {
-            None
-        }
-    };
+    let r = &rest.as_bytes()[1..];
     let (h, m) = match r.len() {
-        5 if r.as_bytes()[2] == b':' => (num(&r[0..2])?, num(&r[3..5])?),
-        4 => (num(&r[0..2])?, num(&r[2..4])?),
-        2 => (num(r)?, 0),
+        5 if r[2] == b':' => (digits::<2>(r, 0)?, digits::<2>(r, 3)?),
+        4 => (digits::<2>(r, 0)?, digits::<2>(r, 2)?),
+        2 => (digits::<2>(r, 0)?, 0),
         _ => return None,
     };
     if h > 23 || m > 59 {
         return None;
     }
-    Some(sign * (h * 60 + m))
+    Some(sign * (h * 60 + m) as i32)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
