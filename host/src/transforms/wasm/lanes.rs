@@ -3,18 +3,22 @@
 //! `p % instances == n`), calling their plugins as batches arrive, so the
 //! instances work on different cores.
 //!
-//! Only `process` runs out there. Everything else a task does (ticks,
-//! snapshots for checkpoints, flushes, swaps, releases) happens on the
-//! stage's own thread with every task *home*: [`Lanes::bring_home`] asks
-//! each thread for its tasks, which it gives back once the batches queued
-//! before the request are done. So the worker's logic for one thread is
-//! the logic for many, and a barrier the worker forwards follows every
-//! output the tasks made from the batches before it.
+//! Only `process` and `tick` run out there, in the order the worker queued
+//! them. Everything else a task does (snapshots for checkpoints, flushes,
+//! swaps, releases) happens on the stage's own thread with every task
+//! *home*: [`Lanes::bring_home`] asks each thread for its tasks, which it
+//! gives back once the batches queued before the request are done. So the
+//! worker's logic for one thread is the logic for many, and a barrier the
+//! worker forwards follows every output the tasks made from the batches
+//! before it. Ticks stay out on the threads because bringing the tasks
+//! home drains them: every thread waits for the slowest, which for a
+//! plugin taking milliseconds per batch (images) cost a third of the
+//! second instance's work at one tick per 100 ms.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 
 use super::task::{Shared, Task, TaskKey};
 use super::worker::Flow;
@@ -35,6 +39,9 @@ enum ToLane {
     Adopt(TaskKey, Box<Task>),
     /// A batch for one of its tasks.
     Batch(TaskKey, Batch),
+    /// Tick every task it holds (the plugin's `tick`), after the batches
+    /// before it.
+    Tick(i64),
     /// Give every task back.
     Return,
 }
@@ -59,6 +66,40 @@ pub(super) struct Lanes {
     /// Set when the worker ends: batches still queued are not processed
     /// but failed, so the source does not take them as delivered.
     abandoned: Arc<AtomicBool>,
+    /// Set by a thread that stopped calling its tasks (downstream gone, or
+    /// an instance that could not be re-created): bringing the tasks home
+    /// tells the worker which.
+    stopped: Arc<AtomicBool>,
+    /// The tasks out on the threads with their memory and state size, as
+    /// the threads last saw them (at hand-out and after each tick), for
+    /// the stage's status.
+    figures: Arc<Mutex<BTreeMap<TaskKey, Figures>>>,
+}
+
+/// A task's memory and state size, for the status.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Figures {
+    /// Linear memory of its instance.
+    pub memory_bytes: u64,
+    /// Size of its last snapshot.
+    pub state_bytes: u64,
+}
+
+impl Figures {
+    /// The figures of `task` now.
+    pub fn of(task: &Task) -> Figures {
+        Figures {
+            memory_bytes: task.memory_bytes(),
+            state_bytes: task.state_bytes() as u64,
+        }
+    }
+}
+
+/// What a thread shares with the worker besides its messages.
+struct Signals {
+    abandoned: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+    figures: Arc<Mutex<BTreeMap<TaskKey, Figures>>>,
 }
 
 impl Drop for Lanes {
@@ -72,16 +113,22 @@ impl Lanes {
     pub fn start(count: u32, stage: &str) -> Result<Lanes, BoxError> {
         let mut lanes = Vec::with_capacity(count as usize);
         let abandoned = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let figures = Arc::new(Mutex::new(BTreeMap::new()));
         for n in 0..count {
             let (to, inbox) = sync_channel(QUEUE);
             let (reply, from) = sync_channel(1);
             let span = tracing::Span::current();
-            let gone = Arc::clone(&abandoned);
+            let signals = Signals {
+                abandoned: Arc::clone(&abandoned),
+                stopped: Arc::clone(&stopped),
+                figures: Arc::clone(&figures),
+            };
             std::thread::Builder::new()
                 .name(format!("wasm-{stage}-{n}"))
                 .spawn(move || {
                     let _entered = span.enter();
-                    run(&inbox, &reply, &gone);
+                    run(&inbox, &reply, &signals);
                 })
                 .map_err(|e| format!("cannot start plugin thread {n}: {e}"))?;
             lanes.push(Lane { to, from });
@@ -90,6 +137,8 @@ impl Lanes {
             lanes,
             away: BTreeSet::new(),
             abandoned,
+            stopped,
+            figures,
         })
     }
 
@@ -116,10 +165,13 @@ impl Lanes {
         }
         let mut per_lane: Vec<Vec<(TaskKey, Task)>> =
             (0..self.lanes.len()).map(|_| Vec::new()).collect();
+        let mut figures = self.figures.lock().expect("figures lock");
         for (key, task) in std::mem::take(tasks) {
             self.away.insert(key);
+            figures.insert(key, Figures::of(&task));
             per_lane[key.thread(self.count()) as usize].push((key, task));
         }
+        drop(figures);
         for (n, given) in per_lane.into_iter().enumerate() {
             self.lanes[n]
                 .to
@@ -142,12 +194,38 @@ impl Lanes {
     /// Gives a new task to its thread (the tasks are out).
     pub fn adopt(&mut self, key: TaskKey, task: Task) -> Result<(), BoxError> {
         self.away.insert(key);
+        self.figures
+            .lock()
+            .expect("figures lock")
+            .insert(key, Figures::of(&task));
         self.send(key, ToLane::Adopt(key, Box::new(task)))
     }
 
     /// Queues a batch for the task of `key` (the tasks are out).
     pub fn process(&self, key: TaskKey, batch: Batch) -> Result<(), BoxError> {
         self.send(key, ToLane::Batch(key, batch))
+    }
+
+    /// Queues a tick for every task out on the threads, after the batches
+    /// queued before it (the tasks are out).
+    pub fn tick(&self, now: i64) -> Result<(), BoxError> {
+        for (n, lane) in self.lanes.iter().enumerate() {
+            lane.to
+                .send(ToLane::Tick(now))
+                .map_err(|_| format!("plugin thread {n} stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a thread stopped calling its tasks: [`Lanes::bring_home`]
+    /// says why.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// The figures of the tasks out on the threads.
+    pub fn figures(&self) -> BTreeMap<TaskKey, Figures> {
+        self.figures.lock().expect("figures lock").clone()
     }
 
     /// Waits for every thread to finish what it was given and takes its
@@ -176,15 +254,25 @@ impl Lanes {
                 _ => {}
             }
         }
+        // Every thread has replied: none touches the figures until the
+        // next hand-out.
+        self.figures.lock().expect("figures lock").clear();
+        self.stopped.store(false, Ordering::Release);
         flow
     }
 }
 
-/// One thread: runs its tasks' batches until the worker goes away.
-fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, abandoned: &AtomicBool) {
+/// One thread: runs its tasks' batches and ticks until the worker goes
+/// away.
+fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, signals: &Signals) {
     let mut tasks: BTreeMap<TaskKey, Task> = BTreeMap::new();
     let mut shared: Option<Arc<Shared>> = None;
     let mut ended: Option<Result<Flow, BoxError>> = None;
+    // Records why the thread stops calling its tasks, and tells the worker.
+    let end = |ended: &mut Option<Result<Flow, BoxError>>, why: Result<Flow, BoxError>| {
+        *ended = Some(why);
+        signals.stopped.store(true, Ordering::Release);
+    };
     while let Ok(msg) = inbox.recv() {
         match msg {
             ToLane::Take(given, with) => {
@@ -195,7 +283,7 @@ fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, abandoned: &Atomi
                 tasks.insert(key, *task);
             }
             ToLane::Batch(key, batch) => {
-                let gone = abandoned.load(Ordering::Acquire);
+                let gone = signals.abandoned.load(Ordering::Acquire);
                 let (Some(with), Some(task), None, false) =
                     (&shared, tasks.get_mut(&key), &ended, gone)
                 else {
@@ -205,13 +293,35 @@ fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, abandoned: &Atomi
                         continue;
                     }
                     if ended.is_none() {
-                        ended = Some(Err(format!("no task for {key:?} on its thread").into()));
+                        let why = Err(format!("no task for {key:?} on its thread").into());
+                        end(&mut ended, why);
                     }
                     continue;
                 };
                 match task.process(with, batch) {
                     Ok(Flow::Continue) => {}
-                    other => ended = Some(other),
+                    other => end(&mut ended, other),
+                }
+            }
+            ToLane::Tick(now) => {
+                let (Some(with), None) = (&shared, &ended) else {
+                    continue;
+                };
+                if signals.abandoned.load(Ordering::Acquire) {
+                    continue;
+                }
+                for task in tasks.values_mut() {
+                    match task.tick(with, now) {
+                        Ok(Flow::Continue) => {}
+                        other => {
+                            end(&mut ended, other);
+                            break;
+                        }
+                    }
+                }
+                let mut figures = signals.figures.lock().expect("figures lock");
+                for (key, task) in &tasks {
+                    figures.insert(*key, Figures::of(task));
                 }
             }
             ToLane::Return => {

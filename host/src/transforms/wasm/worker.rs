@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::WasmConfig;
 use super::lane_state::{lane_tasks, router_of};
-use super::lanes::Lanes;
+use super::lanes::{Figures, Lanes};
 use super::route::{Router, Spread};
 use super::swap::{Swap, carry_state};
 use super::task::{Shared, Task, TaskKey, partition_of};
@@ -344,6 +344,17 @@ impl Worker {
     }
 
     fn on_tick(&mut self, now: i64) -> Result<Flow, BoxError> {
+        // Tasks out on the instances' threads tick there, after the batches
+        // queued before; unless a thread stopped, when bringing them home
+        // says why.
+        if let Some(lanes) = &self.lanes
+            && lanes.any_away()
+            && !lanes.stopped()
+        {
+            lanes.tick(now)?;
+            self.publish();
+            return Ok(Flow::Continue);
+        }
         if self.home()? == Flow::Stop {
             return Ok(Flow::Stop);
         }
@@ -481,18 +492,22 @@ impl Worker {
 
     /// Tells the stage's counters which tasks run and their state sizes.
     fn publish(&self) {
+        let mut figures: BTreeMap<TaskKey, Figures> = match &self.lanes {
+            Some(lanes) if lanes.any_away() => lanes.figures(),
+            _ => BTreeMap::new(),
+        };
+        figures.extend(self.tasks.iter().map(|(k, t)| (*k, Figures::of(t))));
         let mut memory = 0;
-        let tasks = self
-            .tasks
+        let tasks = figures
             .iter()
-            .map(|(k, t)| {
-                memory += t.memory_bytes();
+            .map(|(k, f)| {
+                memory += f.memory_bytes;
                 let id = match k {
                     TaskKey::Partition(p) => *p,
                     // Not a partition: negative.
                     TaskKey::Lane(n) => -1 - *n as i32,
                 };
-                (id, t.state_bytes() as u64)
+                (id, f.state_bytes)
             })
             .collect();
         *self.shared.metrics.tasks.lock().expect("tasks lock") = tasks;
