@@ -226,27 +226,38 @@ impl<A: Default> Windows<A> {
                 watermark: self.watermark,
             });
         }
-        let mut add_to = |start: i64| {
-            let slot = self.open.entry(start, || Slot {
-                acc: A::default(),
-                first_seq: seq,
-            });
-            slot.first_seq = slot.first_seq.min(seq);
-            update(&mut slot.acc);
-        };
         if first_start == last_start {
             // One window (always so when tumbling): no loop, so no deadline
             // check per event in the sandbox.
-            add_to(first_start);
+            self.add_at(first_start, seq, &mut update);
         } else {
-            let mut start = first_start;
-            while start <= last_start {
-                add_to(start);
-                start += slide;
-            }
+            self.add_each(first_start, last_start, seq, &mut update);
         }
         self.advance(ts.saturating_sub(lateness));
         Ok(())
+    }
+
+    /// Updates every window from `first` to `last` start (sliding windows),
+    /// out of line so that the one-window path stays short.
+    #[inline(never)]
+    fn add_each(&mut self, first: i64, last: i64, seq: u64, update: &mut impl FnMut(&mut A)) {
+        let mut start = first;
+        while start <= last {
+            self.add_at(start, seq, update);
+            start += self.spec.slide_ms;
+        }
+    }
+
+    /// Updates the window starting at `start` (opening it for event `seq`).
+    /// Inlined: in the sandbox each function entry is a deadline check.
+    #[inline(always)]
+    fn add_at(&mut self, start: i64, seq: u64, update: &mut impl FnMut(&mut A)) {
+        let slot = self.open.entry(start, || Slot {
+            acc: A::default(),
+            first_seq: seq,
+        });
+        slot.first_seq = slot.first_seq.min(seq);
+        update(&mut slot.acc);
     }
 
     /// Moves the watermark forward to `watermark` (never backwards) and closes
