@@ -19,6 +19,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -94,21 +95,29 @@ def high_water_kib(pid: int) -> int:
 def measure(cmd, cwd, log=None):
     """Wall seconds and peak RSS (MiB) of `cmd` and every process it starts
     (Spark's JVM is a grandchild of its Python driver). Each process's own
-    peak (VmHWM) is read every 250 ms, rarely because walking /proc takes
-    CPU from the measured job, and the peaks are summed: an upper bound of
-    the tree's peak, exact for a single process. wait4's peak of `cmd`
-    itself covers a process that ends between two looks."""
+    peak (VmHWM) is read every 250 ms by a second thread, rarely because
+    walking /proc takes CPU from the measured job, and the peaks are
+    summed: an upper bound of the tree's peak, exact for a single process.
+    wait4's peak of `cmd` itself covers a process that ends between two
+    looks. The wall time comes from the blocking wait4, so it is not
+    rounded up to the next look (it was, before 2026-12-04: to steps of
+    about 0.25 s)."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=log)
     peaks = {}
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        for p in tree(proc.pid):
-            peaks[p] = max(peaks.get(p, 0), high_water_kib(p))
-        time.sleep(0.25)
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.25):
+            for p in tree(proc.pid):
+                peaks[p] = max(peaks.get(p, 0), high_water_kib(p))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    done.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{cmd[0]} failed ({proc.returncode}); see {log.name if log else 'above'}")
