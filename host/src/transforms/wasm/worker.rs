@@ -20,14 +20,13 @@ use super::WasmConfig;
 use super::lane_state::{lane_tasks, router_of};
 use super::lanes::{Figures, Lanes};
 use super::route::{Router, Spread};
-use super::swap::{Swap, carry_state};
+use super::swap::{Prepared, Swap, swap_instances};
 use super::task::{Shared, Task, TaskKey, partition_of};
 use crate::event::{Acks, Batch, Event, Marker};
 use crate::stage::{
     BoxError, Handover, Input, Item, SavedStage, StageTask, TransformContext, Update, Updated,
 };
 use crate::util::now_ms;
-use crate::wasm::Instance;
 
 /// Instantiates the plugin of `config` (restoring checkpointed state) and
 /// returns the task that runs it on a thread of its own.
@@ -520,57 +519,22 @@ impl Worker {
     /// back to the reload.
     fn swap(&mut self, swap: Swap) -> Result<Updated, String> {
         let started = Instant::now();
-        if swap.config.instance_count() != self.instances {
-            return Err(format!(
-                "`instances` cannot change while the stage runs (from {} to {}): each instance holds the state of its own keys; restart weir to change it",
-                self.instances,
-                swap.config.instance_count()
-            ));
-        }
-        let routing = router_of(&swap.config).as_ref().map(Router::describe);
-        if routing != self.routing {
-            return Err(
-                "`route` and `key_field` cannot change while the stage runs: each instance holds the state of the keys routed to it; restart weir to change them"
-                    .to_owned(),
-            );
-        }
-        let Swap {
+        let routing = self.routing.as_deref();
+        let prepared = swap_instances(
+            &self.shared.name,
+            &mut self.tasks,
+            self.instances,
+            routing,
+            swap,
+        )?;
+        let Prepared {
             config,
             plugin,
-            instance,
-        } = swap;
-        let mut first = Some(instance);
-        let mut prepared = Vec::with_capacity(self.tasks.len());
-        let mut state_bytes = 0;
-        let mut resets = 0;
-        for (key, task) in self.tasks.iter_mut() {
-            let instance = match first.take() {
-                Some(i) => i,
-                None => Instance::new(
-                    &plugin,
-                    &self.shared.name,
-                    &config.config_json(),
-                    config.limits(),
-                )
-                .map_err(|e| format!("cannot instantiate the new plugin: {e}"))?,
-            };
-            let mut one = Swap {
-                config: config.clone(),
-                plugin: plugin.clone(),
-                instance,
-            };
-            let carried = carry_state(&self.shared.name, task.instance_mut(), &mut one).map_err(
-                |e| match key {
-                    TaskKey::Partition(p) => format!("task of partition {p}: {e}"),
-                    TaskKey::Lane(n) if self.instances > 1 => format!("instance {n}: {e}"),
-                    TaskKey::Lane(_) => e,
-                },
-            )?;
-            state_bytes += carried.state_bytes;
-            resets += usize::from(carried.reset.is_some());
-            prepared.push((*key, one.instance, carried.snapshot));
-        }
-        for (key, instance, snapshot) in prepared {
+            instances,
+            state_bytes,
+            resets,
+        } = prepared;
+        for (key, instance, snapshot) in instances {
             if let Some(task) = self.tasks.get_mut(&key) {
                 task.replace(instance, snapshot);
             }
