@@ -476,6 +476,12 @@ impl MockCluster {
         MockCluster(mock)
     }
 
+    /// Adds the topic `topic` of `partitions` partitions (the mock does
+    /// not serve CreateTopics).
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        self.0.create_topic(topic, partitions, 1).unwrap();
+    }
+
     /// The bootstrap address.
     pub fn bootstrap(&self) -> String {
         self.0.bootstrap_servers()

@@ -242,6 +242,12 @@ pub fn ensure_topic(
         brokers: brokers.describe(),
         reason,
     };
+    // A topic that exists is left alone: asking to create it anyway needs
+    // the cluster's permission to create topics, which a user who was
+    // given the topic may not have.
+    if partition_count(config, topic, timeout)?.is_some() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(KafkaSetupError::Settings)?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
