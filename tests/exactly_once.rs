@@ -331,6 +331,46 @@ fn a_second_process_with_the_same_instance_elsewhere_fences_the_first() {
     assert!(got == expected(400_000), "the survivor's output is exact");
 }
 
+/// A fence at the first checkpoint (injected: librdkafka's mock cluster
+/// answers the first AddPartitionsToTxn, the changelog's, with
+/// PRODUCER_FENCED) stops weir for good, naming the rival: `weir run`
+/// starts a pipeline again after an aborted transaction, but one started
+/// after a fence would fence the rival back. The race of the test above,
+/// a sink meeting the fence just before a checkpoint's state write, is
+/// pinned down in `kafka::exactly_once::tests`.
+#[test]
+fn a_fence_at_a_checkpoint_stops_weir_for_good_naming_the_rival() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let mock = MockCluster::with_topic(1, "eos-mockfence-in", 1);
+    for topic in ["state", "out", "dlq"] {
+        mock.create_topic(&format!("eos-mockfence-{topic}"), 1);
+    }
+    let bootstrap = mock.bootstrap();
+    produce_records(&bootstrap, "eos-mockfence-in", &input(2_000));
+    // One window for the whole input, and no end: only a failure ends it.
+    let file = pipeline(&bootstrap, "eos-mockfence")
+        .replace(r#"window = "1s""#, r#"window = "1d""#)
+        .replace("exit_at_end = true", "exit_at_end = false");
+    mock.request_errors(
+        RDKafkaApiKey::AddPartitionsToTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+    );
+    let p = Pipeline::new(&file);
+    let mut run = Background::start(p.dir(), p.file(), &[]);
+    let status = run.exit_status(Duration::from_secs(60));
+    let log = run.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(r#"Failed to add partition "eos-mockfence-state""#),
+        "the fence did not meet the checkpoint:\n{log}"
+    );
+    assert!(
+        log.contains("weir-p-eos-mockfence") && log.contains("another process took it over"),
+        "{log}"
+    );
+    assert!(!log.contains("starting it again"), "{log}");
+}
+
 #[test]
 fn pipelines_that_cannot_be_exactly_once_are_refused_naming_the_stage() {
     let p = Pipeline::new(

@@ -46,6 +46,8 @@ use calls::{TxnError, retry_bounded, retry_until};
 
 mod calls;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 /// How long one transactional call may wait before it is tried again; a
 /// broker that is down for longer is waited for until [`OUTAGE`].
@@ -521,6 +523,21 @@ impl CheckpointStore for ExactlyOnce {
                     .producer
                     .abort_transaction(self.settings.transaction_timeout);
                 self.stats.aborted();
+                if self.producer.client().fatal_error().is_some() {
+                    // The producer itself failed under the transaction: a
+                    // fence (another process took the transactional id
+                    // over) reaches a state write or the flush as a failed
+                    // send first. Nothing can be aborted, and whether a
+                    // restart may resume is for `explain` to say: not
+                    // when a rival holds the id.
+                    let failure = match &aborted {
+                        Err(e) => format!("{reason}; the abort failed: {e}"),
+                        Ok(()) => reason,
+                    };
+                    let reason = self.explain(&failure);
+                    self.fail(&reason);
+                    return Err(CheckpointError::Fatal(reason));
+                }
                 let reason = format!(
                     "transaction of checkpoint {} aborted ({reason}){}; {RESUME_HINT}",
                     saved.id,
