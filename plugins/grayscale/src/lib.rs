@@ -124,12 +124,40 @@ pub enum Pixels {
     Rgb(Vec<u8>),
     /// Four bytes per pixel, R G B A (alpha is ignored).
     Rgba(Vec<u8>),
+    /// Three bytes per pixel, Y Cb Cr as a colour JPEG holds them (after
+    /// upsampling): [`ycbcr_to_gray`] makes gray of them in one pass,
+    /// without an RGB image between.
+    YCbCr(Vec<u8>),
 }
 
 /// OpenCV's 8-bit BGR→GRAY conversion of one pixel.
 #[inline]
 pub fn gray(r: u8, g: u8, b: u8) -> u8 {
     ((3735 * b as u32 + 19235 * g as u32 + 9798 * r as u32 + 16384) >> 15) as u8
+}
+
+/// The gray of a JPEG pixel: converted to RGB as zune-jpeg converts it
+/// (14-bit fixed point, clamped), then [`gray`].
+#[inline]
+pub fn ycbcr_gray(y: u8, cb: u8, cr: u8) -> u8 {
+    let (cb, cr) = (i32::from(cb) - 128, i32::from(cr) - 128);
+    let y = i32::from(y) * 16384 + 8191;
+    let channel = |v: i32| (v >> 14).clamp(0, 255) as u8;
+    gray(
+        channel(y + 22970 * cr),
+        channel(y - 11700 * cr - 5638 * cb),
+        channel(y + 29032 * cb),
+    )
+}
+
+/// Converts interleaved Y Cb Cr pixels to gray: the same bytes as
+/// decoding to RGB and [`to_gray`], in one pass that is vector code on
+/// every target (zune-jpeg's own conversion to RGB is scalar outside x86
+/// and ARM).
+pub fn ycbcr_to_gray(pixels: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(pixels.len() / 3);
+    out.extend(pixels.chunks_exact(3).map(|p| ycbcr_gray(p[0], p[1], p[2])));
 }
 
 /// Converts interleaved pixels of `channels` bytes (RGB first) to gray.
@@ -155,7 +183,7 @@ fn check_size(width: usize, height: usize, max_pixels: u64) -> Result<(), String
     Ok(())
 }
 
-/// Decodes a JPEG or PNG file.
+/// Decodes a JPEG or PNG file (a colour JPEG to [`Pixels::YCbCr`]).
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Image, String> {
     decode_reusing(bytes, max_pixels, Vec::new())
 }
@@ -276,9 +304,15 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, Str
     probe.decode_headers().map_err(reason)?;
     let (w, h) = probe.dimensions().ok_or("JPEG without dimensions")?;
     check_size(w, h, max_pixels)?;
-    let gray_input = matches!(probe.input_colorspace(), Some(ColorSpace::Luma));
+    let input = probe.input_colorspace();
+    let gray_input = matches!(input, Some(ColorSpace::Luma));
+    // Colour JPEGs are YCbCr almost always: taken as they are, and made
+    // gray in one pass. Others (Adobe RGB, CMYK, YCCK) go through RGB.
+    let ycbcr_input = matches!(input, Some(ColorSpace::YCbCr));
     let out = if gray_input {
         ColorSpace::Luma
+    } else if ycbcr_input {
+        ColorSpace::YCbCr
     } else {
         ColorSpace::RGB
     };
@@ -301,6 +335,8 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64, buf: Vec<u8>) -> Result<Image, Str
         height: h as u32,
         pixels: if gray_input {
             Pixels::Gray(pixels)
+        } else if ycbcr_input {
+            Pixels::YCbCr(pixels)
         } else {
             Pixels::Rgb(pixels)
         },
@@ -425,6 +461,10 @@ impl Converter {
                 to_gray(p, 4, &mut self.gray);
                 &self.gray
             }
+            Pixels::YCbCr(p) => {
+                ycbcr_to_gray(p, &mut self.gray);
+                &self.gray
+            }
         };
         let (output, quality, compression) = (self.output, self.quality, self.compression);
         let written = encode_with(
@@ -438,7 +478,7 @@ impl Converter {
         );
         // The pixel buffer serves the next image.
         self.decoded = match img.pixels {
-            Pixels::Gray(p) | Pixels::Rgb(p) | Pixels::Rgba(p) => p,
+            Pixels::Gray(p) | Pixels::Rgb(p) | Pixels::Rgba(p) | Pixels::YCbCr(p) => p,
         };
         written.map(|()| (img.width, img.height))
     }
@@ -614,5 +654,39 @@ mod tests {
         let (w, h) = p.convert(&out, &mut Vec::new()).unwrap();
         assert_eq!((w, h), (2, 2));
         assert!(Grayscale::new(r#"{"quality":0}"#).is_err());
+    }
+
+    /// Gray in one pass from Y Cb Cr is byte for byte the gray of
+    /// zune-jpeg's RGB decoding, on every colour sample JPEG.
+    #[test]
+    fn jpeg_gray_in_one_pass_equals_the_gray_of_the_rgb_decoding() {
+        use zune_core::bytestream::ZCursor;
+        use zune_core::colorspace::ColorSpace;
+        use zune_core::options::DecoderOptions;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/images");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let Ok(img) = decode(&bytes, u64::MAX) else {
+                continue;
+            };
+            let Pixels::YCbCr(ycc) = &img.pixels else {
+                continue;
+            };
+            let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+            let rgb = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(&bytes[..]), options)
+                .decode()
+                .unwrap();
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            to_gray(&rgb, 3, &mut want);
+            ycbcr_to_gray(ycc, &mut got);
+            assert!(got == want, "{} differs", path.display());
+            checked += 1;
+        }
+        assert!(
+            checked >= 5,
+            "only {checked} colour JPEGs among the samples"
+        );
     }
 }
