@@ -12,8 +12,13 @@ use super::*;
 use crate::kafka::delivery::{Delivery, FirstFailure};
 
 /// Takes over a transactional id on a one-broker mock cluster holding the
-/// changelog `state` and the output `out`.
-fn started(mock: &MockCluster<'static, DefaultProducerContext>, id: &str) -> Arc<ExactlyOnce> {
+/// changelog `state` and the output `out`; then the next request of `api`
+/// fails with `error`.
+fn started(
+    mock: &MockCluster<'static, DefaultProducerContext>,
+    id: &str,
+    (api, error): (RDKafkaApiKey, RDKafkaRespErr),
+) -> Arc<ExactlyOnce> {
     for topic in ["state", "out"] {
         mock.create_topic(topic, 1, 1).unwrap();
     }
@@ -25,7 +30,9 @@ fn started(mock: &MockCluster<'static, DefaultProducerContext>, id: &str) -> Arc
         input_partitions: 1,
         transaction_timeout: Duration::from_secs(10),
     };
-    ExactlyOnce::start(settings, Arc::default()).unwrap()
+    let txn = ExactlyOnce::start(settings, Arc::default()).unwrap();
+    mock.request_errors(api, &[error]);
+    txn
 }
 
 /// A checkpoint holding one stage's state.
@@ -47,10 +54,13 @@ fn checkpoint(id: u64) -> Saved {
 #[test]
 fn a_fence_a_sink_met_first_fails_the_checkpoint_naming_the_rival_without_a_restart() {
     let mock = MockCluster::new(1).unwrap();
-    let txn = started(&mock, "weir-unit-fence");
-    mock.request_errors(
-        RDKafkaApiKey::AddPartitionsToTxn,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+    let txn = started(
+        &mock,
+        "weir-unit-fence",
+        (
+            RDKafkaApiKey::AddPartitionsToTxn,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+        ),
     );
     let failure = Arc::new(FirstFailure::default());
     txn.producer()
@@ -88,10 +98,13 @@ fn a_fence_a_sink_met_first_fails_the_checkpoint_naming_the_rival_without_a_rest
 #[test]
 fn an_abortable_failure_of_a_healthy_producer_still_resumes() {
     let mock = MockCluster::new(1).unwrap();
-    let txn = started(&mock, "weir-unit-abort");
-    mock.request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    let txn = started(
+        &mock,
+        "weir-unit-abort",
+        (
+            RDKafkaApiKey::Produce,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+        ),
     );
     let err = txn.save(&checkpoint(1)).unwrap_err().to_string();
     assert!(txn.producer().client().fatal_error().is_none(), "{err}");
