@@ -244,8 +244,9 @@ pub fn ensure_topic(
     };
     // A topic that exists is left alone: asking to create it anyway needs
     // the cluster's permission to create topics, which a user who was
-    // given the topic may not have.
-    if partition_count(config, topic, timeout)?.is_some() {
+    // given the topic may not have. A look-up that fails is no answer: the
+    // creation below then reports what is wrong, naming the topic.
+    if let Ok(Some(_)) = partition_count(config, topic, timeout) {
         return Ok(());
     }
     let admin: AdminClient<DefaultClientContext> =

@@ -5,7 +5,10 @@
 //! RGBA or palette), converts colour pixels with OpenCV's 8-bit BGR→GRAY
 //! arithmetic, `Y = (3735*B + 19235*G + 9798*R + 16384) >> 15` (bit-exact;
 //! alpha ignored; gray input passes through unchanged), and encodes the
-//! result as PNG (default, lossless) or JPEG.
+//! result as PNG (default, lossless) or JPEG. Colour JPEGs are made gray
+//! straight from the decoder's Y Cb Cr with the decoder's RGB arithmetic
+//! ([`ycbcr_to_gray`]): the same bytes as through an RGB image, in one
+//! pass.
 //!
 //! Config: `output = "png" | "jpeg" | "raw"`, `quality` (JPEG, 1-100,
 //! default 90), `compression = "fast" | "fastest" | "best"` (PNG),
