@@ -161,8 +161,10 @@ impl DeadLetters {
             Some(tx) => {
                 let mut batch = Batch::with_acks(events, acks);
                 batch.from = self.index;
-                if tx.send(batch).await.is_err() {
-                    tracing::error!("dead-letter sink has stopped; records lost");
+                if let Err(refused) = tx.send(batch).await {
+                    // Not delivered: their sources must not commit them.
+                    refused.0.acks.fail();
+                    tracing::error!("dead-letter sink has stopped; records not delivered");
                 }
             }
             None => self.log_dropped(&events),

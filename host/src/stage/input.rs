@@ -107,6 +107,23 @@ impl Inbox {
     }
 }
 
+impl Drop for Inbox {
+    /// Batches still queued when the inbox goes (its stage ended or failed
+    /// without handing it on) never reached the stage: their records were
+    /// not delivered, so their sources must not commit them. Closing first
+    /// makes later sends fail, which [`super::Output::send`] reports the
+    /// same way.
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(batch) = self.rx.try_recv() {
+            batch.acks.fail();
+        }
+        for batch in self.backlog.iter().chain(&self.ready) {
+            batch.acks.fail();
+        }
+    }
+}
+
 enum State {
     /// Waiting for the instance this one replaces to hand over.
     Pending(oneshot::Receiver<Inbox>),
@@ -292,6 +309,52 @@ mod tests {
             Some(Item::Batch(b)) => String::from_utf8(b.events[0].value.to_vec()).unwrap(),
             other => panic!("expected data, got {other:?}"),
         }
+    }
+
+    /// Where a test's acknowledgements resolve: (id, delivered).
+    #[derive(Default)]
+    struct Resolved(std::sync::Mutex<Vec<(u64, bool)>>);
+
+    impl crate::event::AckTarget for Resolved {
+        fn resolved(&self, id: u64, delivered: bool) {
+            self.0.lock().unwrap().push((id, delivered));
+        }
+    }
+
+    fn acked(id: u64, to: &Arc<Resolved>) -> Batch {
+        let ack = crate::event::Ack::new(id, to.clone());
+        Batch::with_acks(vec![Event::new("r", 0)], crate::event::Acks::one(ack))
+    }
+
+    /// A stage that fails with batches queued (a sink failing at start)
+    /// leaves their records undelivered, and so does every batch sent to
+    /// it afterwards; a batch it took and finished with is delivered.
+    /// Dropped unseen, they used to count as delivered, and a Kafka source
+    /// committed records no sink had written.
+    #[tokio::test]
+    async fn batches_a_gone_stage_never_took_are_not_delivered() {
+        let resolved = Arc::new(Resolved::default());
+        let (tx, rx) = mpsc::channel(16);
+        let mut input = Input::from_channel(rx, 1);
+        let output = super::super::Output::new(
+            vec![super::super::Route {
+                to: "sink".into(),
+                tx: tx.clone(),
+            }],
+            Default::default(),
+            Default::default(),
+            0,
+            None,
+        );
+        output.send(acked(1, &resolved)).await.unwrap();
+        output.send(acked(2, &resolved)).await.unwrap();
+        let taken = input.recv().await;
+        drop(taken);
+        drop(input);
+        assert!(output.send(acked(3, &resolved)).await.is_err());
+        let mut got = resolved.0.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, vec![(1, true), (2, false), (3, false)]);
     }
 
     #[tokio::test]

@@ -89,11 +89,20 @@ impl Output {
         let Some((last, rest)) = routes.split_last() else {
             return Ok(());
         };
+        // A consumer that has gone did not take the records: they are not
+        // delivered, whoever else took them, and their sources must not
+        // commit them (a dropped batch would otherwise count as delivered).
         let mut delivered = false;
         for r in rest {
-            delivered |= r.tx.send(batch.clone()).await.is_ok();
+            match r.tx.send(batch.clone()).await {
+                Ok(()) => delivered = true,
+                Err(refused) => refused.0.acks.fail(),
+            }
         }
-        delivered |= last.tx.send(batch).await.is_ok();
+        match last.tx.send(batch).await {
+            Ok(()) => delivered = true,
+            Err(refused) => refused.0.acks.fail(),
+        }
         if delivered { Ok(()) } else { Err(Closed) }
     }
 
