@@ -15,6 +15,10 @@ pub enum Format {
     Seed,
 }
 
+mod int;
+
+pub use int::Int;
+
 /// Appends the decimal text of `n`.
 ///
 /// ```
@@ -23,8 +27,9 @@ pub enum Format {
 /// assert_eq!(buf, b"n=-1700000000123");
 /// ```
 #[inline]
-pub fn push_int<I: itoa::Integer>(buf: &mut Vec<u8>, n: I) {
-    crate::bytes::append(buf, itoa::Buffer::new().format(n).as_bytes());
+pub fn push_int<I: Int>(buf: &mut Vec<u8>, n: I) {
+    let (negative, magnitude) = n.sign_and_magnitude();
+    int::push(buf, negative, magnitude);
 }
 
 /// Appends `x` as serde_json writes it: the shortest digits that read back
