@@ -22,15 +22,30 @@ pub struct Moments {
     pub max: f64,
 }
 
+/// The smaller of two samples. Samples are never NaN (rows with a field
+/// that is not a finite number are refused), so a comparison does what
+/// `f64::min` does; in 32-bit WebAssembly `f64::min` is a call to `fmin`,
+/// because the `f64.min` instruction treats NaN differently.
+#[inline(always)]
+fn lower(a: f64, b: f64) -> f64 {
+    if b < a { b } else { a }
+}
+
+/// The larger of two samples; see [`lower`].
+#[inline(always)]
+fn higher(a: f64, b: f64) -> f64 {
+    if b > a { b } else { a }
+}
+
 impl Moments {
-    /// Adds a sample.
+    /// Adds a sample (a finite number).
     pub fn push(&mut self, x: f64) {
         if self.n == 0 {
             self.min = x;
             self.max = x;
         } else {
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
+            self.min = lower(self.min, x);
+            self.max = higher(self.max, x);
         }
         self.n += 1;
         self.sum += x;
@@ -59,8 +74,8 @@ impl Merge for Moments {
         self.m2 += other.m2 + delta * delta * (self.n as f64) * (other.n as f64) / n as f64;
         self.mean = self.sum_mean(&other, n);
         self.sum += other.sum;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
+        self.min = lower(self.min, other.min);
+        self.max = higher(self.max, other.max);
         self.n = n;
     }
 }
@@ -169,6 +184,7 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
         assert!((all.mean - mean).abs() < 1e-12);
         assert!((all.stddev().unwrap() - var.sqrt()).abs() < 1e-12);
+        assert_eq!((all.min, all.max), (23.05, 23.18));
         let (mut a, mut b) = (Moments::default(), Moments::default());
         xs[..3].iter().for_each(|x| a.push(*x));
         xs[3..].iter().for_each(|x| b.push(*x));
