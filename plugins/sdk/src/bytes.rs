@@ -76,7 +76,7 @@ pub fn find(s: &[u8], c: u8) -> Option<usize> {
 }
 
 /// Appends `s` to `buf` like `extend_from_slice`, but copies strings of up
-/// to 32 bytes with two overlapping fixed-size moves instead of a
+/// to 64 bytes with two overlapping fixed-size moves instead of a
 /// `memory.copy` (in WebAssembly, a call into the host per copy: output
 /// built piece by piece made hundreds of them per batch).
 ///
@@ -105,7 +105,7 @@ pub fn append(buf: &mut Vec<u8>, s: &[u8]) {
         }
     }
     let n = s.len();
-    if n > 32 {
+    if n > 64 {
         buf.extend_from_slice(s);
         return;
     }
@@ -121,7 +121,8 @@ pub fn append(buf: &mut Vec<u8>, s: &[u8]) {
             2..4 => ends::<2>(s, dst),
             4..8 => ends::<4>(s, dst),
             8..16 => ends::<8>(s, dst),
-            _ => ends::<16>(s, dst),
+            16..=32 => ends::<16>(s, dst),
+            _ => ends::<32>(s, dst),
         }
         buf.set_len(len + n);
     }
