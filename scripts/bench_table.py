@@ -34,12 +34,19 @@ def main():
     ws = blocks((d / "window_stats.txt").read_text())
     gs = blocks((d / "grayscale.txt").read_text())
     spark = json.loads((d / "spark-result.json").read_text())
-    e2e = find(gc, "end to end")
-    rows = [
-        ("end to end, replay -> gender-count -> file, events/s",
-         f"{e2e['throughput']:,.0f}", ">= 6,000,000", e2e["throughput"] >= 6e6),
-        ("the same, peak RSS", f"{e2e['peak RSS']:.1f} MiB", "<= 64 MiB", e2e["peak RSS"] <= 64),
-    ]
+    rows = []
+    # The first run compiles the plugin (the compile cache is empty); the
+    # second loads it from the cache, as every later run does. Both are
+    # judged against the targets.
+    for how, prefix in (("plugin compiled", "end to end through `weir run` (first"),
+                        ("plugin cached", "end to end through `weir run` (second")):
+        e2e = find(gc, prefix)
+        rows += [
+            (f"end to end, replay -> gender-count -> file ({how}), events/s",
+             f"{e2e['throughput']:,.0f}", ">= 6,000,000", e2e["throughput"] >= 6e6),
+            (f"the same ({how}), peak RSS", f"{e2e['peak RSS']:.1f} MiB", "<= 64 MiB",
+             e2e["peak RSS"] <= 64),
+        ]
     for name, bs, prefix, target in (
         ("gender-count", gc, "plugin alone", 0.9),
         ("window-stats", ws, "", 0.8),
