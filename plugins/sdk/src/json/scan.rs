@@ -424,11 +424,12 @@ mod tests {
         for _ in 0..200_000 {
             let mut text = String::from("{");
             // Mostly well-formed pairs, sometimes a random fragment.
-            for k in 0..rand(4) {
+            // Zero to five members, so the member loop runs several times.
+            for k in 0..rand(6) {
                 if k > 0 {
                     text.push(',');
                 }
-                if rand(8) == 0 {
+                if rand(16) == 0 {
                     text.push_str(PARTS[rand(PARTS.len())]);
                 } else {
                     text.push_str(["\"a\"", "\"b\"", "\"ü\""][rand(3)]);
