@@ -398,7 +398,7 @@ impl ReplayConfig {
         if batch.is_empty() {
             return Ok(());
         }
-        let events = std::mem::replace(batch, Vec::with_capacity(ctx.batch_size));
+        let events = crate::event::take_staged(batch);
         StageMetrics::add(&ctx.metrics.events_in, events.len() as u64);
         ctx.out.blocking_send(handle, Batch::new(events))
     }

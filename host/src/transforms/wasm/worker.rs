@@ -76,6 +76,7 @@ pub(super) fn start(config: &WasmConfig, ctx: TransformContext) -> Result<StageT
         router,
         routing,
         lanes,
+        staged: (0..instances).map(|_| Vec::new()).collect(),
     };
     worker.publish();
     Ok(async move {
@@ -121,6 +122,9 @@ struct Worker {
     routing: Option<String>,
     /// The threads the tasks run on, with several instances.
     lanes: Option<Lanes>,
+    /// Per instance, where routed events gather before they leave for its
+    /// thread (kept on this thread: [`crate::event::take_staged`]).
+    staged: Vec<Vec<Event>>,
 }
 
 /// What woke the worker.
@@ -291,18 +295,14 @@ impl Worker {
             }
             Spread::Each(lanes) => lanes,
         };
-        let mut sizes = vec![0usize; self.instances as usize];
-        for n in &lanes {
-            sizes[*n as usize] += 1;
-        }
-        let mut groups: Vec<Vec<Event>> = sizes.into_iter().map(Vec::with_capacity).collect();
         for (e, n) in events.into_iter().zip(lanes) {
-            groups[n as usize].push(e);
+            self.staged[n as usize].push(e);
         }
-        for (n, events) in groups.into_iter().enumerate() {
-            if events.is_empty() {
+        for n in 0..self.staged.len() {
+            if self.staged[n].is_empty() {
                 continue;
             }
+            let events = crate::event::take_staged(&mut self.staged[n]);
             let part = Batch::with_acks(events, acks.clone());
             if self.on_task_batch(TaskKey::Lane(n as u32), part)? == Flow::Stop {
                 return Ok(Flow::Stop);
