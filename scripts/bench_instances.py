@@ -86,9 +86,9 @@ def best_of(work: Path, name: str, template: str, fill: dict, outputs: str):
         for key, n, pinned in VARIANTS:
             pipeline = work / f"{name}-{key}.toml"
             pipeline.write_text(template.format(n=n, out=key, plugins=PLUGINS, **fill))
-            shutil.rmtree(work / outputs.format(n=key), ignore_errors=True)
+            shutil.rmtree(work / outputs.format(out=key), ignore_errors=True)
             if "." in outputs:
-                (work / outputs.format(n=key)).unlink(missing_ok=True)
+                (work / outputs.format(out=key)).unlink(missing_ok=True)
             cmd = [str(REPO / "target/release/weir"), "run", str(pipeline)]
             if pinned:
                 cmd = ["taskset", "-c", one_core()] + cmd
@@ -116,10 +116,10 @@ def main():
         write_events(partial, events)
         partial.rename(data)
 
-    gray = best_of(work, "images", IMAGES, {}, "gray-{n}")
+    gray = best_of(work, "images", IMAGES, {}, "gray-{out}")
     made = [len(list((work / f"gray-{key}").iterdir())) for key, _, _ in VARIANTS]
     assert made == [count] * len(made), f"gray images written {made}, expected {count}"
-    counts = best_of(work, "counts", COUNTS, {"data": data}, "counts-{n}.jsonl")
+    counts = best_of(work, "counts", COUNTS, {"data": data}, "counts-{out}.jsonl")
 
     result = {
         "images": {"count": count, **{key: {"seconds": w, "peak_rss_mib": r}

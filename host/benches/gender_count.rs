@@ -166,7 +166,7 @@ fn main() {
     // includes what it shared with its parent before exec.
     let rounds = end_to_end(&wasm, n);
     for (i, how) in [
-        "plugin compiled in the run (compile cache empty)",
+        "plugin compiled in the run, compile cache empty",
         "plugin from the compile cache",
     ]
     .into_iter()

@@ -297,9 +297,9 @@ impl Batch {
 /// cache: each of those writes waits on the other core. Gathering into a
 /// buffer that never leaves the thread and copying the whole batch once
 /// (the copy moves cache lines in bulk) took replay -> gender-count from
-/// 0.72-0.80 s to 0.53-0.59 s for 3 M events on a 2-core VM whose cores
-/// were far apart, and cost nothing when they were not (BENCHMARKS.md,
-/// "Both cores").
+/// 0.72-0.80 s to 0.53-0.59 s for 3 M events in the build machine's slow
+/// spells, and cost nothing in its fast ones (BENCHMARKS.md, "Both
+/// cores").
 pub fn take_staged(staged: &mut Vec<Event>) -> Vec<Event> {
     let mut events = Vec::with_capacity(staged.len());
     events.append(staged);
@@ -328,9 +328,8 @@ mod tests {
                 .map(|i| (Bytes::from(format!("e{i}")), i))
                 .collect::<Vec<_>>()
         );
-        assert_eq!(
-            events.capacity(),
-            5,
+        assert!(
+            events.capacity() < 8,
             "the batch gets a vector of its own size"
         );
         assert!(staged.is_empty());

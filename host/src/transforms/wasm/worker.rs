@@ -298,13 +298,18 @@ impl Worker {
         for (e, n) in events.into_iter().zip(lanes) {
             self.staged[n as usize].push(e);
         }
-        for n in 0..self.staged.len() {
-            if self.staged[n].is_empty() {
-                continue;
-            }
-            let events = crate::event::take_staged(&mut self.staged[n]);
+        // Every buffer is emptied before any part is sent, so an early
+        // return leaves nothing behind for the next batch's acks.
+        let parts: Vec<(u32, Vec<Event>)> = self
+            .staged
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, staged)| !staged.is_empty())
+            .map(|(n, staged)| (n as u32, crate::event::take_staged(staged)))
+            .collect();
+        for (n, events) in parts {
             let part = Batch::with_acks(events, acks.clone());
-            if self.on_task_batch(TaskKey::Lane(n as u32), part)? == Flow::Stop {
+            if self.on_task_batch(TaskKey::Lane(n), part)? == Flow::Stop {
                 return Ok(Flow::Stop);
             }
         }
