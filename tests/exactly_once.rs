@@ -300,7 +300,11 @@ fn a_second_process_with_the_same_instance_elsewhere_fences_the_first() {
     let b = broker();
     create_topic(b, "eos-fence-in", 1);
     produce_records(b, "eos-fence-in", &input(400_000));
-    let p = Pipeline::new(&pipeline(b, "eos-fence"));
+    // The first never stops at the end of the input: on a slow machine it
+    // could otherwise finish before the second has taken its place.
+    let p = Pipeline::new(
+        &pipeline(b, "eos-fence").replace("exit_at_end = true", "exit_at_end = false"),
+    );
     let first = Background::start(p.dir(), p.file(), &[]);
     first.wait_until("output", Duration::from_secs(60), || {
         end_offsets(b, "eos-fence-out", 1)[0] > 20
@@ -311,7 +315,9 @@ fn a_second_process_with_the_same_instance_elsewhere_fences_the_first() {
     let second_file = write(
         second_dir.path(),
         "p.toml",
-        &std::fs::read_to_string(p.file()).unwrap(),
+        &std::fs::read_to_string(p.file())
+            .unwrap()
+            .replace("exit_at_end = false", "exit_at_end = true"),
     );
     let mut second = Background::start_with_env(
         second_dir.path(),

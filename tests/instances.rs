@@ -197,6 +197,9 @@ fn a_swap_carries_every_instances_state_and_a_changed_count_waits_for_a_restart(
     let gc = p.path("gc.wasm");
     std::fs::copy(plugin("gender-count"), &gc).unwrap();
     let out = p.path("out.jsonl");
+    // Built before the paced replay starts: a build after it could take
+    // longer than the replay's 8 s on a loaded machine.
+    let next = plugin_next();
     let weir = p.start();
     wait_until(
         Duration::from_secs(30),
@@ -204,7 +207,7 @@ fn a_swap_carries_every_instances_state_and_a_changed_count_waits_for_a_restart(
         || "no output".into(),
     );
     // A new build of the plugin takes over with both instances' state.
-    replace_file(&plugin_next(), &gc);
+    replace_file(&next, &gc);
     let r = weir.wait_for_reload(1, Duration::from_secs(20));
     assert_eq!(r["ok"], true, "{r}");
     // A changed instance count is refused; the stage runs on.

@@ -289,8 +289,10 @@ format = "json"
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(out.status.success(), "{text}");
     let dead: Vec<serde_json::Value> = json_lines(&p.path("undelivered.jsonl"));
-    // At 25 rows/s nearly every record is produced after the outage began.
-    assert!(dead.len() >= 40, "{} dead-lettered:\n{text}", dead.len());
+    // At 25 rows/s nearly every record is produced after the outage began
+    // (the bound leaves a second for this thread to be late on a loaded
+    // machine).
+    assert!(dead.len() >= 25, "{} dead-lettered:\n{text}", dead.len());
     let values: HashSet<&str> = dead.iter().map(|d| d["value"].as_str().unwrap()).collect();
     assert_eq!(values.len(), dead.len(), "each dead-lettered once");
     assert!(values.contains("d49"), "the last record is among them");

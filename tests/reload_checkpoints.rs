@@ -149,7 +149,7 @@ checkpoint_interval = "100ms"
 type = "replay"
 path = "in.txt"
 format = "lines"
-rate = 30000
+rate = 10000
 
 [transforms.echo]
 type = "wasm"

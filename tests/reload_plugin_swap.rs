@@ -183,7 +183,7 @@ fn broken_plugins_are_rejected_and_the_running_ones_keep_producing() {
     // 3. A plugin that traps in `restore`: the chaos stage is given new
     // settings that make its new instance trap when handed the state.
     let seen_echoes = lines(&echoes).len();
-    std::fs::copy(plugin("gender-count"), &gc).unwrap(); // back to normal
+    replace_file(&plugin("gender-count"), &gc); // back to normal, atomically
     replace_pipeline(
         &file,
         &continuous_pipeline(r#"{ tag = "b", restore = "trap" }"#),

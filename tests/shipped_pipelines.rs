@@ -119,7 +119,7 @@ fn python_repr(x: f64) -> String {
 /// into the embedded broker, read back, window-stats, console), prints the
 /// issue's seed lines (`Average temperature by batch: 23.6`), each figure
 /// equal to an independent computation over the rows read so far; SIGTERM
-/// stops it cleanly (today after about 40 s: see
+/// stops it cleanly (within 10 s: see
 /// `window_stats_checkpoints::kafka_sigterm_stops_promptly`).
 #[test]
 fn shipped_sensor_stats_pipeline_prints_seed_lines_with_the_right_figures() {

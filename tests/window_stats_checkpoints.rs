@@ -29,7 +29,15 @@ fn interrupted(signal_no: i32, after: Duration) -> (Figures, String) {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while started.elapsed() < after {
+    // At least `after`, and never before the first checkpoint: on a loaded
+    // machine the start can take longer than `after`, and a restart with no
+    // checkpoint would test nothing.
+    let saved = p.path("state/checkpoint.json");
+    while started.elapsed() < after || !saved.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoint within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     signal(&child, signal_no);

@@ -176,19 +176,22 @@ pub fn run_to_end(file: &Path, timeout: Duration) -> (String, String) {
 
 /// The lines of a text file (none when it does not exist yet).
 pub fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    complete_lines(&std::fs::read_to_string(path).unwrap_or_default())
         .map(str::to_owned)
         .collect()
+}
+
+/// The lines of `text` that end in a newline. Every line a sink writes
+/// does; text after the last newline is a write still going on (a reader
+/// can see part of one `write`) and is left for the next look.
+fn complete_lines(text: &str) -> std::str::Lines<'_> {
+    text[..text.rfind('\n').map_or(0, |i| i + 1)].lines()
 }
 
 /// The lines of a JSON-lines file (such as a `file` sink with `format =
 /// "json"` writes), parsed; none when it does not exist yet.
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    complete_lines(&std::fs::read_to_string(path).unwrap_or_default())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
