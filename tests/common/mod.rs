@@ -134,22 +134,24 @@ pub fn wait_with_timeout(child: Child, timeout: Duration) -> Output {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                return false;
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Where it is stuck, before it is killed.
+        let threads = thread_dump(id);
         unsafe { libc::kill(id as i32, libc::SIGKILL) };
-        true
+        Some(threads)
     });
     let out = child.wait_with_output().expect("wait for weir");
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let killed = killer.join().unwrap();
-    assert!(
-        !killed,
-        "weir did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Some(threads) = killer.join().unwrap() {
+        panic!(
+            "weir did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}\n{threads}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     out
 }
 
