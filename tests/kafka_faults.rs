@@ -165,8 +165,8 @@ path = "out.txt"
     // the line count: duplicates could reach N lines while a partition is
     // still being read.
     let missing_out = || {
-        let got = std::fs::read_to_string(&out_path).unwrap_or_default();
-        let distinct: HashSet<&str> = got.lines().collect();
+        let got = crate::common::lines(&out_path);
+        let distinct: HashSet<&str> = got.iter().map(String::as_str).collect();
         (0..N)
             .filter(|i| !distinct.contains(format!("r{i}").as_str()))
             .collect::<Vec<usize>>()

@@ -220,7 +220,8 @@ path = "out.jsonl"
         match (close(mlp_p[&key]), close(forest_p[&key])) {
             (true, false) => "mlp",
             (false, true) => "forest",
-            _ => "either",
+            (true, true) => "either",
+            (false, false) => "neither",
         }
     };
 
@@ -302,6 +303,10 @@ path = "out.jsonl"
     let l = wait_growth(&out, seen, 3000);
     // The last readings the two models tell apart (a few rows give both
     // the same figure to 1e-5) are the new model's.
+    assert!(
+        l.iter().all(|l| model_of(l) != "neither"),
+        "a prediction neither model makes"
+    );
     let recent: Vec<&str> = l
         .iter()
         .rev()

@@ -34,10 +34,11 @@ fn interrupted(signal_no: i32, after: Duration) -> (Figures, String) {
     // checkpoint would test nothing.
     let saved = p.path("state/checkpoint.json");
     while started.elapsed() < after || !saved.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no checkpoint within 60 s"
-        );
+        if started.elapsed() > Duration::from_secs(60) {
+            signal(&child, libc::SIGKILL);
+            let out = wait_with_timeout(child, Duration::from_secs(10));
+            panic!("no checkpoint within 60 s:\n{}", texts(&out).1);
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     signal(&child, signal_no);

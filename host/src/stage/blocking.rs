@@ -16,25 +16,45 @@ pub async fn run_blocking<R: Send + 'static>(
         .map_err(|e| format!("stage task failed: {e}").into())
 }
 
+/// How a [`drop_within`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// The drop finished in time.
+    Done,
+    /// The drop panicked (the panic was printed as usual).
+    Panicked,
+    /// The drop had not finished when the time was up; it goes on, or not,
+    /// on its own thread.
+    TimedOut,
+}
+
 /// Drops `value` on a thread of its own, in the current span, and waits at
-/// most `timeout` for the drop to finish: whether it did.
+/// most `timeout` for the drop to finish.
 ///
 /// For client handles whose drop talks to a server and can, through a bug
 /// in the client, wait for ever (librdkafka's consumer close when a group
-/// assignment arrives during it): the stage ends anyway, and the drop goes
-/// on, or not, on its own thread.
-pub fn drop_within<T: Send + 'static>(value: T, timeout: Duration) -> bool {
+/// assignment arrives during it): the stage ends anyway.
+pub fn drop_within<T: Send + 'static>(value: T, timeout: Duration) -> Dropped {
     let span = tracing::Span::current();
     let (done, finished) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("weir-drop".into())
         .spawn(move || {
-            span.in_scope(|| drop(value));
-            let _ = done.send(());
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                span.in_scope(|| drop(value))
+            }));
+            let _ = done.send(dropped.is_ok());
         });
-    // Without a thread (the process is out of them) the value was dropped
-    // here, with the closure.
-    spawned.is_err() || finished.recv_timeout(timeout).is_ok()
+    if spawned.is_err() {
+        // Without a thread (the process is out of them) the value was
+        // dropped here, with the closure.
+        return Dropped::Done;
+    }
+    match finished.recv_timeout(timeout) {
+        Ok(true) => Dropped::Done,
+        Ok(false) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Dropped::Panicked,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Dropped::TimedOut,
+    }
 }
 
 #[cfg(test)]
@@ -54,7 +74,10 @@ mod tests {
     fn a_drop_that_blocks_is_left_behind_after_the_timeout() {
         let (release, wait) = std::sync::mpsc::channel();
         let start = std::time::Instant::now();
-        assert!(!drop_within(Stuck(wait), Duration::from_millis(100)));
+        assert_eq!(
+            drop_within(Stuck(wait), Duration::from_millis(100)),
+            Dropped::TimedOut
+        );
         let waited = start.elapsed();
         assert!(waited >= Duration::from_millis(100), "{waited:?}");
         assert!(waited < Duration::from_secs(5), "{waited:?}");
@@ -65,7 +88,27 @@ mod tests {
     fn a_quick_drop_is_waited_for() {
         let (release, wait) = std::sync::mpsc::channel();
         drop(release);
-        assert!(drop_within(Stuck(wait), Duration::from_secs(30)));
-        assert!(drop_within(vec![1u8; 16], Duration::from_secs(30)));
+        assert_eq!(
+            drop_within(Stuck(wait), Duration::from_secs(30)),
+            Dropped::Done
+        );
+        assert_eq!(
+            drop_within(vec![1u8; 16], Duration::from_secs(30)),
+            Dropped::Done
+        );
+    }
+
+    /// Panics in its drop.
+    struct Bad;
+
+    impl Drop for Bad {
+        fn drop(&mut self) {
+            panic!("a drop that panics (expected by this test)");
+        }
+    }
+
+    #[test]
+    fn a_drop_that_panics_is_told_apart_from_one_that_is_slow() {
+        assert_eq!(drop_within(Bad, Duration::from_secs(30)), Dropped::Panicked);
     }
 }

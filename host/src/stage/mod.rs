@@ -33,7 +33,7 @@ mod stateless;
 mod update;
 
 pub use crate::checkpoint::{Action, CheckpointReporter, SavedStage, SourceControl};
-pub use blocking::{drop_within, run_blocking};
+pub use blocking::{Dropped, drop_within, run_blocking};
 pub(crate) use component::component_registry;
 pub use component::{
     Component, Partitioning, Resource, Sink, Source, StageTask, Transactional, Transform,

@@ -18,7 +18,7 @@ use super::group::{AckChannel, SourceCtx};
 use super::offsets::Tracker;
 use crate::event::{Ack, Acks, Batch, Event, Marker};
 use crate::kafka::exactly_once::ExactlyOnce;
-use crate::stage::{Action, BoxError, Handover, SourceContext};
+use crate::stage::{Action, BoxError, Dropped, Handover, SourceContext};
 use crate::telemetry::StageMetrics;
 
 pub(super) struct Worker {
@@ -189,8 +189,10 @@ impl Worker {
     /// Runs the consumer until the source stops; however it stops, a
     /// revoke from then on (the consumer closing, wherever its last owner
     /// drops it) is finished at once instead of waiting for this loop.
-    /// The source's own handle is dropped last (the close, unless an open
-    /// transaction still holds the consumer), within [`CLOSE_TIMEOUT`].
+    /// The source's handle is the consumer's last under at-least-once, so
+    /// dropping it closes the consumer; that close may take at most
+    /// [`CLOSE_TIMEOUT`]. Under exactly-once the transaction holds the
+    /// consumer until it ends, and closes it then.
     pub fn run(
         self,
         consumer: Arc<BaseConsumer<SourceCtx>>,
@@ -210,14 +212,21 @@ impl Worker {
         // librdkafka 2.12 can wait for ever in the close when the group's
         // assignment arrives during it (seen once in CI: "partitions
         // assigned" logged after "kafka source stopped", then nothing):
-        // the source ends anyway, so the pipeline does.
-        if !crate::stage::drop_within(last, CLOSE_TIMEOUT) {
-            tracing::warn!(
-                timeout_s = CLOSE_TIMEOUT.as_secs(),
-                "the Kafka consumer did not close in time (a rebalance during the close); leaving it to end on its own thread"
-            );
+        // the source ends anyway, so the pipeline does. The offsets were
+        // committed before (`finish`).
+        match crate::stage::drop_within(last, CLOSE_TIMEOUT) {
+            Dropped::Done => result,
+            Dropped::TimedOut => {
+                tracing::warn!(
+                    timeout_s = CLOSE_TIMEOUT.as_secs(),
+                    "the Kafka consumer did not close in time; leaving it to end on its own thread"
+                );
+                result
+            }
+            Dropped::Panicked => result.and(Err(
+                "the Kafka consumer's close failed (a panic, printed above)".into(),
+            )),
         }
-        result
     }
 
     fn run_loop(

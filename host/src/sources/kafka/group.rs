@@ -360,8 +360,13 @@ impl ConsumerContext for SourceCtx {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.start_at_checkpoint(tpl);
-                self.restore_state(consumer, tpl);
+                // An assignment that arrives while the consumer closes is
+                // turned into an unassignment by librdkafka: nothing will
+                // be read, so there is no state to restore for it.
+                if !self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.start_at_checkpoint(tpl);
+                    self.restore_state(consumer, tpl);
+                }
                 self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
                 if cooperative {
                     // A partition this process paused when it gave it away
