@@ -210,7 +210,7 @@ impl Worker {
             .abandon_in_flight
             .store(true, std::sync::atomic::Ordering::Relaxed);
         // librdkafka 2.12 can wait for ever in the close when the group's
-        // assignment arrives during it (seen once in CI: "partitions
+        // assignment arrives during it (seen once in a local `scripts/test` run: "partitions
         // assigned" logged after "kafka source stopped", then nothing):
         // the source ends anyway, so the pipeline does. The offsets were
         // committed before (`finish`).
