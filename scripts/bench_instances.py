@@ -1,6 +1,7 @@
 """`instances = 2` against one instance through `weir run`, alternating
 runs of the same binary: the grayscale job (every valid sample image 20
-times, spread by file name) and gender-count end to end (10 M events,
+times; the plugin keeps no state, so with `route = "batch"` each image
+goes to the least busy instance) and gender-count end to end (10 M events,
 routed by the `gender` field). Each job also runs with one instance held
 to one core (`taskset`), so the table shows what the machine's second
 core adds, however the work is spread over it. Prints a table and writes
@@ -37,6 +38,7 @@ memory_limit = "256MiB"
 timeout = "10s"
 config = {{ output = "png" }}
 instances = {n}
+route = "batch"
 
 [sinks.out]
 type = "directory"

@@ -262,8 +262,11 @@ fn a_swap_carries_every_instances_state_and_a_changed_count_waits_for_a_restart(
     counts_by_window_and_key(&all);
 }
 
+/// The grayscale job with two instances, images spread by file name and
+/// (`route = "batch"`) each to the least busy instance: the same images
+/// come out as with one.
 #[test]
-fn images_spread_by_file_name_come_out_as_with_one_instance() {
+fn images_spread_by_file_name_or_to_the_least_busy_come_out_as_with_one_instance() {
     let run = |stage: &str| {
         let p = Pipeline::new(&format!(
             r#"
@@ -308,12 +311,14 @@ name = "key"
         (files("out"), files("rejected"), log)
     };
     let (one, one_rejected, _) = run("");
-    let (two, two_rejected, log) = run("instances = 2");
     assert!(one.len() >= 10, "{} images", one.len());
-    assert!(two == one, "the same gray images");
-    assert_eq!(two_rejected, one_rejected);
-    assert!(!two_rejected.is_empty(), "the broken samples are refused");
-    assert_eq!(stage_total(&log, "gray", "errors"), 0, "{log}");
+    assert!(!one_rejected.is_empty(), "the broken samples are refused");
+    for stage in ["instances = 2", "instances = 2\nroute = \"batch\""] {
+        let (two, two_rejected, log) = run(stage);
+        assert!(two == one, "the same gray images with {stage}");
+        assert_eq!(two_rejected, one_rejected, "{stage}");
+        assert_eq!(stage_total(&log, "gray", "errors"), 0, "{log}");
+    }
 }
 
 /// A Kafka-fed stage with two instances: the tasks of the topic's four

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
+use super::load::Load;
 use super::task::{Shared, Task, TaskKey};
 use super::worker::Flow;
 use crate::event::Batch;
@@ -74,6 +75,8 @@ pub(super) struct Lanes {
     /// the threads last saw them (at hand-out and after each tick), for
     /// the stage's status.
     figures: Arc<Mutex<BTreeMap<TaskKey, Figures>>>,
+    /// Batches given to each thread and not yet done.
+    load: Arc<Load>,
 }
 
 /// A task's memory and state size, for the status.
@@ -100,6 +103,9 @@ struct Signals {
     abandoned: Arc<AtomicBool>,
     stopped: Arc<AtomicBool>,
     figures: Arc<Mutex<BTreeMap<TaskKey, Figures>>>,
+    load: Arc<Load>,
+    /// This thread's number.
+    thread: usize,
 }
 
 impl Drop for Lanes {
@@ -115,6 +121,7 @@ impl Lanes {
         let abandoned = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(AtomicBool::new(false));
         let figures = Arc::new(Mutex::new(BTreeMap::new()));
+        let load = Arc::new(Load::new(count as usize));
         for n in 0..count {
             let (to, inbox) = sync_channel(QUEUE);
             let (reply, from) = sync_channel(1);
@@ -123,6 +130,8 @@ impl Lanes {
                 abandoned: Arc::clone(&abandoned),
                 stopped: Arc::clone(&stopped),
                 figures: Arc::clone(&figures),
+                load: Arc::clone(&load),
+                thread: n as usize,
             };
             std::thread::Builder::new()
                 .name(format!("wasm-{stage}-{n}"))
@@ -139,6 +148,7 @@ impl Lanes {
             abandoned,
             stopped,
             figures,
+            load,
         })
     }
 
@@ -203,7 +213,15 @@ impl Lanes {
 
     /// Queues a batch for the task of `key` (the tasks are out).
     pub fn process(&self, key: TaskKey, batch: Batch) -> Result<(), BoxError> {
+        self.load.given(key.thread(self.count()) as usize);
         self.send(key, ToLane::Batch(key, batch))
+    }
+
+    /// The thread with the fewest batches queued or running, waiting
+    /// while every thread has a batch running and one queued: where a
+    /// batch that may go to any instance (`route = "batch"`) goes.
+    pub fn least_busy(&self) -> u32 {
+        self.load.least_busy(QUEUE) as u32
     }
 
     /// Queues a tick for every task out on the threads, after the batches
@@ -262,6 +280,16 @@ impl Lanes {
     }
 }
 
+/// Tells the worker a batch is done when dropped (the thread's
+/// [`Load`]).
+struct Done<'a>(&'a Signals);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.load.done(self.0.thread);
+    }
+}
+
 /// One thread: runs its tasks' batches and ticks until the worker goes
 /// away.
 fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, signals: &Signals) {
@@ -283,6 +311,8 @@ fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, signals: &Signals
                 tasks.insert(key, *task);
             }
             ToLane::Batch(key, batch) => {
+                // However it goes, the batch is off this thread's hands.
+                let _done = Done(signals);
                 let gone = signals.abandoned.load(Ordering::Acquire);
                 let (Some(with), Some(task), None, false) =
                     (&shared, tasks.get_mut(&key), &ended, gone)

@@ -14,7 +14,7 @@
 //! scope = "partition"       # one instance per Kafka input partition (default), or "global"
 //! instances = 2             # instances on threads of their own (default 1)
 //! key_field = "gender"      # route events by this JSON field (default: by the event key)
-//! route = "key"             # or "batch": whole batches in turn, for plugins without state
+//! route = "key"             # or "batch": each batch to the least busy instance, for plugins without state
 //! ```
 //!
 //! Fed by Kafka, the stage runs one plugin instance (a *task*) per input
@@ -49,6 +49,7 @@
 
 mod lane_state;
 mod lanes;
+mod load;
 mod route;
 mod swap;
 mod task;
@@ -107,7 +108,8 @@ pub struct WasmConfig {
     #[serde(default)]
     pub instances: Option<NonZeroU32>,
     /// With several instances, how events from no partition are spread:
-    /// `key` (default: every event of a key to one instance) or `batch`.
+    /// `key` (default: every event of a key to one instance) or `batch`
+    /// (each batch to the least busy instance).
     #[serde(default)]
     pub route: Route,
     /// With `route = "key"`: the top-level field of a JSON value that is
@@ -240,7 +242,7 @@ impl Component for WasmConfig {
         match (&self.key_field, self.route) {
             (Some(_), Route::Batch) => problems.push((
                 "key_field",
-                "`key_field` picks the key events are routed by; with `route = \"batch\"` batches go to the instances in turn, so remove one of them".to_owned(),
+                "`key_field` picks the key events are routed by; with `route = \"batch\"` each batch goes to the least busy instance, so remove one of them".to_owned(),
             )),
             (Some(f), _) if f.is_empty() => {
                 problems.push(("key_field", "`key_field` is empty: name a field of the JSON values".to_owned()))

@@ -4,8 +4,9 @@
 //! per key) is complete in one place; the instance is Kafka's default
 //! partitioner's choice, `murmur2(key) & 0x7fffffff % instances`, so it is
 //! the partition the key would have in a topic of `instances` partitions.
-//! By batch, whole batches go to the instances in turn: only for plugins
-//! that keep no state across events.
+//! By batch, each whole batch goes to the least busy instance (the fewest
+//! batches queued or running, see [`super::load`]): only for plugins that
+//! keep no state across events.
 
 use serde::Deserialize;
 
@@ -18,7 +19,7 @@ pub enum Route {
     /// By the event key, or by `key_field` of a JSON value.
     #[default]
     Key,
-    /// Whole batches to the instances in turn.
+    /// Each whole batch to the least busy instance.
     Batch,
 }
 
@@ -27,8 +28,6 @@ pub enum Route {
 pub(super) struct Router {
     instances: u32,
     by: By,
-    /// The instance the next batch goes to, with `route = "batch"`.
-    next: u32,
 }
 
 #[derive(Debug)]
@@ -44,6 +43,8 @@ pub(super) enum Spread {
     One(u32),
     /// To the instance at each event's index.
     Each(Vec<u32>),
+    /// All to whichever instance is least busy.
+    AnyOne,
 }
 
 impl Router {
@@ -57,7 +58,6 @@ impl Router {
         Router {
             instances: instances.max(1),
             by,
-            next: 0,
         }
     }
 
@@ -73,11 +73,9 @@ impl Router {
     }
 
     /// Where the events of a batch go.
-    pub fn spread(&mut self, events: &[Event]) -> Spread {
+    pub fn spread(&self, events: &[Event]) -> Spread {
         if let By::Batch = self.by {
-            let lane = self.next;
-            self.next = (self.next + 1) % self.instances;
-            return Spread::One(lane);
+            return Spread::AnyOne;
         }
         let lanes: Vec<u32> = events.iter().map(|e| self.lane_of(e)).collect();
         match lanes.first() {
@@ -165,7 +163,7 @@ mod tests {
 
     #[test]
     fn one_key_always_goes_to_one_instance() {
-        let mut r = Router::new(4, Route::Key, Some("g"));
+        let r = Router::new(4, Route::Key, Some("g"));
         let events: Vec<Event> = (0..100)
             .map(|i| event(None, &format!(r#"{{"n":{i},"g":"k{}"}}"#, i % 7)))
             .collect();
@@ -186,7 +184,7 @@ mod tests {
 
     #[test]
     fn by_event_key_and_by_batch() {
-        let mut r = Router::new(2, Route::Key, None);
+        let r = Router::new(2, Route::Key, None);
         let same = [event(Some("a"), "1"), event(Some("a"), "2")];
         let Spread::One(lane) = r.spread(&same) else {
             panic!("one key, one instance")
@@ -194,13 +192,7 @@ mod tests {
         assert_eq!(lane, (murmur2(b"a") & 0x7fff_ffff) % 2);
         assert!(matches!(r.spread(&[event(None, "1")]), Spread::One(0)));
 
-        let mut r = Router::new(3, Route::Batch, None);
-        let turns: Vec<u32> = (0..5)
-            .map(|_| match r.spread(&same) {
-                Spread::One(l) => l,
-                Spread::Each(_) => panic!("a batch goes whole"),
-            })
-            .collect();
-        assert_eq!(turns, [0, 1, 2, 0, 1]);
+        let r = Router::new(3, Route::Batch, None);
+        assert!(matches!(r.spread(&same), Spread::AnyOne));
     }
 }

@@ -284,11 +284,16 @@ impl Worker {
     /// Events from no partition: to the first instance's task, or spread
     /// over the instances by the router.
     fn on_unpartitioned(&mut self, events: Vec<Event>, acks: &Acks) -> Result<Flow, BoxError> {
-        let spread = match &mut self.router {
+        let spread = match &self.router {
             None => Spread::One(0),
             Some(router) => router.spread(&events),
         };
         let lanes = match spread {
+            Spread::AnyOne => {
+                let n = self.lanes.as_ref().map_or(0, Lanes::least_busy);
+                return self
+                    .on_task_batch(TaskKey::Lane(n), Batch::with_acks(events, acks.clone()));
+            }
             Spread::One(n) => {
                 return self
                     .on_task_batch(TaskKey::Lane(n), Batch::with_acks(events, acks.clone()));
