@@ -26,10 +26,20 @@ use super::worker::Flow;
 use crate::event::Batch;
 use crate::stage::BoxError;
 
-/// Batches queued per thread before the worker waits: enough to keep a
-/// thread busy while the worker routes the next batch, few enough that
-/// bringing tasks home is quick.
-const QUEUE: usize = 2;
+/// Batches queued per thread before the worker waits. Routed by key, a
+/// thread whose queue is full holds the worker up while the others may
+/// run dry, so the queue is deep enough to ride out uneven batches (one
+/// large image among small ones: 260 images over two threads took 1.37-1.43 s
+/// eight deep against 1.63-1.66 s two deep, BENCHMARKS.md); still few
+/// enough that bringing tasks home, which waits for what is queued, is
+/// quick for plugins that take milliseconds per batch.
+const QUEUE: usize = 8;
+
+/// With `route = "batch"`, a thread is given no more batches while it has
+/// this many queued or running, unless every thread has: one to run and
+/// one waiting keeps it busy, and more would only make the batches behind
+/// a slow one wait while another thread could take them.
+const BUSY: usize = 2;
 
 /// What the worker tells a thread.
 enum ToLane {
@@ -221,7 +231,7 @@ impl Lanes {
     /// while every thread has a batch running and one queued: where a
     /// batch that may go to any instance (`route = "batch"`) goes.
     pub fn least_busy(&self) -> u32 {
-        self.load.least_busy(QUEUE) as u32
+        self.load.least_busy(BUSY) as u32
     }
 
     /// Queues a tick for every task out on the threads, after the batches
