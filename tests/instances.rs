@@ -317,7 +317,7 @@ name = "key"
         let (two, two_rejected, log) = run(stage);
         assert!(two == one, "the same gray images with {stage}");
         assert_eq!(two_rejected, one_rejected, "{stage}");
-        assert_eq!(stage_total(&log, "gray", "errors"), 0, "{log}");
+        assert_eq!(stage_total(&log, "gray", "errors"), 0, "{stage}: {log}");
     }
 }
 

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::load::Load;
 use super::task::{Shared, Task, TaskKey};
@@ -26,13 +27,13 @@ use super::worker::Flow;
 use crate::event::Batch;
 use crate::stage::BoxError;
 
-/// Batches queued per thread before the worker waits. Routed by key, a
+/// The most batches queued or running per thread. Routed by key, a
 /// thread whose queue is full holds the worker up while the others may
-/// run dry, so the queue is deep enough to ride out uneven batches (one
-/// large image among small ones: 260 images over two threads took 1.37-1.43 s
-/// eight deep against 1.63-1.66 s two deep, BENCHMARKS.md); still few
-/// enough that bringing tasks home, which waits for what is queued, is
-/// quick for plugins that take milliseconds per batch.
+/// run dry, so for quick batches the queue is this deep (one large image
+/// among small ones: 260 images over two threads took 1.37-1.43 s eight
+/// deep against 1.61-1.66 s two deep, BENCHMARKS.md); for slow ones
+/// [`Load`] keeps it to about 100 ms of work, so bringing the tasks
+/// home, which waits for what is queued, stays quick.
 const QUEUE: usize = 8;
 
 /// With `route = "batch"`, a thread is given no more batches while it has
@@ -222,14 +223,21 @@ impl Lanes {
     }
 
     /// Queues a batch for the task of `key` (the tasks are out).
+    /// Waits while its thread has as much queued as [`Load`] allows for
+    /// batches that take as long as they do (about 100 ms of work, at most
+    /// [`QUEUE`] batches).
     pub fn process(&self, key: TaskKey, batch: Batch) -> Result<(), BoxError> {
-        self.load.given(key.thread(self.count()) as usize);
+        let thread = key.thread(self.count()) as usize;
+        self.load.wait_for_room(thread, QUEUE);
+        self.load.given(thread);
         self.send(key, ToLane::Batch(key, batch))
     }
 
-    /// The thread with the fewest batches queued or running, waiting
-    /// while every thread has a batch running and one queued: where a
-    /// batch that may go to any instance (`route = "batch"`) goes.
+    /// The thread with the fewest batches queued or running (equals take
+    /// turns), waiting while every thread has a batch running and one
+    /// queued: where a batch that may go to any instance (`route =
+    /// "batch"`) goes. A thread that ended is named at once, so the send
+    /// to it fails.
     pub fn least_busy(&self) -> u32 {
         self.load.least_busy(BUSY) as u32
     }
@@ -290,19 +298,34 @@ impl Lanes {
     }
 }
 
-/// Tells the worker a batch is done when dropped (the thread's
-/// [`Load`]).
-struct Done<'a>(&'a Signals);
+/// Tells the worker a batch is done, and how long it took, when dropped
+/// (the thread's [`Load`]).
+struct Done<'a> {
+    signals: &'a Signals,
+    started: Instant,
+}
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
-        self.0.load.done(self.0.thread);
+        let took = self.started.elapsed();
+        self.signals.load.done(self.signals.thread, took);
+    }
+}
+
+/// Tells the worker the thread ended when dropped, however it ends (the
+/// worker went away, or a panic): nothing queued on it will be done.
+struct Ended<'a>(&'a Signals);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.load.gone(self.0.thread);
     }
 }
 
 /// One thread: runs its tasks' batches and ticks until the worker goes
 /// away.
 fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, signals: &Signals) {
+    let _ended = Ended(signals);
     let mut tasks: BTreeMap<TaskKey, Task> = BTreeMap::new();
     let mut shared: Option<Arc<Shared>> = None;
     let mut ended: Option<Result<Flow, BoxError>> = None;
@@ -322,7 +345,10 @@ fn run(inbox: &Receiver<ToLane>, reply: &SyncSender<Returned>, signals: &Signals
             }
             ToLane::Batch(key, batch) => {
                 // However it goes, the batch is off this thread's hands.
-                let _done = Done(signals);
+                let _done = Done {
+                    signals,
+                    started: Instant::now(),
+                };
                 let gone = signals.abandoned.load(Ordering::Acquire);
                 let (Some(with), Some(task), None, false) =
                     (&shared, tasks.get_mut(&key), &ended, gone)

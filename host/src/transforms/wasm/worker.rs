@@ -335,6 +335,14 @@ impl Worker {
                 .expect("created above")
                 .process(shared, batch);
         };
+        // A thread that stopped calling its tasks (downstream gone, or an
+        // instance that could not be re-created) would fail every batch
+        // given to it, and the least busy is often that one: bringing the
+        // tasks home now says why, rather than at the next tick.
+        if lanes.stopped() && lanes.bring_home(tasks)? == Flow::Stop {
+            batch.acks.fail();
+            return Ok(Flow::Stop);
+        }
         lanes.hand_out(tasks, shared)?;
         // A task created while the others were out joins them.
         if let Some(task) = tasks.remove(&key) {
