@@ -169,10 +169,13 @@ impl Lanes {
 
     fn send(&self, key: TaskKey, msg: ToLane) -> Result<(), BoxError> {
         let n = key.thread(self.count()) as usize;
-        self.lanes[n]
-            .to
-            .send(msg)
-            .map_err(|_| format!("plugin thread {n} stopped").into())
+        self.lanes[n].to.send(msg).map_err(|unsent| {
+            // Not delivered: the source must not take it as such.
+            if let ToLane::Batch(_, batch) = &unsent.0 {
+                batch.acks.fail();
+            }
+            format!("plugin thread {n} stopped").into()
+        })
     }
 
     /// Sends every task in `tasks` to its thread (if they are home).

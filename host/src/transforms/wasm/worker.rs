@@ -322,7 +322,13 @@ impl Worker {
     }
 
     fn on_task_batch(&mut self, key: TaskKey, batch: Batch) -> Result<Flow, BoxError> {
-        self.ensure_task(key)?;
+        // A batch that is not handed to a task is failed, so its source
+        // does not take it as delivered (an acknowledgement dropped
+        // unfailed counts as delivered).
+        if let Err(e) = self.ensure_task(key) {
+            batch.acks.fail();
+            return Err(e);
+        }
         let Worker {
             shared,
             tasks,
@@ -335,18 +341,24 @@ impl Worker {
                 .expect("created above")
                 .process(shared, batch);
         };
-        // A thread that stopped calling its tasks (downstream gone, or an
-        // instance that could not be re-created) would fail every batch
-        // given to it, and the least busy is often that one: bringing the
-        // tasks home now says why, rather than at the next tick.
-        if lanes.stopped() && lanes.bring_home(tasks)? == Flow::Stop {
+        let ready = (|| -> Result<Flow, BoxError> {
+            // A thread that stopped calling its tasks (downstream gone, or
+            // an instance that could not be re-created) would fail every
+            // batch given to it, and the least busy is often that one:
+            // bringing the tasks home now says why, not at the next tick.
+            if lanes.stopped() && lanes.bring_home(tasks)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+            lanes.hand_out(tasks, shared)?;
+            // A task created while the others were out joins them.
+            if let Some(task) = tasks.remove(&key) {
+                lanes.adopt(key, task)?;
+            }
+            Ok(Flow::Continue)
+        })();
+        if !matches!(ready, Ok(Flow::Continue)) {
             batch.acks.fail();
-            return Ok(Flow::Stop);
-        }
-        lanes.hand_out(tasks, shared)?;
-        // A task created while the others were out joins them.
-        if let Some(task) = tasks.remove(&key) {
-            lanes.adopt(key, task)?;
+            return ready;
         }
         lanes.process(key, batch)?;
         Ok(Flow::Continue)
