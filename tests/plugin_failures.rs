@@ -421,3 +421,42 @@ fn a_plugin_cannot_open_host_files_or_sockets() {
         other => panic!("the plugin reached the listener: {other:?}"),
     }
 }
+
+/// A plugin that traps after its instance failed, while it is being
+/// re-created from its snapshot (chaos with `restore = "trap"`): the stage
+/// cannot go on, so `weir run` stops with status 1 and the reason, with
+/// one instance and with two (the instance's thread stops calling its
+/// tasks, and the worker, which gives each batch to the least busy thread,
+/// learns why at its next batch instead of failing batches meanwhile).
+#[test]
+fn an_instance_that_cannot_be_recreated_stops_the_run_with_the_reason() {
+    let mut input = "a\n".repeat(300);
+    input.push_str("trap\n");
+    input.push_str(&"b\n".repeat(3000));
+    for stage in [
+        "config = { restore = \"trap\" }",
+        "config = { restore = \"trap\" }\ninstances = 2\nroute = \"batch\"",
+        "config = { restore = \"trap\" }\ninstances = 2",
+    ] {
+        let p = Pipeline::new(&chaos_pipeline(REPLAY_IN, stage, false)).with_file("in.txt", &input);
+        let started = Instant::now();
+        let log = p.run_failing(Duration::from_secs(60));
+        assert!(
+            log.contains("plugin trapped restoring its snapshot"),
+            "{stage}: {log}"
+        );
+        assert!(log.contains("chaos"), "names the stage: {log}");
+        // The events before the trap came through (with two instances a
+        // batch queued behind the trap on its thread may be failed); the
+        // run stopped before the end of the input.
+        let out = p.read("out.txt");
+        let before = out.lines().filter(|l| *l == "a").count();
+        assert!(before >= 298, "{stage}: {before} of 300");
+        assert!(
+            out.lines().count() < 3300,
+            "{stage}: {} lines",
+            out.lines().count()
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+}
