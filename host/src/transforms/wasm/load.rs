@@ -35,6 +35,10 @@ struct State {
     /// Where the search for the least busy starts, moved on each time, so
     /// equally idle threads take turns.
     next: usize,
+    /// The worker is waiting for room: only then is a finished batch
+    /// signalled (a signal is a system call, and batches can be many
+    /// thousands a second).
+    waiting: bool,
 }
 
 /// Queued work a keyed thread may hold: [`depth_for`] allows as many
@@ -50,6 +54,7 @@ impl Load {
                 gone: vec![false; threads],
                 batch_time: None,
                 next: 0,
+                waiting: false,
             }),
             freed: Condvar::new(),
         }
@@ -78,8 +83,11 @@ impl Load {
             None => took,
             Some(avg) => (avg * 7 + took) / 8,
         });
+        let wake = state.waiting;
         drop(state);
-        self.freed.notify_all();
+        if wake {
+            self.freed.notify_all();
+        }
     }
 
     /// `thread` ended: nothing it was given will be done.
@@ -87,8 +95,11 @@ impl Load {
         let mut state = self.lock();
         state.gone[thread] = true;
         state.busy[thread] = 0;
+        let wake = state.waiting;
         drop(state);
-        self.freed.notify_all();
+        if wake {
+            self.freed.notify_all();
+        }
     }
 
     /// How many batches a keyed thread may have queued or running now
@@ -101,26 +112,30 @@ impl Load {
     /// Waits until `thread` has fewer batches queued or running than
     /// [`depth_for`] allows with the batches' time now (or ended).
     pub fn wait_for_room(&self, thread: usize, most: usize) {
-        let state = self.lock();
-        let _room = self
+        let mut state = self.lock();
+        state.waiting = true;
+        let mut state = self
             .freed
             .wait_while(state, |s| {
                 !s.gone[thread] && s.busy[thread] >= depth_for(s.batch_time, most)
             })
             .expect("load lock");
+        state.waiting = false;
     }
 
     /// The thread with the fewest batches queued or running, once one has
     /// fewer than `limit` (equals take turns); a thread that ended comes
     /// first, so the send to it fails and tells the worker why.
     pub fn least_busy(&self, limit: usize) -> usize {
-        let state = self.lock();
+        let mut state = self.lock();
+        state.waiting = true;
         let mut state = self
             .freed
             .wait_while(state, |s| {
                 !s.gone.iter().any(|&g| g) && s.busy.iter().all(|&n| n >= limit)
             })
             .expect("load lock");
+        state.waiting = false;
         let threads = state.busy.len();
         if let Some(ended) = state.gone.iter().position(|&g| g) {
             return ended;
