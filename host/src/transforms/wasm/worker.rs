@@ -6,7 +6,7 @@
 //! takes plugin swaps between batches, for every task. With several
 //! `instances` it routes events from no partition to one task per instance
 //! ([`super::route`]) and runs the calls on a thread per instance
-//! ([`super::lanes`]).
+//! ([`super::lanes`]). Where each batch goes is in [`batches`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,14 +19,16 @@ use tokio::sync::mpsc;
 use super::WasmConfig;
 use super::lane_state::{lane_tasks, router_of};
 use super::lanes::{Figures, Lanes};
-use super::route::{Router, Spread};
+use super::route::Router;
 use super::swap::{Prepared, Swap, swap_instances};
-use super::task::{Shared, Task, TaskKey, partition_of};
-use crate::event::{Acks, Batch, Event, Marker};
+use super::task::{Shared, Task, TaskKey};
+use crate::event::{Event, Marker};
 use crate::stage::{
     BoxError, Handover, Input, Item, SavedStage, StageTask, TransformContext, Update, Updated,
 };
 use crate::util::now_ms;
+
+mod batches;
 
 /// Instantiates the plugin of `config` (restoring checkpointed state) and
 /// returns the task that runs it on a thread of its own.
@@ -221,147 +223,6 @@ impl Worker {
                 Ok(Flow::Stop)
             }
         }
-    }
-
-    /// Makes sure the task of `key` exists, created (with the state this
-    /// process was handed for the partition, or that the checkpoint holds)
-    /// on first use.
-    fn ensure_task(&mut self, key: TaskKey) -> Result<(), BoxError> {
-        let away = self.lanes.as_ref().is_some_and(|l| l.holds(key));
-        if !away && !self.tasks.contains_key(&key) {
-            let TaskKey::Partition(partition) = key else {
-                unreachable!("the tasks of events from no partition always exist")
-            };
-            let handed = self
-                .handover
-                .as_ref()
-                .and_then(|h| h.take(&self.shared.name, partition));
-            let task = match (handed, self.saved_tasks.remove(&partition)) {
-                (Some(saved), _) => Task::restored(&self.shared, key, &saved, "changelog")?,
-                (None, Some(saved)) => Task::restored(&self.shared, key, &saved, "checkpoint")?,
-                (None, None) => Task::new(&self.shared, key)?,
-            };
-            tracing::info!(partition, state_bytes = task.state_bytes(), "task started");
-            self.tasks.insert(key, task);
-            // With the other tasks out on their threads, the next tick
-            // publishes them all.
-            if !self.lanes.as_ref().is_some_and(Lanes::any_away) {
-                self.publish();
-            }
-        }
-        Ok(())
-    }
-
-    fn on_batch(&mut self, batch: Batch) -> Result<Flow, BoxError> {
-        // A Kafka source sends one partition per batch; split otherwise.
-        let first = batch.events.first().and_then(partition_of);
-        let one_partition = batch.events.iter().all(|e| partition_of(e) == first);
-        if one_partition {
-            if let Some(p) = first {
-                return self.on_task_batch(TaskKey::Partition(p), batch);
-            }
-            return self.on_unpartitioned(batch.events, &batch.acks);
-        }
-        let mut groups: BTreeMap<Option<i32>, Vec<Event>> = BTreeMap::new();
-        for e in batch.events {
-            groups.entry(partition_of(&e)).or_default().push(e);
-        }
-        for (partition, events) in groups {
-            let flow = match partition {
-                Some(p) => self.on_task_batch(
-                    TaskKey::Partition(p),
-                    Batch::with_acks(events, batch.acks.clone()),
-                )?,
-                None => self.on_unpartitioned(events, &batch.acks)?,
-            };
-            if flow == Flow::Stop {
-                return Ok(Flow::Stop);
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    /// Events from no partition: to the first instance's task, or spread
-    /// over the instances by the router.
-    fn on_unpartitioned(&mut self, events: Vec<Event>, acks: &Acks) -> Result<Flow, BoxError> {
-        let spread = match &self.router {
-            None => Spread::One(0),
-            Some(router) => router.spread(&events),
-        };
-        let lanes = match spread {
-            Spread::AnyOne => {
-                let n = self.lanes.as_ref().map_or(0, Lanes::least_busy);
-                return self
-                    .on_task_batch(TaskKey::Lane(n), Batch::with_acks(events, acks.clone()));
-            }
-            Spread::One(n) => {
-                return self
-                    .on_task_batch(TaskKey::Lane(n), Batch::with_acks(events, acks.clone()));
-            }
-            Spread::Each(lanes) => lanes,
-        };
-        for (e, n) in events.into_iter().zip(lanes) {
-            self.staged[n as usize].push(e);
-        }
-        // Every buffer is emptied before any part is sent, so an early
-        // return leaves nothing behind for the next batch's acks.
-        let parts: Vec<(u32, Vec<Event>)> = self
-            .staged
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, staged)| !staged.is_empty())
-            .map(|(n, staged)| (n as u32, crate::event::take_staged(staged)))
-            .collect();
-        for (n, events) in parts {
-            let part = Batch::with_acks(events, acks.clone());
-            if self.on_task_batch(TaskKey::Lane(n), part)? == Flow::Stop {
-                return Ok(Flow::Stop);
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    fn on_task_batch(&mut self, key: TaskKey, batch: Batch) -> Result<Flow, BoxError> {
-        // A batch that is not handed to a task is failed, so its source
-        // does not take it as delivered (an acknowledgement dropped
-        // unfailed counts as delivered).
-        if let Err(e) = self.ensure_task(key) {
-            batch.acks.fail();
-            return Err(e);
-        }
-        let Worker {
-            shared,
-            tasks,
-            lanes,
-            ..
-        } = self;
-        let Some(lanes) = lanes else {
-            return tasks
-                .get_mut(&key)
-                .expect("created above")
-                .process(shared, batch);
-        };
-        let ready = (|| -> Result<Flow, BoxError> {
-            // A thread that stopped calling its tasks (downstream gone, or
-            // an instance that could not be re-created) would fail every
-            // batch given to it, and the least busy is often that one:
-            // bringing the tasks home now says why, not at the next tick.
-            if lanes.stopped() && lanes.bring_home(tasks)? == Flow::Stop {
-                return Ok(Flow::Stop);
-            }
-            lanes.hand_out(tasks, shared)?;
-            // A task created while the others were out joins them.
-            if let Some(task) = tasks.remove(&key) {
-                lanes.adopt(key, task)?;
-            }
-            Ok(Flow::Continue)
-        })();
-        if !matches!(ready, Ok(Flow::Continue)) {
-            batch.acks.fail();
-            return ready;
-        }
-        lanes.process(key, batch)?;
-        Ok(Flow::Continue)
     }
 
     /// Brings the tasks home from the instances' threads (see [`Lanes`]).
