@@ -314,16 +314,32 @@ pub fn end_offsets_isolated(
     partitions: i32,
     isolation: &str,
 ) -> Vec<i64> {
-    let c: BaseConsumer = client(bootstrap)
-        .set("isolation.level", isolation)
-        .create()
-        .unwrap();
-    (0..partitions)
-        .map(|p| {
-            c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map_or(0, |w| w.1)
-        })
-        .collect()
+    let reader = EndOffsets::new(bootstrap, isolation);
+    (0..partitions).map(|p| reader.get(topic, p)).collect()
+}
+
+/// A client kept open for asking end offsets again and again: each look
+/// is one ListOffsets request, not a new connection, so two looks in a row
+/// are milliseconds apart.
+pub struct EndOffsets(BaseConsumer);
+
+impl EndOffsets {
+    /// A reader with `isolation` (`read_committed` or `read_uncommitted`).
+    pub fn new(bootstrap: &str, isolation: &str) -> Self {
+        Self(
+            client(bootstrap)
+                .set("isolation.level", isolation)
+                .create()
+                .unwrap(),
+        )
+    }
+
+    /// The end offset of one partition (0 when it cannot be read).
+    pub fn get(&self, topic: &str, partition: i32) -> i64 {
+        self.0
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_or(0, |w| w.1)
+    }
 }
 
 /// Committed offsets of `group` per partition (0 when none).
