@@ -197,7 +197,7 @@ fn sigkilled_ten_times_the_committed_output_counts_every_record_once() {
         // Where the kill landed: a commit the dead process had asked for
         // is finished by the coordinator within moments; a transaction it
         // left open stays open until its successor aborts it.
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_secs(1));
         if open() {
             inside += 1;
         }
