@@ -44,10 +44,10 @@ format = "json"
 }
 
 #[test]
-fn a_python_plugin_sleeping_five_seconds_is_stopped_at_its_one_second_deadline() {
+fn a_python_plugin_sleeping_a_minute_is_stopped_at_its_one_second_deadline() {
     let p = pipeline(
         &python_plugin("chaos-py"),
-        "a\nsleep:5000\nprint:hello from python\nb\n",
+        "a\nsleep:60000\nprint:hello from python\nb\n",
     );
     let started = Instant::now();
     let log = p.run_ok(Duration::from_secs(120));
@@ -59,16 +59,16 @@ fn a_python_plugin_sleeping_five_seconds_is_stopped_at_its_one_second_deadline()
     );
     let dead = p.json_lines("dlq.jsonl");
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0]["value"], "sleep:5000");
+    assert_eq!(dead[0]["value"], "sleep:60000");
     assert_eq!(
         dead[0]["headers"]["weir.reason"],
         "deadline of 1s exceeded (plugin interrupted)"
     );
-    // The whole run (compiling the 17 MiB component is cached) is shorter
-    // than the sleep it was asked for.
-    let compile = log.contains("plugin compiled");
+    // The whole run is far shorter than the sleep it was asked for, with
+    // room for a slow machine (and for compiling the 17 MiB component when
+    // the cache does not have it).
     assert!(
-        compile || took < Duration::from_secs(5),
+        took < Duration::from_secs(30),
         "took {took:?}:\n{log}"
     );
     let printed = log
