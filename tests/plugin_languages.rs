@@ -67,10 +67,7 @@ fn a_python_plugin_sleeping_a_minute_is_stopped_at_its_one_second_deadline() {
     // The whole run is far shorter than the sleep it was asked for, with
     // room for a slow machine (and for compiling the 17 MiB component when
     // the cache does not have it).
-    assert!(
-        took < Duration::from_secs(30),
-        "took {took:?}:\n{log}"
-    );
+    assert!(took < Duration::from_secs(30), "took {took:?}:\n{log}");
     let printed = log
         .lines()
         .find(|l| l.contains("hello from python") && l.contains("stream=\"stdout\""))
