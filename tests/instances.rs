@@ -6,7 +6,8 @@
 //! state, and a reload that changes the count is refused; images spread by
 //! file name come out as with one instance; the tasks of Kafka partitions
 //! spread over the instances count as with one; ticks reach the tasks out
-//! on the instances' threads.
+//! on the instances' threads; an instance that fails for good stops weir
+//! with nothing committed that was not delivered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -449,4 +450,97 @@ fn ticks_close_windows_on_the_instances_threads_while_the_input_idles() {
         two_memory > one_memory && one_memory > 0,
         "two instances {two_memory} bytes, one {one_memory}"
     );
+}
+
+/// A Kafka-fed stage with two instances whose plugin traps and then traps
+/// again while its instance is re-created (chaos `restore = "trap"`): weir
+/// stops with the reason, and the group's committed offsets cover only
+/// records that reached the output or the dead letters. The worker fails
+/// the batches it can no longer hand to a task, so the source does not take
+/// them as delivered.
+#[test]
+fn a_failed_instance_commits_nothing_it_did_not_deliver() {
+    use crate::common::kafka::*;
+    use std::collections::HashSet;
+    const TOPIC: &str = "inst-fail-in";
+    const GROUP: &str = "inst-fail";
+    const PER_PARTITION: usize = 2_000;
+    let b = broker();
+    create_topic(b, TOPIC, 2);
+    let records: Vec<Rec> = (0..2)
+        .flat_map(|p| {
+            (0..PER_PARTITION).map(move |i| {
+                let value = if p == 0 && i == 300 {
+                    "trap".to_owned()
+                } else {
+                    format!("p{p}-{i}")
+                };
+                Rec::plain(p, value)
+            })
+        })
+        .collect();
+    produce_records(b, TOPIC, &records);
+    let p = Pipeline::new(&format!(
+        r#"
+batch_size = 16
+
+[sources.in]
+type = "kafka"
+brokers = "@broker"
+topics = ["{TOPIC}"]
+group = "{GROUP}"
+start = "earliest"
+exit_at_end = true
+
+[transforms.chaos]
+type = "wasm"
+inputs = ["in"]
+plugin = "@plugin(chaos)"
+config = {{ restore = "trap" }}
+instances = 2
+dead_letter = "dlq"
+
+[sinks.out]
+type = "file"
+inputs = ["chaos"]
+path = "out.txt"
+
+[sinks.dlq]
+type = "file"
+path = "dlq.jsonl"
+format = "json"
+"#
+    ));
+    let log = p.run_failing(Duration::from_secs(120));
+    assert!(
+        log.contains("plugin trapped restoring its snapshot"),
+        "{log}"
+    );
+    let mut delivered: HashSet<String> = p.read("out.txt").lines().map(str::to_owned).collect();
+    delivered.extend(
+        p.json_lines("dlq.jsonl")
+            .iter()
+            .map(|d| d["value"].as_str().unwrap().to_owned()),
+    );
+    assert!(delivered.contains("trap"), "the trap is dead-lettered");
+    let committed = committed(b, GROUP, TOPIC, 2);
+    let inputs = read_all(b, TOPIC, 2);
+    let lost: Vec<(i32, i64)> = inputs
+        .iter()
+        .filter(|r| r.offset < committed[r.partition as usize])
+        .filter(|r| !delivered.contains(&*String::from_utf8_lossy(&r.value)))
+        .map(|r| (r.partition, r.offset))
+        .collect();
+    println!(
+        "committed {committed:?} of {PER_PARTITION} per partition; {} delivered",
+        delivered.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "committed but never delivered: {} records, first {:?}; committed {committed:?}\n{log}",
+        lost.len(),
+        lost.first()
+    );
+    // Partition 0 stopped at its trap: nothing past it is committed.
+    assert!(committed[0] < PER_PARTITION as i64, "{committed:?}");
 }

@@ -439,7 +439,6 @@ fn an_instance_that_cannot_be_recreated_stops_the_run_with_the_reason() {
         "config = { restore = \"trap\" }\ninstances = 2",
     ] {
         let p = Pipeline::new(&chaos_pipeline(REPLAY_IN, stage, false)).with_file("in.txt", &input);
-        let started = Instant::now();
         let log = p.run_failing(Duration::from_secs(60));
         assert!(
             log.contains("plugin trapped restoring its snapshot"),
@@ -457,6 +456,5 @@ fn an_instance_that_cannot_be_recreated_stops_the_run_with_the_reason() {
             "{stage}: {} lines",
             out.lines().count()
         );
-        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }
