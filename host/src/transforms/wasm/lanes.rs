@@ -231,8 +231,7 @@ impl Lanes {
     /// [`QUEUE`] batches).
     pub fn process(&self, key: TaskKey, batch: Batch) -> Result<(), BoxError> {
         let thread = key.thread(self.count()) as usize;
-        self.load.wait_for_room(thread, QUEUE);
-        self.load.given(thread);
+        self.load.reserve(thread, QUEUE);
         self.send(key, ToLane::Batch(key, batch))
     }
 

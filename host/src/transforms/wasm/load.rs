@@ -64,8 +64,10 @@ impl Load {
         self.state.lock().expect("load lock")
     }
 
-    /// A batch was given to `thread`.
-    pub fn given(&self, thread: usize) {
+    /// A batch was given to `thread` (the worker counts its batches with
+    /// [`Load::reserve`]).
+    #[cfg(test)]
+    fn given(&self, thread: usize) {
         self.lock().busy[thread] += 1;
     }
 
@@ -110,8 +112,9 @@ impl Load {
     }
 
     /// Waits until `thread` has fewer batches queued or running than
-    /// [`depth_for`] allows with the batches' time now (or ended).
-    pub fn wait_for_room(&self, thread: usize, most: usize) {
+    /// [`depth_for`] allows with the batches' time now (or ended), and
+    /// counts the batch about to be given to it, under one lock.
+    pub fn reserve(&self, thread: usize, most: usize) {
         let mut state = self.lock();
         state.waiting = true;
         let mut state = self
@@ -121,6 +124,7 @@ impl Load {
             })
             .expect("load lock");
         state.waiting = false;
+        state.busy[thread] += 1;
     }
 
     /// The thread with the fewest batches queued or running, once one has
@@ -228,7 +232,7 @@ mod tests {
         });
         assert_eq!(load.least_busy(2), 0, "the send to it tells why");
         ender.join().unwrap();
-        load.wait_for_room(0, 8);
+        load.reserve(0, 8);
     }
 
     #[test]
@@ -255,14 +259,14 @@ mod tests {
         load.given(0);
         load.given(1);
         // Thread 1 has room at depth 2; thread 0 waits for a batch to end.
-        load.wait_for_room(1, 8);
+        load.reserve(1, 8);
         let started = Instant::now();
         let other = Arc::clone(&load);
         let finisher = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             other.done(0, MS);
         });
-        load.wait_for_room(0, 8);
+        load.reserve(0, 8);
         assert!(started.elapsed() >= Duration::from_millis(50));
         finisher.join().unwrap();
     }
