@@ -176,24 +176,10 @@ path = "posts.jsonl"
     assert!(log.contains("gap_ms="), "{log}");
     // The waits weir planned: Retry-After's 2 s, none after a drop that
     // followed new posts.
-    let planned = |reason: &str| -> Vec<String> {
-        log.lines()
-            .filter(|l| l.contains("http_stream reconnecting") && l.contains(reason))
-            .filter_map(|l| {
-                Some(
-                    l.split("wait_ms=")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .to_owned(),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(planned("rate limited (429"), ["2000"], "{log}");
-    let drops = planned("closed the stream");
+    assert_eq!(planned_waits(&log, "rate limited (429"), ["2000"], "{log}");
+    let drops = planned_waits(&log, "closed the stream");
     assert!(
-        !drops.is_empty() && drops.iter().all(|w| w == "0"),
+        !drops.is_empty() && drops.iter().all(|w| *w == "0"),
         "{drops:?}\n{log}"
     );
 }
@@ -565,10 +551,14 @@ path = "posts.jsonl"
         log.contains("HTTP status 500") && log.contains("HTTP status 503"),
         "{log}"
     );
-    let waits: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("http_stream reconnecting"))
+    assert_eq!(planned_waits(&log, "")[..2], ["1000", "2000"], "{log}");
+}
+
+/// The waits (`wait_ms`) weir's log gives for its reconnects whose line
+/// contains `reason`, in order.
+fn planned_waits<'l>(log: &'l str, reason: &str) -> Vec<&'l str> {
+    log.lines()
+        .filter(|l| l.contains("http_stream reconnecting") && l.contains(reason))
         .filter_map(|l| l.split("wait_ms=").nth(1)?.split_whitespace().next())
-        .collect();
-    assert_eq!(waits[..2], ["1000", "2000"], "{log}");
+        .collect()
 }
