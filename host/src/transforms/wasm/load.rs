@@ -18,7 +18,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(super) struct Load {
     state: Mutex<State>,
-    /// Signalled each time a thread finishes a batch or ends.
+    /// Signalled when a thread finishes a batch or ends while the worker
+    /// waits for room ([`State::waiting`]).
     freed: Condvar,
 }
 
