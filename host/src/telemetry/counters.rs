@@ -1,7 +1,7 @@
 //! Per-stage counters: written by the running stage, read by every view
 //! (`/status`, `/metrics`, `weir top`, the exit summary).
 //!
-//! Each counter is declared once, in [`counters!`]: its field on
+//! Each counter is declared once, in `counters!` (below): its field on
 //! [`StageMetrics`] (the live atomics), its field on [`Counters`] (a reading,
 //! as `/status` serves it) and its Prometheus family come from that one
 //! line, so a new counter cannot be forgotten by one of the views.
